@@ -1,0 +1,531 @@
+"""The state model shared by every backend: run records, task state, and the transition rules.
+
+A backend implements a handful of storage primitives (read a record with its version, insert if
+absent, replace if the version still matches, and the task-state key/value calls). Everything with
+meaning — which transitions are allowed, how history grows, how a lost race is detected — lives once,
+here, in :class:`StateManager`.
+
+>>> from airflow_genius.core.state import open_state
+>>> state = open_state("memory://")
+>>> key = RunKey("etl", "clean", "manual__1")
+>>> state.start_run(key, try_number=1).status
+<Status.RUNNING: 'RUNNING'>
+>>> state.finish_run(key, Status.SUCCESS, try_number=1, result={"rows": 3}).result
+{'rows': 3}
+"""
+
+from __future__ import annotations
+
+import socket
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any
+
+from airflow_genius.core.errors import RunNotFound, StateError, TransitionConflict
+
+#: How often a read-modify-write is retried when another writer changed the record meanwhile.
+MAX_WRITE_ATTEMPTS = 50
+
+
+class Status(str, Enum):
+    """Lifecycle of one run: QUEUED → RUNNING → SUCCESS | FAILED | CANCELLED."""
+
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    SUCCESS = "SUCCESS"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL
+
+
+TERMINAL = frozenset({Status.SUCCESS, Status.FAILED, Status.CANCELLED})
+
+#: Moves allowed within one try. A new try (higher try_number) may start from any status.
+_SAME_TRY_MOVES: dict[Status, frozenset[Status]] = {
+    Status.QUEUED: frozenset({Status.RUNNING, Status.CANCELLED, Status.FAILED}),
+    Status.RUNNING: frozenset({Status.SUCCESS, Status.FAILED, Status.CANCELLED}),
+    Status.SUCCESS: frozenset(),
+    Status.FAILED: frozenset(),
+    Status.CANCELLED: frozenset(),
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
+def _from_iso(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+@dataclass(frozen=True, order=True)
+class RunKey:
+    """Identity of one run record: one per (dag_id, task_id, run_id, map_index); tries share it."""
+
+    dag_id: str
+    task_id: str
+    run_id: str
+    map_index: int = -1
+
+    def __post_init__(self) -> None:
+        for name in ("dag_id", "task_id", "run_id"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value:
+                raise StateError(f"run key {name} must be a non-empty string, got {value!r}")
+        if not isinstance(self.map_index, int) or isinstance(self.map_index, bool) or self.map_index < -1:
+            raise StateError(f"run key map_index must be an integer >= -1, got {self.map_index!r}")
+
+    def parts(self) -> tuple[str, str, str, int]:
+        return (self.dag_id, self.task_id, self.run_id, self.map_index)
+
+    def __str__(self) -> str:
+        suffix = f"[{self.map_index}]" if self.map_index >= 0 else ""
+        return f"{self.dag_id}.{self.task_id}{suffix}@{self.run_id}"
+
+
+@dataclass(frozen=True, order=True)
+class TaskScope:
+    """Owner of task state that outlives runs: a spout's cursor, a stream checkpoint, an aggregate."""
+
+    namespace: str
+    dag_id: str
+    task_id: str
+
+    def __post_init__(self) -> None:
+        for name in ("namespace", "dag_id", "task_id"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value:
+                raise StateError(f"task scope {name} must be a non-empty string, got {value!r}")
+
+    def parts(self) -> tuple[str, str, str]:
+        return (self.namespace, self.dag_id, self.task_id)
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One entry of a run's append-only history."""
+
+    status: Status
+    at: datetime
+    try_number: int
+    host: str | None = None
+    message: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status.value,
+            "at": _iso(self.at),
+            "try_number": self.try_number,
+            "host": self.host,
+            "message": self.message,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Transition:
+        return cls(
+            status=Status(data["status"]),
+            at=_from_iso(data["at"]) or utcnow(),
+            try_number=int(data["try_number"]),
+            host=data.get("host"),
+            message=data.get("message"),
+        )
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """Everything known about one run. Immutable: changes produce a new record with ``version + 1``."""
+
+    key: RunKey
+    status: Status
+    try_number: int
+    history: tuple[Transition, ...]
+    created_at: datetime
+    updated_at: datetime
+    heartbeat_at: datetime | None = None
+    result: Any = None
+    error: dict[str, Any] | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    window: dict[str, Any] | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+    version: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (what ``genius state`` prints and document stores keep)."""
+        return {
+            "dag_id": self.key.dag_id,
+            "task_id": self.key.task_id,
+            "run_id": self.key.run_id,
+            "map_index": self.key.map_index,
+            "status": self.status.value,
+            "try_number": self.try_number,
+            "history": [entry.to_dict() for entry in self.history],
+            "created_at": _iso(self.created_at),
+            "updated_at": _iso(self.updated_at),
+            "heartbeat_at": _iso(self.heartbeat_at),
+            "result": self.result,
+            "error": self.error,
+            "metrics": self.metrics,
+            "window": self.window,
+            "info": self.info,
+            "version": self.version,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunRecord:
+        return cls(
+            key=RunKey(data["dag_id"], data["task_id"], data["run_id"], int(data["map_index"])),
+            status=Status(data["status"]),
+            try_number=int(data["try_number"]),
+            history=tuple(Transition.from_dict(item) for item in data.get("history") or ()),
+            created_at=_from_iso(data["created_at"]) or utcnow(),
+            updated_at=_from_iso(data["updated_at"]) or utcnow(),
+            heartbeat_at=_from_iso(data.get("heartbeat_at")),
+            result=data.get("result"),
+            error=data.get("error"),
+            metrics=dict(data.get("metrics") or {}),
+            window=data.get("window"),
+            info=dict(data.get("info") or {}),
+            version=int(data.get("version", 1)),
+        )
+
+    @property
+    def duration_seconds(self) -> float | None:
+        """Seconds from the last RUNNING entry to the terminal entry that followed it."""
+        started = next((e.at for e in reversed(self.history) if e.status is Status.RUNNING), None)
+        if started is None or not self.status.terminal:
+            return None
+        return (self.history[-1].at - started).total_seconds()
+
+
+def allowed(record: RunRecord, to: Status, try_number: int) -> bool:
+    """Whether ``record`` may move to ``to`` for the given try.
+
+    >>> r = RunRecord(RunKey("d", "t", "r"), Status.FAILED, 1, (), utcnow(), utcnow())
+    >>> allowed(r, Status.RUNNING, 1), allowed(r, Status.RUNNING, 2)
+    (False, True)
+    """
+    if try_number > record.try_number:
+        return to in (Status.QUEUED, Status.RUNNING)
+    if try_number < record.try_number:
+        return False
+    return to in _SAME_TRY_MOVES[record.status]
+
+
+class StateManager(ABC):
+    """Run records and task state on one backend.
+
+    Subclasses implement the ``_``-prefixed storage primitives only. Every status change is a
+    compare-and-set on the record's ``version``: when two processes race the same transition, exactly
+    one succeeds and the other gets :class:`TransitionConflict`.
+
+    Usage::
+
+        state = open_state("sqlite:///tmp/genius.db")
+        key = RunKey("etl", "clean", "manual__1")
+        state.queue_run(key, try_number=1, info={"task": "pkg.mod:Clean"})
+        state.start_run(key, try_number=1)
+        state.finish_run(key, Status.FAILED, try_number=1, error={"type": "ValueError", ...})
+        state.set_state(TaskScope("default", "etl", "clean"), "cursor", 42)
+    """
+
+    #: URI scheme(s) this backend answers, e.g. ``("redis", "rediss")``.
+    schemes: tuple[str, ...] = ()
+
+    def __init__(self) -> None:
+        self.host = socket.gethostname()
+
+    @classmethod
+    @abstractmethod
+    def from_uri(cls, uri: str, env: Mapping[str, str] | None = None) -> StateManager:
+        """Open the backend described by ``uri``; secrets are read from ``env``, never the URI."""
+
+    # ---------------------------------------------------------------- run records
+    def get_run(self, key: RunKey) -> RunRecord | None:
+        """The current record of ``key``, or ``None``."""
+        return self._read(key)
+
+    def require_run(self, key: RunKey) -> RunRecord:
+        """Like :meth:`get_run` but raises :class:`RunNotFound`."""
+        record = self._read(key)
+        if record is None:
+            raise RunNotFound(f"no run record for {key}")
+        return record
+
+    def queue_run(
+        self, key: RunKey, *, try_number: int = 1, info: Mapping[str, Any] | None = None
+    ) -> RunRecord:
+        """Create the record in QUEUED, or queue a new try of an existing one.
+
+        Queuing the same try again is a no-op that returns the current record (so a launcher that
+        retries its own call does not fail).
+        """
+        record = self._read(key)
+        if record is None:
+            created = self._new_record(key, Status.QUEUED, try_number, info)
+            if self._insert(created):
+                return created
+        return self._write_loop(
+            key,
+            lambda current: None
+            if current.try_number == try_number and current.status is Status.QUEUED
+            else self._moved(current, Status.QUEUED, try_number, info=info),
+        )
+
+    def start_run(
+        self, key: RunKey, *, try_number: int = 1, info: Mapping[str, Any] | None = None
+    ) -> RunRecord:
+        """Move the run to RUNNING for ``try_number`` (creating it if absent).
+
+        Raises :class:`TransitionConflict` when this try already runs elsewhere or is finished.
+        """
+        if self._read(key) is None:
+            self._insert(self._new_record(key, Status.QUEUED, try_number, info))
+        return self.transition(key, Status.RUNNING, try_number=try_number, info=info)
+
+    def finish_run(
+        self,
+        key: RunKey,
+        status: Status,
+        *,
+        try_number: int,
+        result: Any = None,
+        error: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, Any] | None = None,
+        message: str | None = None,
+    ) -> RunRecord:
+        """Record the end of a try: SUCCESS with its result, FAILED with its error, or CANCELLED."""
+        if not status.terminal:
+            raise StateError(f"finish_run needs a terminal status, got {status.value}")
+        return self.transition(
+            key,
+            status,
+            try_number=try_number,
+            result=result,
+            error=dict(error) if error is not None else None,
+            metrics=metrics,
+            message=message,
+        )
+
+    def transition(
+        self,
+        key: RunKey,
+        to: Status,
+        *,
+        try_number: int,
+        message: str | None = None,
+        result: Any = None,
+        error: dict[str, Any] | None = None,
+        metrics: Mapping[str, Any] | None = None,
+        info: Mapping[str, Any] | None = None,
+    ) -> RunRecord:
+        """Atomically move ``key`` to ``to``; :class:`TransitionConflict` if not allowed (now)."""
+
+        def change(current: RunRecord) -> RunRecord:
+            if not allowed(current, to, try_number):
+                raise TransitionConflict(
+                    f"{key}: cannot move try {try_number} to {to.value}; "
+                    f"record is {current.status.value} at try {current.try_number}"
+                )
+            return self._moved(
+                current, to, try_number, message=message, result=result, error=error,
+                metrics=metrics, info=info,
+            )
+
+        return self._write_loop(key, change)
+
+    def heartbeat(self, key: RunKey, *, try_number: int | None = None) -> RunRecord | None:
+        """Stamp ``heartbeat_at`` while the given try is RUNNING; returns None if it no longer is."""
+
+        def change(current: RunRecord) -> RunRecord | None:
+            if current.status is not Status.RUNNING:
+                return None
+            if try_number is not None and current.try_number != try_number:
+                return None
+            now = utcnow()
+            return replace(current, heartbeat_at=now, updated_at=now, version=current.version + 1)
+
+        return self._write_loop(key, change, none_means_unchanged=False)
+
+    def update_run(
+        self,
+        key: RunKey,
+        *,
+        metrics: Mapping[str, Any] | None = None,
+        window: Mapping[str, Any] | None = None,
+        info: Mapping[str, Any] | None = None,
+    ) -> RunRecord:
+        """Merge ``metrics``/``info`` and set ``window`` without changing the status."""
+
+        def change(current: RunRecord) -> RunRecord:
+            return replace(
+                current,
+                metrics={**current.metrics, **(metrics or {})},
+                info={**current.info, **(info or {})},
+                window=dict(window) if window is not None else current.window,
+                updated_at=utcnow(),
+                version=current.version + 1,
+            )
+
+        return self._write_loop(key, change)
+
+    def list_runs(
+        self,
+        *,
+        dag_id: str | None = None,
+        task_id: str | None = None,
+        status: Status | None = None,
+        limit: int = 100,
+    ) -> list[RunRecord]:
+        """Records filtered by DAG/task/status, most recently updated first."""
+        return self._list(dag_id=dag_id, task_id=task_id, status=status, limit=limit)
+
+    def delete_run(self, key: RunKey) -> bool:
+        """Delete a record; True if it existed."""
+        return self._delete(key)
+
+    # ---------------------------------------------------------------- task state
+    def get_state(self, scope: TaskScope, key: str, default: Any = None) -> Any:
+        """Value stored under ``key`` for ``scope``, or ``default``."""
+        found, value = self._state_get(scope, _state_key(key))
+        return value if found else default
+
+    def set_state(self, scope: TaskScope, key: str, value: Any) -> None:
+        """Store a JSON-serialisable ``value`` under ``key`` for ``scope``."""
+        self._state_set(scope, _state_key(key), value)
+
+    def delete_state(self, scope: TaskScope, key: str) -> bool:
+        """Remove ``key``; True if it existed."""
+        return self._state_delete(scope, _state_key(key))
+
+    def list_state(self, scope: TaskScope) -> dict[str, Any]:
+        """All keys and values of ``scope``."""
+        return self._state_list(scope)
+
+    def compare_and_set_state(self, scope: TaskScope, key: str, expected: Any, value: Any) -> bool:
+        """Set ``key`` to ``value`` only if it currently equals ``expected`` (``None``: absent).
+
+        Used for checkpoints that two processes must not both advance.
+        """
+        return self._state_cas(scope, _state_key(key), expected, value)
+
+    # ---------------------------------------------------------------- lifecycle
+    def close(self) -> None:  # noqa: B027 - optional hook for backends holding connections
+        """Release connections. Safe to call twice."""
+
+    def __enter__(self) -> StateManager:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---------------------------------------------------------------- helpers shared by backends
+    def _new_record(
+        self, key: RunKey, status: Status, try_number: int, info: Mapping[str, Any] | None
+    ) -> RunRecord:
+        now = utcnow()
+        return RunRecord(
+            key=key,
+            status=status,
+            try_number=try_number,
+            history=(Transition(status, now, try_number, self.host),),
+            created_at=now,
+            updated_at=now,
+            info=dict(info or {}),
+            version=1,
+        )
+
+    def _moved(
+        self,
+        current: RunRecord,
+        to: Status,
+        try_number: int,
+        *,
+        message: str | None = None,
+        result: Any = None,
+        error: dict[str, Any] | None = None,
+        metrics: Mapping[str, Any] | None = None,
+        info: Mapping[str, Any] | None = None,
+    ) -> RunRecord:
+        now = utcnow()
+        new_try = try_number > current.try_number
+        return replace(
+            current,
+            status=to,
+            try_number=try_number,
+            history=(*current.history, Transition(to, now, try_number, self.host, message)),
+            updated_at=now,
+            heartbeat_at=now if to is Status.RUNNING else current.heartbeat_at,
+            # A new try starts clean; within a try the terminal write sets result/error.
+            result=result if (to.terminal or new_try) else current.result,
+            error=error if (to.terminal or new_try) else current.error,
+            metrics={**({} if new_try else current.metrics), **(metrics or {})},
+            info={**current.info, **(info or {})},
+            version=current.version + 1,
+        )
+
+    def _write_loop(self, key: RunKey, change: Any, *, none_means_unchanged: bool = True) -> Any:
+        """Read, apply ``change``, compare-and-set; retry when another writer got in between."""
+        for _ in range(MAX_WRITE_ATTEMPTS):
+            current = self._read(key)
+            if current is None:
+                raise RunNotFound(f"no run record for {key}")
+            updated = change(current)
+            if updated is None:
+                return current if none_means_unchanged else None
+            if self._replace(updated, current.version):
+                return updated
+        raise TransitionConflict(f"{key}: gave up after {MAX_WRITE_ATTEMPTS} concurrent updates")
+
+    # ---------------------------------------------------------------- backend primitives
+    @abstractmethod
+    def _read(self, key: RunKey) -> RunRecord | None:
+        """Return the stored record (with its stored ``version``) or None."""
+
+    @abstractmethod
+    def _insert(self, record: RunRecord) -> bool:
+        """Store ``record`` if no record exists for its key; False if one does."""
+
+    @abstractmethod
+    def _replace(self, record: RunRecord, expected_version: int) -> bool:
+        """Store ``record`` only if the stored version still equals ``expected_version``."""
+
+    @abstractmethod
+    def _list(
+        self, *, dag_id: str | None, task_id: str | None, status: Status | None, limit: int
+    ) -> list[RunRecord]:
+        """Filtered records, most recently updated first."""
+
+    @abstractmethod
+    def _delete(self, key: RunKey) -> bool: ...
+
+    @abstractmethod
+    def _state_get(self, scope: TaskScope, key: str) -> tuple[bool, Any]: ...
+
+    @abstractmethod
+    def _state_set(self, scope: TaskScope, key: str, value: Any) -> None: ...
+
+    @abstractmethod
+    def _state_delete(self, scope: TaskScope, key: str) -> bool: ...
+
+    @abstractmethod
+    def _state_list(self, scope: TaskScope) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def _state_cas(self, scope: TaskScope, key: str, expected: Any, value: Any) -> bool: ...
+
+
+def _state_key(key: str) -> str:
+    if not isinstance(key, str) or not key:
+        raise StateError(f"task state key must be a non-empty string, got {key!r}")
+    return key
+

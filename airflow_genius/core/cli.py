@@ -1,0 +1,295 @@
+"""The ``genius`` command: run a TaskSpec, discover and describe task classes, look at run records.
+
+    genius run --spec spec.json            # or --spec - (stdin), or --spec-env GENIUS_TASK_SPEC
+    genius rise pkg.mod:Class method --arg 3 --kwarg top=5 --input /data/in --output /data/out
+    genius list pkg.mod                    # task classes in a module (or --entry-points)
+    genius describe pkg.mod:Class          # methods and signatures
+    genius state show --dag-id D --task-id T --run-id R
+    genius state list --status FAILED
+
+Exit codes: 0 success, 1 the task failed or was cancelled, 2 bad input (spec, class, args, path),
+3 the run's state says this try cannot run (it already runs elsewhere or has finished).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+from airflow_genius import __version__
+from airflow_genius.core.errors import GeniusError, TransitionConflict
+from airflow_genius.core.state import DEFAULT_STATE_URI, RunKey, Status, open_state
+
+EXIT_OK, EXIT_TASK_FAILED, EXIT_BAD_INPUT, EXIT_CONFLICT = 0, 1, 2, 3
+SPEC_ENV_DEFAULT = "GENIUS_TASK_SPEC"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``genius`` console script."""
+    parser = _parser()
+    options = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if options.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return int(options.handler(options))
+    except TransitionConflict as exc:
+        print(f"genius: {exc}", file=sys.stderr)
+        return EXIT_CONFLICT
+    except GeniusError as exc:
+        print(f"genius: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+# ---------------------------------------------------------------------- commands
+def _cmd_run(options: argparse.Namespace) -> int:
+    from airflow_genius.core.runtime import cancel_on_signals, run_spec
+    from airflow_genius.core.spec import TaskSpec
+
+    spec = TaskSpec.from_json(_read_spec_text(options))
+    with cancel_on_signals():
+        outcome = run_spec(spec, work_dir=options.work_dir)
+    return _report(outcome, print_result=options.print_result)
+
+
+def _cmd_rise(options: argparse.Namespace) -> int:
+    from airflow_genius.core.runtime import cancel_on_signals, run_spec
+    from airflow_genius.core.spec import build_spec
+
+    now = datetime.now(timezone.utc)
+    spec = build_spec(
+        options.task_class,
+        options.method,
+        args=[_json_or_text(value) for value in options.arg],
+        kwargs=dict(_key_value(item) for item in options.kwarg),
+        kind=options.kind,
+        input_uri=_absolute(options.input),
+        output_uri=_absolute(options.output),
+        partition_scheme=options.partition_scheme,
+        state_uri=options.state,
+        namespace=options.namespace,
+        model_uri=options.model,
+        model_name=options.model_name,
+        model_version=options.model_version,
+        dag_id=options.dag_id,
+        task_id=options.task_id or options.method,
+        run_id=options.run_id or f"rise__{now:%Y%m%dT%H%M%S}_{uuid.uuid4().hex[:6]}",
+        logical_date=now,
+    )
+    if options.print_spec:
+        print(spec.to_json(indent=2))
+        return EXIT_OK
+    with cancel_on_signals():
+        outcome = run_spec(spec, work_dir=options.work_dir)
+    print(
+        f"genius: run {outcome.record.key} ended {outcome.status.value}; "
+        f"state: {options.state}",
+        file=sys.stderr,
+    )
+    if outcome.ok and "output_location" in outcome.record.metrics:
+        print(f"genius: output committed at {outcome.record.metrics['output_location']}", file=sys.stderr)
+    return _report(outcome, print_result=True)
+
+
+def _cmd_list(options: argparse.Namespace) -> int:
+    from airflow_genius.core.discovery import class_path_of, tasks_from_entry_points, tasks_in_module
+
+    if options.entry_points is not None:
+        classes = tasks_from_entry_points(options.entry_points)
+    elif options.module:
+        classes = tasks_in_module(options.module)
+    else:
+        raise GeniusError("name a module (genius list pkg.module) or use --entry-points")
+    for cls in classes:
+        doc = (cls.__doc__ or "").strip().splitlines()
+        print(f"{class_path_of(cls):<50} {cls.kind:<6} {doc[0] if doc else ''}".rstrip())
+    if not classes:
+        print("no genius task classes found", file=sys.stderr)
+    return EXIT_OK
+
+
+def _cmd_describe(options: argparse.Namespace) -> int:
+    from airflow_genius.core.discovery import describe, load_task_class
+
+    info = describe(load_task_class(options.task_class))
+    if options.json:
+        print(json.dumps(info, indent=2))
+        return EXIT_OK
+    print(f"{info['class']} ({info['kind']})")
+    if info["doc"]:
+        print(f"  {info['doc']}")
+    for method in info["methods"]:
+        print(f"\n  {method['signature']}")
+        for line in method["doc"].splitlines():
+            print(f"      {line}")
+    return EXIT_OK
+
+
+def _cmd_state_show(options: argparse.Namespace) -> int:
+    with open_state(options.state) as state:
+        record = state.get_run(RunKey(options.dag_id, options.task_id, options.run_id, options.map_index))
+    if record is None:
+        print(f"genius: no run record for {options.dag_id}.{options.task_id}@{options.run_id}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(json.dumps(record.to_dict(), indent=2, default=str))
+    return EXIT_OK
+
+
+def _cmd_state_list(options: argparse.Namespace) -> int:
+    with open_state(options.state) as state:
+        records = state.list_runs(
+            dag_id=options.dag_id,
+            task_id=options.task_id,
+            status=Status(options.status) if options.status else None,
+            limit=options.limit,
+        )
+    for record in records:
+        took = record.duration_seconds
+        print(
+            f"{record.updated_at:%Y-%m-%d %H:%M:%S}  {record.status.value:<9} try {record.try_number}  "
+            f"{record.key}{'' if took is None else f'  {took:.2f}s'}"
+        )
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------- helpers
+def _report(outcome: Any, *, print_result: bool) -> int:
+    if outcome.ok:
+        if print_result:
+            print(json.dumps(outcome.result, indent=2))
+        return EXIT_OK
+    if isinstance(outcome.exception, GeniusError):
+        # Bad input (unknown class, wrong args, path escape): one clear line; the record keeps the rest.
+        print(f"genius: error: {outcome.exception}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if outcome.status is Status.FAILED and outcome.error:
+        print(outcome.error.get("traceback") or "", file=sys.stderr, end="")
+        print(f"genius: task failed: {outcome.error['type']}: {outcome.error['message']}", file=sys.stderr)
+    else:
+        print(f"genius: run ended {outcome.status.value}", file=sys.stderr)
+    return EXIT_TASK_FAILED
+
+
+def _read_spec_text(options: argparse.Namespace) -> str:
+    if options.spec_env:
+        text = os.environ.get(options.spec_env)
+        if not text:
+            raise GeniusError(f"environment variable {options.spec_env} is not set or empty")
+        return text
+    if options.spec == "-":
+        return sys.stdin.read()
+    try:
+        with open(options.spec, encoding="utf-8") as handle:
+            return handle.read()
+    except OSError as exc:
+        raise GeniusError(f"cannot read spec file {options.spec!r}: {exc.strerror}") from None
+
+
+def _json_or_text(value: str) -> Any:
+    """Flags take JSON (``3``, ``true``, ``[1,2]``, ``{"a":1}``); anything else is a string."""
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return value
+
+
+def _key_value(item: str) -> tuple[str, Any]:
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        raise GeniusError(f"--kwarg {item!r}: expected KEY=VALUE")
+    return key, _json_or_text(value)
+
+
+def _absolute(path_or_uri: str | None) -> str | None:
+    if path_or_uri is None or "://" in path_or_uri:
+        return path_or_uri
+    return os.path.abspath(path_or_uri)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="genius",
+        description="Run genius spouts and bolts: the runtime behind every airflow-genius operator.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run a TaskSpec", description="Run one TaskSpec and record it in its state store.")
+    source = run.add_mutually_exclusive_group(required=True)
+    source.add_argument("--spec", metavar="FILE", help="spec JSON file, or - for standard input")
+    source.add_argument(
+        "--spec-env", metavar="VAR", help=f"read the spec JSON from this environment variable (e.g. {SPEC_ENV_DEFAULT})"
+    )
+    run.add_argument("--work-dir", help="local folder for input mirrors and output staging")
+    run.add_argument("--print-result", action="store_true", help="print the JSON result on standard output")
+    run.set_defaults(handler=_cmd_run)
+
+    rise = commands.add_parser(
+        "rise",
+        help="run a task class quickly from flags",
+        description="Build a TaskSpec from flags and run it locally (embedded SQLite state by default).",
+    )
+    rise.add_argument("task_class", help="package.module:ClassName")
+    rise.add_argument("method", help="the method to call")
+    rise.add_argument("--arg", action="append", default=[], help="positional argument (JSON or text), repeatable")
+    rise.add_argument("--kwarg", action="append", default=[], help="KEY=VALUE keyword argument (JSON or text), repeatable")
+    rise.add_argument("--kind", choices=("spout", "bolt", "task"), default="task")
+    rise.add_argument("--input", help="input folder or URI (s3://bucket/prefix)")
+    rise.add_argument("--output", help="output folder or URI")
+    rise.add_argument("--partition-scheme", default="%Y/%m/%d", help="strftime pattern of output partitions")
+    rise.add_argument("--state", default=DEFAULT_STATE_URI, help=f"state store URI (default {DEFAULT_STATE_URI})")
+    rise.add_argument("--namespace", default="default", help="namespace of task-scoped state")
+    rise.add_argument("--model", help="model manager URI")
+    rise.add_argument("--model-name", help="model to load before the method runs")
+    rise.add_argument("--model-version", default="latest")
+    rise.add_argument("--dag-id", default="genius_rise", help="run identity: DAG id (default genius_rise)")
+    rise.add_argument("--task-id", help="run identity: task id (default: the method name)")
+    rise.add_argument("--run-id", help="run identity: run id (default: a fresh one)")
+    rise.add_argument("--work-dir", help="local folder for input mirrors and output staging")
+    rise.add_argument("--print-spec", action="store_true", help="print the TaskSpec instead of running it")
+    rise.set_defaults(handler=_cmd_rise)
+
+    lister = commands.add_parser("list", help="list task classes", description="List genius task classes.")
+    lister.add_argument("module", nargs="?", help="module to search, e.g. airflow_genius.examples.tasks")
+    lister.add_argument(
+        "--entry-points", nargs="?", const="genius.tasks", metavar="GROUP",
+        help="list classes advertised by installed packages (default group genius.tasks)",
+    )
+    lister.set_defaults(handler=_cmd_list)
+
+    describer = commands.add_parser("describe", help="show a task class's methods", description="Describe a task class.")
+    describer.add_argument("task_class", help="package.module:ClassName")
+    describer.add_argument("--json", action="store_true", help="machine-readable output")
+    describer.set_defaults(handler=_cmd_describe)
+
+    state = commands.add_parser("state", help="look at run records", description="Show or list run records.")
+    state_commands = state.add_subparsers(dest="state_command", required=True, metavar="ACTION")
+    show = state_commands.add_parser("show", help="one run record as JSON")
+    show.add_argument("--dag-id", required=True)
+    show.add_argument("--task-id", required=True)
+    show.add_argument("--run-id", required=True)
+    show.add_argument("--map-index", type=int, default=-1)
+    show.set_defaults(handler=_cmd_state_show)
+    listing = state_commands.add_parser("list", help="recent run records")
+    listing.add_argument("--dag-id")
+    listing.add_argument("--task-id")
+    listing.add_argument("--status", choices=[s.value for s in Status])
+    listing.add_argument("--limit", type=int, default=50)
+    listing.set_defaults(handler=_cmd_state_list)
+    for sub in (show, listing):
+        sub.add_argument("--state", default=DEFAULT_STATE_URI, help=f"state store URI (default {DEFAULT_STATE_URI})")
+    return parser
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

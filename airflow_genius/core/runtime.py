@@ -1,0 +1,282 @@
+"""The runtime: execute one TaskSpec and record its lifecycle. ``genius run`` and the local
+operators both call :func:`run_spec`; nothing else runs a task.
+
+>>> from airflow_genius.core.spec import build_spec
+>>> spec = build_spec("airflow_genius.examples.tasks:Echo", "say", args=["hi"],
+...                   dag_id="doc", task_id="echo", run_id="r1", state_uri="memory://")
+>>> run_spec(spec).result
+'hi'
+
+Lifecycle: the record moves to RUNNING (a conflict means this try already runs elsewhere), input is
+synced, the method runs with a heartbeat, output is committed, and the record ends SUCCESS with the
+JSON result, FAILED with error type/message/traceback, or CANCELLED on SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import os
+import signal
+import threading
+import time
+import traceback
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from airflow_genius.core.discovery import load_task_class
+from airflow_genius.core.errors import GeniusError, SpecError, TaskCallError
+from airflow_genius.core.spec import TaskSpec
+from airflow_genius.core.state import RunKey, RunRecord, StateManager, Status, TaskScope, open_state
+from airflow_genius.core.state.scoped import ScopedState
+from airflow_genius.core.task import Task, bound_method
+from airflow_genius.core.uris import redact
+
+log = logging.getLogger("airflow_genius.runtime")
+
+#: Seconds between heartbeats while the method runs (env ``GENIUS_HEARTBEAT_SECONDS``).
+DEFAULT_HEARTBEAT_SECONDS = 30.0
+#: Where input from S3 is mirrored and local output is staged (env ``GENIUS_WORK_DIR``).
+DEFAULT_WORK_DIR = ".genius/work"
+
+
+class RunCancelled(BaseException):
+    """Raised inside the run when SIGTERM/SIGINT arrives; BaseException so user code cannot swallow it
+    with ``except Exception``."""
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What a run ended with: the final record, and its status/result/error for convenience."""
+
+    record: RunRecord
+    #: The exception that ended the run, in this process only (not stored); None on success.
+    exception: BaseException | None = None
+
+    @property
+    def status(self) -> Status:
+        return self.record.status
+
+    @property
+    def result(self) -> Any:
+        return self.record.result
+
+    @property
+    def error(self) -> dict[str, Any] | None:
+        return self.record.error
+
+    @property
+    def ok(self) -> bool:
+        return self.record.status is Status.SUCCESS
+
+
+def run_key(spec: TaskSpec) -> RunKey:
+    """The run record key of a spec."""
+    return RunKey(spec.run.dag_id, spec.run.task_id, spec.run.run_id, spec.run.map_index)
+
+
+def task_scope(spec: TaskSpec) -> TaskScope:
+    """The owner of the spec's task-scoped state."""
+    return TaskScope(spec.state.namespace, spec.run.dag_id, spec.run.task_id)
+
+
+def run_spec(
+    spec: TaskSpec,
+    *,
+    state: StateManager | None = None,
+    env: Mapping[str, str] | None = None,
+    work_dir: str | os.PathLike[str] | None = None,
+) -> RunOutcome:
+    """Run ``spec`` to its end and return the outcome; the task's own failure does not raise.
+
+    Raises only when the run cannot be recorded at all (state store unreachable) or when this try
+    already runs elsewhere (:class:`~airflow_genius.core.errors.TransitionConflict`).
+    """
+    source_env = os.environ if env is None else env
+    owns_state = state is None
+    manager = state if state is not None else open_state(spec.state.uri, source_env)
+    try:
+        return _run(spec, manager, source_env, Path(work_dir or source_env.get("GENIUS_WORK_DIR", DEFAULT_WORK_DIR)))
+    finally:
+        if owns_state:
+            manager.close()
+
+
+def _run(spec: TaskSpec, state: StateManager, env: Mapping[str, str], work_dir: Path) -> RunOutcome:
+    key = run_key(spec)
+    try_number = spec.run.try_number
+    state.start_run(key, try_number=try_number, info=_run_info(spec))
+    log.info("run %s try %d started: %s.%s", key, try_number, spec.task.class_path, spec.task.method)
+    started = time.monotonic()
+    task: Task | None = None
+    failure: BaseException | None = None
+    try:
+        with _heartbeat(state, key, try_number, float(env.get("GENIUS_HEARTBEAT_SECONDS", DEFAULT_HEARTBEAT_SECONDS))):
+            task = _build_task(spec, state, work_dir)
+            method = bound_method(task, spec.task.method)
+            call_args = _bind(method, spec)
+            result = method(*call_args.args, **call_args.kwargs)
+            _check_json(result, spec)
+            metrics = _collect_metrics(task, started)
+            if task.output is not None:
+                manifest = task.output.commit()
+                metrics["output_files"] = len(manifest.files)
+                metrics["output_location"] = task.output.location
+        record = state.finish_run(key, Status.SUCCESS, try_number=try_number, result=result, metrics=metrics)
+        log.info("run %s try %d succeeded in %.2fs", key, try_number, time.monotonic() - started)
+    except RunCancelled as exc:
+        failure = exc
+        _abort_output(task)
+        record = state.finish_run(
+            key, Status.CANCELLED, try_number=try_number, message=str(exc) or "cancelled",
+            metrics=_collect_metrics(task, started),
+        )
+        log.warning("run %s try %d cancelled: %s", key, try_number, exc)
+    except Exception as exc:
+        failure = exc
+        _abort_output(task)
+        record = state.finish_run(
+            key, Status.FAILED, try_number=try_number, error=error_of(exc), metrics=_collect_metrics(task, started)
+        )
+        log.error("run %s try %d failed: %s: %s", key, try_number, record.error["type"] if record.error else "", exc)
+    return RunOutcome(record, failure)
+
+
+def error_of(exc: BaseException) -> dict[str, Any]:
+    """The run record's ``error``: type (qualified), message and formatted traceback."""
+    kind = type(exc)
+    qualified = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+    return {
+        "type": qualified,
+        "message": str(exc),
+        "traceback": "".join(traceback.format_exception(kind, exc, exc.__traceback__)),
+    }
+
+
+def _run_info(spec: TaskSpec) -> dict[str, Any]:
+    return {
+        "task": spec.task.class_path,
+        "method": spec.task.method,
+        "kind": spec.kind,
+        "logical_date": spec.run.logical_date,
+        "input": redact(spec.input.uri) if spec.input else None,
+        "output": redact(spec.output.uri) if spec.output else None,
+        "pid": os.getpid(),
+    }
+
+
+def _build_task(spec: TaskSpec, state: StateManager, work_dir: Path) -> Task:
+    cls = load_task_class(spec.task.class_path)
+    if spec.kind != "task" and cls.kind not in (spec.kind, "task"):
+        raise SpecError("kind", f"{spec.task.class_path} is a {cls.kind}, but the spec runs it as a {spec.kind}")
+    managers: dict[str, Any] = {
+        "state": ScopedState(state, task_scope(spec)),
+        "run": spec.run,
+    }
+    if spec.input is not None:
+        from airflow_genius.core.data import BatchInput
+
+        managers["input"] = BatchInput(spec.input.uri, cache_dir=work_dir / "input-cache")
+    if spec.output is not None:
+        from airflow_genius.core.data import BatchOutput, PartitionKey
+
+        partition = PartitionKey(
+            spec.run.dag_id, spec.run.task_id, spec.run.run_id, spec.run.map_index, spec.run.logical_datetime
+        )
+        managers["output"] = BatchOutput(spec.output.uri, partition=partition, scheme=spec.output.partition_scheme)
+    if spec.model is not None:
+        from airflow_genius.core.models import open_model_manager
+
+        manager = open_model_manager(spec.model.uri)
+        managers["model"] = manager
+        if spec.model.name:
+            managers["model_path"] = manager.load(spec.model.name, spec.model.version)
+    try:
+        return cls(**managers)
+    except TypeError as exc:
+        raise TaskCallError(
+            f"{spec.task.class_path}.__init__ must accept the genius keyword arguments "
+            f"(input, output, state, model, model_path, run) and pass them to super().__init__: {exc}"
+        ) from exc
+
+
+def _bind(method: Any, spec: TaskSpec) -> inspect.BoundArguments:
+    signature = inspect.signature(method)
+    try:
+        return signature.bind(*spec.task.args, **spec.task.kwargs)
+    except TypeError as exc:
+        raise TaskCallError(
+            f"{spec.task.class_path}.{spec.task.method}{signature} cannot take "
+            f"args={list(spec.task.args)!r} kwargs={spec.task.kwargs!r}: {exc}"
+        ) from None
+
+
+def _check_json(result: Any, spec: TaskSpec) -> None:
+    try:
+        json.dumps(result)
+    except (TypeError, ValueError) as exc:
+        raise GeniusError(
+            f"{spec.task.class_path}.{spec.task.method} returned a {type(result).__name__} that is not "
+            f"JSON-serialisable ({exc}); return dicts, lists, strings and numbers"
+        ) from None
+
+
+def _collect_metrics(task: Task | None, started: float) -> dict[str, Any]:
+    metrics: dict[str, Any] = dict(task.metrics) if task is not None else {}
+    metrics["duration_seconds"] = round(time.monotonic() - started, 6)
+    if task is not None and task.input is not None and task.input.last_sync is not None:
+        sync = task.input.last_sync
+        metrics["input_downloaded"] = sync.downloaded
+        metrics["input_skipped"] = sync.skipped
+    return metrics
+
+
+def _abort_output(task: Task | None) -> None:
+    if task is not None and task.output is not None:
+        try:
+            task.output.abort()
+        except Exception:  # the run's own error matters more than a failed cleanup
+            log.exception("could not clean the output staging folder")
+
+
+@contextmanager
+def _heartbeat(state: StateManager, key: RunKey, try_number: int, every: float) -> Iterator[None]:
+    """Stamp ``heartbeat_at`` from a daemon thread while the method runs."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(every):
+            try:
+                if state.heartbeat(key, try_number=try_number) is None:
+                    return
+            except Exception:  # a missed heartbeat must not kill the run
+                log.warning("heartbeat for %s failed", key, exc_info=True)
+
+    thread = threading.Thread(target=beat, name=f"genius-heartbeat-{key}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+@contextmanager
+def cancel_on_signals(*signals: int) -> Iterator[None]:
+    """Turn SIGTERM/SIGINT into :class:`RunCancelled` inside the run (main thread only)."""
+    wanted = signals or (signal.SIGTERM, signal.SIGINT)
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise RunCancelled(f"received {signal.Signals(signum).name}")
+
+    previous = {sig: signal.signal(sig, handler) for sig in wanted}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)

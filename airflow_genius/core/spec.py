@@ -1,0 +1,396 @@
+"""TaskSpec: the one contract between every runner and the ``genius run`` runtime.
+
+A runner (the local operator, a pod, an ECS task, a Batch job, an sbatch script) launches the same
+serialized TaskSpec; the runtime inside executes it. The spec is versioned JSON and is validated on
+load: every problem is reported as ``field: what was expected, got <value>``.
+
+>>> spec = build_spec("my_pkg.tasks:Clean", "process", kind="bolt",
+...                   input_uri="/data/in", output_uri="/data/out",
+...                   dag_id="etl", task_id="clean", run_id="manual__1")
+>>> TaskSpec.from_json(spec.to_json()) == spec
+True
+"""
+
+from __future__ import annotations
+
+import json
+import keyword
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from airflow_genius.core.errors import SpecError
+from airflow_genius.core.state import DEFAULT_STATE_URI, STATE_SCHEMES
+from airflow_genius.core.uris import has_password, redact, split_uri
+
+SPEC_VERSION = 1
+SUPPORTED_SPEC_VERSIONS = frozenset({1})
+KINDS = ("spout", "bolt", "task")
+DATA_TYPES = ("batch",)
+DEFAULT_PARTITION_SCHEME = "%Y/%m/%d"
+DEFAULT_NAMESPACE = "default"
+
+_IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+_CLASS_PATH = re.compile(rf"^{_IDENT}(\.{_IDENT})*:{_IDENT}(\.{_IDENT})*$")
+_DATA_SCHEMES = ("file", "s3")
+
+
+@dataclass(frozen=True)
+class TaskRef:
+    """Which class to instantiate and which of its methods to call, with what."""
+
+    class_path: str
+    method: str
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DataRef:
+    """Input or output of a task: a batch folder (``/abs``, ``file:///abs`` or ``s3://bucket/prefix``)."""
+
+    uri: str
+    type: str = "batch"
+    partition_scheme: str = DEFAULT_PARTITION_SCHEME
+
+
+@dataclass(frozen=True)
+class StateRef:
+    """The state store (URI without password) and the namespace of task-scoped state."""
+
+    uri: str = DEFAULT_STATE_URI
+    namespace: str = DEFAULT_NAMESPACE
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A model manager URI and the model to load before the method runs."""
+
+    uri: str
+    name: str | None = None
+    version: str = "latest"
+
+
+@dataclass(frozen=True)
+class RunIdentity:
+    """Who this run is in Airflow's terms; one run record exists per (dag, task, run, map_index)."""
+
+    dag_id: str
+    task_id: str
+    run_id: str
+    map_index: int = -1
+    try_number: int = 1
+    logical_date: str | None = None
+
+    @property
+    def logical_datetime(self) -> datetime | None:
+        return datetime.fromisoformat(self.logical_date) if self.logical_date else None
+
+
+@dataclass(frozen=True)
+class Window:
+    """Bounds of one run of a streaming task (at most ``max_records`` or ``max_seconds``)."""
+
+    max_records: int | None = None
+    max_seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A complete, validated description of one run. Build with :func:`build_spec`."""
+
+    task: TaskRef
+    run: RunIdentity
+    kind: str = "task"
+    state: StateRef = field(default_factory=StateRef)
+    input: DataRef | None = None
+    output: DataRef | None = None
+    model: ModelRef | None = None
+    window: Window | None = None
+    spec_version: int = SPEC_VERSION
+
+    # ------------------------------------------------------------------ (de)serialisation
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (the wire format)."""
+        data = asdict(self)
+        task = data.pop("task")
+        data["task"] = {
+            "class": task["class_path"],
+            "method": task["method"],
+            "args": list(task["args"]),
+            "kwargs": task["kwargs"],
+        }
+        return {key: data[key] for key in _FIELD_ORDER}
+
+    def to_json(self, *, indent: int | None = None) -> str:
+        return json.dumps(self.to_dict(), indent=indent, sort_keys=False)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> TaskSpec:
+        """Parse and validate a JSON document; raises :class:`SpecError` naming the bad field."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise SpecError("spec", f"is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> TaskSpec:
+        """Validate a decoded spec; raises :class:`SpecError` naming the bad field."""
+        return _parse_spec(data)
+
+
+_FIELD_ORDER = ("spec_version", "kind", "task", "input", "output", "state", "model", "run", "window")
+
+
+def build_spec(
+    class_path: str,
+    method: str,
+    *,
+    dag_id: str,
+    task_id: str,
+    run_id: str,
+    args: Sequence[Any] = (),
+    kwargs: Mapping[str, Any] | None = None,
+    kind: str = "task",
+    input_uri: str | None = None,
+    output_uri: str | None = None,
+    partition_scheme: str = DEFAULT_PARTITION_SCHEME,
+    state_uri: str = DEFAULT_STATE_URI,
+    namespace: str = DEFAULT_NAMESPACE,
+    model_uri: str | None = None,
+    model_name: str | None = None,
+    model_version: str = "latest",
+    map_index: int = -1,
+    try_number: int = 1,
+    logical_date: datetime | str | None = None,
+    max_records: int | None = None,
+    max_seconds: float | None = None,
+) -> TaskSpec:
+    """The one place a TaskSpec is assembled from plain values (CLI flags, operator arguments).
+
+    The result is validated exactly as a spec read from JSON is.
+    """
+    if isinstance(logical_date, datetime):
+        logical_date = logical_date.isoformat()
+    raw: dict[str, Any] = {
+        "spec_version": SPEC_VERSION,
+        "kind": kind,
+        "task": {"class": class_path, "method": method, "args": list(args), "kwargs": dict(kwargs or {})},
+        "input": {"type": "batch", "uri": input_uri} if input_uri else None,
+        "output": {"type": "batch", "uri": output_uri, "partition_scheme": partition_scheme}
+        if output_uri
+        else None,
+        "state": {"uri": state_uri, "namespace": namespace},
+        "model": {"uri": model_uri, "name": model_name, "version": model_version} if model_uri else None,
+        "run": {
+            "dag_id": dag_id,
+            "task_id": task_id,
+            "run_id": run_id,
+            "map_index": map_index,
+            "try_number": try_number,
+            "logical_date": logical_date,
+        },
+        "window": {"max_records": max_records, "max_seconds": max_seconds}
+        if (max_records is not None or max_seconds is not None)
+        else None,
+    }
+    return _parse_spec(raw)
+
+
+# ---------------------------------------------------------------------- validation
+def _parse_spec(data: Any) -> TaskSpec:
+    obj = _object(data, "spec")
+    _only(obj, "spec", set(_FIELD_ORDER))
+    version = obj.get("spec_version")
+    if version not in SUPPORTED_SPEC_VERSIONS or isinstance(version, bool):
+        raise SpecError(
+            "spec_version", f"expected one of {sorted(SUPPORTED_SPEC_VERSIONS)} (this runtime's versions)", got=version
+        )
+    kind = obj.get("kind", "task")
+    if kind not in KINDS:
+        raise SpecError("kind", f"expected one of {', '.join(KINDS)}", got=kind)
+    task = _parse_task(obj.get("task"))
+    input_ref = _parse_data(obj.get("input"), "input")
+    output_ref = _parse_data(obj.get("output"), "output")
+    if kind == "spout" and input_ref is not None:
+        raise SpecError("input", "a spout ingests data itself and takes no input; use kind 'bolt' or 'task'")
+    if kind == "bolt" and input_ref is None:
+        raise SpecError("input", "a bolt needs an input (an object with 'uri')", got=None)
+    return TaskSpec(
+        spec_version=version,
+        kind=kind,
+        task=task,
+        input=input_ref,
+        output=output_ref,
+        state=_parse_state(obj.get("state")),
+        model=_parse_model(obj.get("model")),
+        run=_parse_run(obj.get("run")),
+        window=_parse_window(obj.get("window")),
+    )
+
+
+def _parse_task(data: Any) -> TaskRef:
+    obj = _object(data, "task")
+    _only(obj, "task", {"class", "method", "args", "kwargs"})
+    class_path = _string(obj, "class", "task")
+    if not _CLASS_PATH.match(class_path):
+        raise SpecError("task.class", "expected an import path 'package.module:ClassName'", got=class_path)
+    method = _string(obj, "method", "task")
+    if not re.fullmatch(_IDENT, method) or keyword.iskeyword(method):
+        raise SpecError("task.method", "expected a Python method name", got=method)
+    if method.startswith("_"):
+        raise SpecError("task.method", "private and dunder methods cannot be run", got=method)
+    args = obj.get("args", [])
+    if not isinstance(args, list):
+        raise SpecError("task.args", "expected a JSON array of positional arguments", got=args)
+    kwargs = obj.get("kwargs", {})
+    if not isinstance(kwargs, dict):
+        raise SpecError("task.kwargs", "expected a JSON object of keyword arguments", got=kwargs)
+    for name in kwargs:
+        if not name.isidentifier() or keyword.iskeyword(name):
+            raise SpecError("task.kwargs", "every key must be a Python identifier", got=name)
+    return TaskRef(class_path=class_path, method=method, args=tuple(args), kwargs=kwargs)
+
+
+def _parse_data(data: Any, where: str) -> DataRef | None:
+    if data is None:
+        return None
+    obj = _object(data, where)
+    _only(obj, where, {"type", "uri", "partition_scheme"})
+    data_type = obj.get("type", "batch")
+    if data_type not in DATA_TYPES:
+        raise SpecError(f"{where}.type", f"expected one of {', '.join(DATA_TYPES)}", got=data_type)
+    uri = _string(obj, "uri", where)
+    _check_data_uri(uri, f"{where}.uri")
+    scheme = obj.get("partition_scheme", DEFAULT_PARTITION_SCHEME)
+    if not isinstance(scheme, str) or not scheme or "\x00" in scheme:
+        raise SpecError(f"{where}.partition_scheme", "expected a strftime pattern such as '%Y/%m/%d'", got=scheme)
+    if ".." in scheme.split("/") or scheme.startswith("/"):
+        raise SpecError(f"{where}.partition_scheme", "must stay relative (no '..', no leading '/')", got=scheme)
+    return DataRef(uri=uri, type=data_type, partition_scheme=scheme)
+
+
+def _check_data_uri(uri: str, where: str) -> None:
+    if "\x00" in uri:
+        raise SpecError(where, "contains a NUL byte")
+    if has_password(uri):
+        raise SpecError(where, "must not embed credentials; pass them through the environment", got=redact(uri))
+    if uri.startswith("/"):
+        return
+    parts = split_uri(uri)
+    if parts.scheme not in _DATA_SCHEMES:
+        raise SpecError(where, "expected an absolute path, file:///abs/path or s3://bucket/prefix", got=uri)
+    if parts.scheme == "s3" and not parts.netloc:
+        raise SpecError(where, "an s3 URI needs a bucket: s3://bucket/prefix", got=uri)
+    if parts.scheme == "file" and (parts.netloc not in ("", "localhost") or not parts.path.startswith("/")):
+        raise SpecError(where, "a file URI needs an absolute local path: file:///abs/path", got=uri)
+
+
+def _parse_state(data: Any) -> StateRef:
+    if data is None:
+        return StateRef()
+    obj = _object(data, "state")
+    _only(obj, "state", {"uri", "namespace"})
+    uri = obj.get("uri", DEFAULT_STATE_URI)
+    if not isinstance(uri, str) or not uri:
+        raise SpecError("state.uri", "expected a state store URI", got=uri)
+    if has_password(uri):
+        raise SpecError(
+            "state.uri", "must not embed a password; pass it in GENIUS_STATE_PASSWORD", got=redact(uri)
+        )
+    scheme = split_uri(uri).scheme.lower()
+    if scheme not in STATE_SCHEMES:
+        raise SpecError("state.uri", f"expected a scheme among {', '.join(STATE_SCHEMES)}", got=redact(uri))
+    namespace = obj.get("namespace", DEFAULT_NAMESPACE)
+    if not isinstance(namespace, str) or not namespace:
+        raise SpecError("state.namespace", "expected a non-empty string", got=namespace)
+    return StateRef(uri=uri, namespace=namespace)
+
+
+def _parse_model(data: Any) -> ModelRef | None:
+    if data is None:
+        return None
+    obj = _object(data, "model")
+    _only(obj, "model", {"uri", "name", "version"})
+    uri = _string(obj, "uri", "model")
+    if has_password(uri):
+        raise SpecError("model.uri", "must not embed credentials", got=redact(uri))
+    name = obj.get("name")
+    if name is not None and (not isinstance(name, str) or not name):
+        raise SpecError("model.name", "expected a non-empty string or null", got=name)
+    version = obj.get("version", "latest")
+    if not isinstance(version, str) or not version:
+        raise SpecError("model.version", "expected a version id or 'latest'", got=version)
+    return ModelRef(uri=uri, name=name, version=version)
+
+
+def _parse_run(data: Any) -> RunIdentity:
+    obj = _object(data, "run")
+    _only(obj, "run", {"dag_id", "task_id", "run_id", "map_index", "try_number", "logical_date"})
+    dag_id = _string(obj, "dag_id", "run")
+    task_id = _string(obj, "task_id", "run")
+    run_id = _string(obj, "run_id", "run")
+    map_index = _integer(obj, "map_index", "run", default=-1, minimum=-1)
+    try_number = _integer(obj, "try_number", "run", default=1, minimum=1)
+    logical_date = obj.get("logical_date")
+    if logical_date is not None:
+        if not isinstance(logical_date, str):
+            raise SpecError("run.logical_date", "expected an ISO 8601 timestamp string or null", got=logical_date)
+        try:
+            datetime.fromisoformat(logical_date)
+        except ValueError:
+            raise SpecError("run.logical_date", "expected an ISO 8601 timestamp", got=logical_date) from None
+    return RunIdentity(dag_id, task_id, run_id, map_index, try_number, logical_date)
+
+
+def _parse_window(data: Any) -> Window | None:
+    if data is None:
+        return None
+    obj = _object(data, "window")
+    _only(obj, "window", {"max_records", "max_seconds"})
+    max_records = obj.get("max_records")
+    if max_records is not None and (not isinstance(max_records, int) or isinstance(max_records, bool) or max_records < 1):
+        raise SpecError("window.max_records", "expected a positive integer or null", got=max_records)
+    max_seconds = obj.get("max_seconds")
+    if max_seconds is not None and (
+        not isinstance(max_seconds, (int, float)) or isinstance(max_seconds, bool) or max_seconds <= 0
+    ):
+        raise SpecError("window.max_seconds", "expected a positive number or null", got=max_seconds)
+    if max_records is None and max_seconds is None:
+        raise SpecError("window", "set max_records, max_seconds or both (or leave window null)")
+    return Window(max_records=max_records, max_seconds=max_seconds)
+
+
+# ---------------------------------------------------------------------- small checks
+def _object(data: Any, where: str) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise SpecError(where, "expected a JSON object", got=data)
+    return data
+
+
+def _only(obj: Mapping[str, Any], where: str, known: set[str]) -> None:
+    unknown = sorted(set(obj) - known)
+    if unknown:
+        raise SpecError(
+            f"{where}.{unknown[0]}" if where != "spec" else unknown[0],
+            f"unknown field (known: {', '.join(sorted(known))})",
+        )
+
+
+def _string(obj: Mapping[str, Any], name: str, where: str) -> str:
+    value = obj.get(name)
+    if not isinstance(value, str) or not value.strip():
+        raise SpecError(f"{where}.{name}", "expected a non-empty string", got=value)
+    if "\x00" in value:
+        raise SpecError(f"{where}.{name}", "contains a NUL byte")
+    return value
+
+
+def _integer(obj: Mapping[str, Any], name: str, where: str, *, default: int, minimum: int) -> int:
+    value = obj.get(name, default)
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise SpecError(f"{where}.{name}", f"expected an integer >= {minimum}", got=value)
+    return value

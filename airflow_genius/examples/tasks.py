@@ -1,0 +1,72 @@
+"""Small, dependency-free genius tasks: a spout that ingests quotes, a bolt that counts words.
+
+Run them without Airflow::
+
+    genius rise airflow_genius.examples.tasks:QuoteSpout fetch --output /tmp/genius/quotes --kwarg count=20
+    genius describe airflow_genius.examples.tasks:WordCount
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import Any
+
+from airflow_genius.core.task import Bolt, Spout, Task
+
+QUOTES = (
+    "the quick brown fox jumps over the lazy dog",
+    "a journey of a thousand miles begins with a single step",
+    "to be or not to be that is the question",
+    "all that glitters is not gold",
+    "the only thing we have to fear is fear itself",
+)
+
+
+class QuoteSpout(Spout):
+    """Ingests quotes as JSON lines; remembers how many it produced across runs in task state."""
+
+    def fetch(self, count: int = 10, per_file: int = 5) -> dict[str, Any]:
+        """Write ``count`` quotes into the output partition, ``per_file`` per JSON-lines file."""
+        if count < 0 or per_file < 1:
+            raise ValueError(f"count must be >= 0 and per_file >= 1, got count={count} per_file={per_file}")
+        assert self.output is not None and self.state is not None
+        records = [{"id": i, "text": QUOTES[i % len(QUOTES)]} for i in range(count)]
+        files = 0
+        for start in range(0, count, per_file):
+            chunk = records[start : start + per_file]
+            self.output.save("".join(json.dumps(r) + "\n" for r in chunk), f"quotes-{files:04d}.jsonl")
+            files += 1
+        total = self.state.get("produced", 0) + count
+        self.state.set("produced", total)
+        self.log_metric("records", count)
+        return {"records": count, "files": files, "produced_total": total}
+
+
+class WordCount(Bolt):
+    """Counts words in JSON-lines input (field ``text``) and writes the top words."""
+
+    def count(self, top: int = 10, min_length: int = 1) -> dict[str, Any]:
+        """Count words of at least ``min_length`` letters; return and save the ``top`` most common."""
+        assert self.input is not None and self.output is not None
+        counts: Counter[str] = Counter()
+        records = 0
+        for name in self.input.files():
+            for record in self.input.iter_json_lines(name):
+                records += 1
+                counts.update(w for w in str(record.get("text", "")).split() if len(w) >= min_length)
+        most_common = dict(counts.most_common(top))
+        self.output.save(most_common, "top_words.json")
+        self.log_metric("records", records)
+        return {"records": records, "distinct_words": len(counts), "top": most_common}
+
+
+class Echo(Task):
+    """Returns what it is given (handy to check a runner end to end)."""
+
+    def say(self, message: Any) -> Any:
+        return message
+
+    def fail(self, message: str = "boom") -> None:
+        """Raise a RuntimeError with ``message`` (to see a failure recorded)."""
+        raise RuntimeError(message)

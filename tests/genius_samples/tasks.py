@@ -1,0 +1,84 @@
+"""Sample tasks for the runtime and CLI tests."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from airflow_genius.core import Bolt, Spout, Task
+
+
+class Adder(Task):
+    """Adds numbers."""
+
+    def add(self, a: int, b: int = 0) -> int:
+        """Return a + b."""
+        self.log_metric("calls", 1)
+        return a + b
+
+    def counter(self) -> int:
+        """Increment a counter kept in task state."""
+        assert self.state is not None
+        value = int(self.state.get("n", 0)) + 1
+        self.state.set("n", value)
+        return value
+
+
+class Exploding(Task):
+    """Always fails."""
+
+    def run(self, message: str = "kaboom") -> None:
+        raise ValueError(message)
+
+    def unserialisable(self) -> Any:
+        return {1, 2, 3}
+
+    def sleep(self, seconds: float) -> str:
+        """Sleep (to be cancelled by a signal)."""
+        with open(os.environ["GENIUS_TEST_READY_FILE"], "w") as handle:
+            handle.write("ready")
+        time.sleep(seconds)
+        return "woke up"
+
+
+class Copier(Bolt):
+    """Copies every input file to the output, upper-cased."""
+
+    def copy(self) -> dict[str, int]:
+        assert self.input is not None and self.output is not None
+        names = self.input.files()
+        for name in names:
+            self.output.save(self.input.read_text(name).upper(), name)
+        return {"files": len(names)}
+
+    def escape(self, filename: str) -> None:
+        """Try to write outside the output folder."""
+        assert self.output is not None
+        self.output.save("x", filename)
+
+
+class Lines(Spout):
+    """Writes numbered lines."""
+
+    def emit(self, n: int) -> int:
+        assert self.output is not None
+        self.output.save("".join(f"line {i}\n" for i in range(n)), "lines.txt")
+        return n
+
+
+class BadInit(Task):
+    """Defines __init__ without the genius keywords."""
+
+    def __init__(self) -> None:  # wrong on purpose
+        super().__init__()
+
+    def go(self) -> None:
+        return None
+
+
+class NotATask:
+    """Not derived from Task."""
+
+    def go(self) -> None:
+        return None

@@ -176,7 +176,7 @@ def _build_task(spec: TaskSpec, state: StateManager, work_dir: Path) -> Task:
         raise SpecError("kind", f"{spec.task.class_path} is a {cls.kind}, but the spec runs it as a {spec.kind}")
     managers: dict[str, Any] = {
         "state": ScopedState(state, task_scope(spec)),
-        "run": spec.run,
+        "identity": spec.run,
     }
     if spec.input is not None:
         from airflow_genius.core.data import BatchInput
@@ -201,7 +201,7 @@ def _build_task(spec: TaskSpec, state: StateManager, work_dir: Path) -> Task:
     except TypeError as exc:
         raise TaskCallError(
             f"{spec.task.class_path}.__init__ must accept the genius keyword arguments "
-            f"(input, output, state, model, model_path, run) and pass them to super().__init__: {exc}"
+            f"(input, output, state, model, model_path, identity) and pass them to super().__init__: {exc}"
         ) from exc
 
 

@@ -14,7 +14,7 @@
 ['process']
 
 The runtime builds the instance with its managers (``input``, ``output``, ``state``, ``model``,
-``run``) and calls the method with the spec's args/kwargs; the return value (JSON) becomes the result
+``identity``) and calls the method with the spec's args/kwargs; the return value (JSON) becomes the result
 in the run record and, under Airflow, the task's XCom.
 """
 
@@ -42,7 +42,7 @@ class Task:
         state: task-scoped key/value state (:class:`ScopedState`), kept across runs.
         model: the model manager, ``None`` without a model in the spec.
         model_path: local folder of the model named in the spec, already loaded.
-        run: the run identity (dag_id, task_id, run_id, map_index, try_number, logical_date).
+        identity: the run identity (dag_id, task_id, run_id, map_index, try_number, logical_date).
         metrics: numbers recorded with :meth:`log_metric`; stored in the run record.
 
     A subclass that defines ``__init__`` must accept and pass on these keyword arguments::
@@ -62,14 +62,14 @@ class Task:
         state: ScopedState | None = None,
         model: ModelManager | None = None,
         model_path: Path | None = None,
-        run: RunIdentity | None = None,
+        identity: RunIdentity | None = None,
     ) -> None:
         self.input = input
         self.output = output
         self.state = state
         self.model = model
         self.model_path = model_path
-        self.run = run
+        self.identity = identity
         self.metrics: dict[str, Any] = {}
 
     def log_metric(self, name: str, value: float | int | str) -> None:
@@ -87,7 +87,8 @@ class Task:
         return methods
 
     def __repr__(self) -> str:
-        where = f" {self.run.dag_id}.{self.run.task_id}@{self.run.run_id}" if self.run else ""
+        run = self.identity
+        where = f" {run.dag_id}.{run.task_id}@{run.run_id}" if run else ""
         return f"<{type(self).__name__}{where}>"
 
 

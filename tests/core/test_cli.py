@@ -74,9 +74,9 @@ BAD_INPUT = [
     ({"args": [1, 2, 3]}, "too many positional arguments"),
     ({"class_path": "genius_samples.tasks:BadInit", "method": "go"}, "must accept the genius keyword arguments"),
     ({"class_path": "genius_samples.tasks:Copier", "method": "escape", "kind": "bolt", "input_uri": "/tmp",
-      "output_uri": "/tmp/genius-out", "kwargs": {"filename": "../../../etc/cron.d/x"}}, "escapes its root"),
+      "output_uri": "/tmp/genius-out", "args": [], "kwargs": {"filename": "../../../etc/cron.d/x"}}, "escapes its root"),
     ({"class_path": "genius_samples.tasks:Copier", "method": "escape", "kind": "bolt", "input_uri": "/tmp",
-      "output_uri": "/tmp/genius-out", "kwargs": {"filename": "/etc/passwd"}}, "is absolute"),
+      "output_uri": "/tmp/genius-out", "args": [], "kwargs": {"filename": "/etc/passwd"}}, "is absolute"),
 ]
 
 

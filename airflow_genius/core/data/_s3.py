@@ -114,12 +114,24 @@ def error_code(exc: BaseException) -> str:
     return ""
 
 
+def changed_while_downloading(exc: BaseException) -> bool:
+    """True if a download failed because the object no longer has the listed ETag (If-Match failed)."""
+    if error_code(exc) in ("PreconditionFailed", "412"):
+        return True
+    from s3transfer.exceptions import S3DownloadFailedError
+
+    # s3transfer turns the PreconditionFailed of a ranged GET into this error (message is its only clue).
+    return isinstance(exc, S3DownloadFailedError) and "expected ETag" in str(exc)
+
+
 class KnownObjectSubscriber:
     """s3transfer subscriber that hands over the listed size and ETag of an object being downloaded.
 
-    This saves one HeadObject per file, and with the ETag known s3transfer sends ``If-Match`` on every
-    GET: the bytes written are exactly the version that was listed, so the sync index never pairs an
-    ETag with other content.
+    This saves one HeadObject per file. With the ETag known, s3transfer sends ``If-Match`` on every
+    ranged GET of a multipart download, so the parts of a big file all come from the listed version
+    (never a torn mix of two). A small object (one plain GET, which s3transfer does not pin) replaced
+    between listing and download yields the newer bytes under the older ETag in the sync index: the next
+    sync sees another ETag and downloads it again, so the mirror never stays stale.
     """
 
     def __init__(self, size: int, etag: str) -> None:

@@ -121,7 +121,7 @@ expected an absolute path, file:///abs/path or s3://bucket/prefix
 def _parse_file(text: str, netloc: str, path: str) -> DataLocation:
     if netloc not in ("", "localhost"):
         raise DataURIError(
-            f"file URI {text!r} names host {netloc!r}; use file:///abs/path (three slashes) for a local folder"
+            f"file URI {text!r} names host {netloc!r}; use file:///abs/path (three slashes) for a folder"
         )
     local = unquote(path)
     if not local.startswith("/"):

@@ -69,7 +69,9 @@ def partition_segments(logical_date: datetime | None, scheme: str) -> list[str]:
     ['2024', '03', '09', '17']
     """
     if not isinstance(scheme, str) or not scheme.strip("/"):
-        raise DataError(f"partition scheme must be a non-empty strftime pattern such as '%Y/%m/%d', got {scheme!r}")
+        raise DataError(
+            f"partition scheme must be a non-empty strftime pattern such as '%Y/%m/%d', got {scheme!r}"
+        )
     if logical_date is None:
         return [UNPARTITIONED]
     if logical_date.tzinfo is not None:

@@ -1,0 +1,762 @@
+"""Batch data managers: folders in (:class:`BatchInput`), committed run partitions out (:class:`BatchOutput`).
+
+Input and output are folders, local (``/abs/path``, ``file:///abs/path``) or on S3 (``s3://bucket/prefix``).
+
+>>> import tempfile
+>>> root = tempfile.mkdtemp()
+>>> out = BatchOutput(root, partition=PartitionKey("etl", "clean", "manual__1"))
+>>> _ = out.save({"rows": 3}, "summary.json")
+>>> out.commit().paths
+['summary.json']
+>>> inp = BatchInput(out.location)
+>>> inp.files(), inp.read_json("summary.json")
+(['summary.json'], {'rows': 3})
+
+**Output commit protocol.** The task writes into a private staging folder (``out.path``). ``commit()``
+hashes every file into a :class:`Manifest` and publishes the partition so that readers never see a
+half-written one:
+
+- *local*: ``_SUCCESS`` is written into staging, then the partition is published by renames (the previous
+  partition is moved aside, staging is renamed into place, the old one is deleted). Staging therefore
+  lives on the target's filesystem: ``<root>/.genius-staging/<uuid>/`` by default.
+- *S3* (the usual committer pattern): delete the old ``_SUCCESS``, upload every file with boto3's transfer
+  manager, delete keys under the partition that the new manifest does not list, write ``_SUCCESS`` last.
+  **Readers must trust only the files listed in the ``_SUCCESS`` manifest** (``BatchInput(...,
+  committed_only=True)`` does that); while a commit is in flight the prefix has no ``_SUCCESS``.
+
+Either way a re-run of the same run replaces its partition exactly (idempotent); a run that fails or
+aborts before ``commit()`` leaves the previously committed partition untouched. One attempt at a time
+should commit a given partition (Airflow runs one try of a task instance at a time).
+
+**Input sync.** A local input is used in place. An S3 input is mirrored into ``cache_dir``
+incrementally: an object whose size and ETag match the small index kept in the cache (and whose local
+copy is untouched) is skipped, changed objects are re-downloaded, local files gone from S3 are deleted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import mimetypes
+import os
+import posixpath
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from airflow_genius.core.data import _s3
+from airflow_genius.core.data.locations import DataError, DataLocation, parse_data_uri
+from airflow_genius.core.data.manifest import (
+    DEFAULT_SCHEME,
+    MANIFEST_NAME,
+    Manifest,
+    ManifestFile,
+    PartitionKey,
+    partition_segments,
+)
+from airflow_genius.core.errors import PathEscapeError
+from airflow_genius.core.paths import safe_join, safe_relpath, safe_segment
+
+#: Folder (under a local output root) that holds staging folders; hidden from readers by its dot.
+STAGING_DIR = ".genius-staging"
+#: Names starting with this are reserved for genius bookkeeping (sync index, lock, staging).
+RESERVED_PREFIX = ".genius"
+_INDEX_NAME = ".genius-sync-index.json"
+_LOCK_NAME = ".genius-sync.lock"
+_INDEX_FORMAT = "genius-sync-index/1"
+_HASH_CHUNK = 1024 * 1024
+#: How many times a local publish retries when another writer replaces the partition concurrently.
+_PUBLISH_ATTEMPTS = 5
+
+
+def is_hidden(relative: str) -> bool:
+    """True for paths readers skip: any segment starting with ``.``, and ``_SUCCESS`` markers.
+
+    >>> [is_hidden(p) for p in ("a/b.json", "_SUCCESS", ".genius-sync-index.json", "x/.tmp/y")]
+    [False, True, True, True]
+    """
+    parts = relative.split("/")
+    return parts[-1] == MANIFEST_NAME or any(part.startswith(".") for part in parts)
+
+
+@dataclass(frozen=True)
+class SyncStats:
+    """What one :meth:`BatchInput.sync` did (for run metrics).
+
+    ``bytes`` counts downloaded bytes; for a local input nothing is copied and ``skipped`` is the number
+    of files found.
+    """
+
+    downloaded: int = 0
+    skipped: int = 0
+    deleted: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+
+
+def _sha256(path: Path, *, fsync: bool = False) -> str:
+    """Hex sha256 of a file; with ``fsync`` its data is also flushed to disk (the file is open anyway)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(_HASH_CHUNK), b""):
+            digest.update(chunk)
+        if fsync:
+            os.fsync(handle.fileno())
+    return digest.hexdigest()
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Persist a folder's entries (a rename is durable only once its parent folder is synced)."""
+    with contextlib.suppress(OSError):  # not every platform/filesystem can open a folder for fsync
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _remove(path: Path) -> None:
+    """Delete a file, symlink or folder tree; a missing path is fine."""
+    if path.is_symlink() or path.is_file():
+        path.unlink(missing_ok=True)
+    elif path.exists():
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _dir_lock(folder: Path) -> Iterator[None]:
+    """Exclusive lock on ``folder`` across processes (two tasks syncing one cache must not interleave)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - no flock on Windows: single-writer use is assumed there
+        yield
+        return
+    with (folder / _LOCK_NAME).open("a") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+class BatchInput:
+    """A batch input folder, local or S3, read through paths that cannot escape it.
+
+    >>> inp = BatchInput("s3://bucket/raw", cache_dir=Path("/var/cache/genius/raw"))  # doctest: +SKIP
+    >>> inp.sync()                     # doctest: +SKIP
+    PosixPath('/var/cache/genius/raw')
+    >>> for name in inp.files():       # doctest: +SKIP
+    ...     rows = list(inp.iter_json_lines(name))
+
+    ``cache_dir`` is the cache root an S3 input is mirrored under, in a per-URI sub-folder
+    (:attr:`cache_dir` of the instance) that genius owns: files in it that are gone from S3 are deleted.
+    Without it the system temp dir is used. ``committed_only=True`` reads the ``_SUCCESS`` manifest of a
+    committed partition and exposes (and downloads) only the files it lists.
+    """
+
+    def __init__(
+        self,
+        uri: str | os.PathLike[str],
+        cache_dir: str | os.PathLike[str] | None = None,
+        *,
+        committed_only: bool = False,
+        max_concurrency: int = _s3.DEFAULT_MAX_CONCURRENCY,
+        multipart_threshold: int = _s3.DEFAULT_MULTIPART_THRESHOLD,
+        client: Any = None,
+    ) -> None:
+        self.location: DataLocation = parse_data_uri(uri)
+        self.uri = self.location.uri
+        self.committed_only = committed_only
+        self._cache_root = Path(cache_dir).absolute() if cache_dir is not None else None
+        self._max_concurrency = max_concurrency
+        self._multipart_threshold = multipart_threshold
+        self._client = client
+        self._path: Path | None = None
+        self._manifest: Manifest | None = None
+        #: Statistics of the last :meth:`sync` (``None`` before the first one).
+        self.last_sync: SyncStats | None = None
+
+    def __repr__(self) -> str:
+        return f"BatchInput({self.uri!r})"
+
+    # -- locating -------------------------------------------------------------------------------
+
+    @property
+    def cache_dir(self) -> Path | None:
+        """The folder an S3 input is mirrored into (``None`` for a local input).
+
+        It is a sub-folder of the ``cache_dir`` given (system temp dir by default) named after the URI,
+        so several inputs can share one cache root and each stays incremental.
+        """
+        if not self.location.is_s3:
+            return None
+        base = self._cache_root or Path(tempfile.gettempdir()) / "genius-batch-cache"
+        digest = hashlib.sha256(self.uri.encode()).hexdigest()[:12]
+        return base / f"s3-{safe_segment(self.location.bucket)}-{digest}"
+
+    @property
+    def path(self) -> Path:
+        """The local folder holding the input (syncs on first access)."""
+        if self._path is None:
+            self.sync()
+        assert self._path is not None
+        return self._path
+
+    @property
+    def manifest(self) -> Manifest | None:
+        """The ``_SUCCESS`` manifest read by the last sync when ``committed_only`` is set."""
+        return self._manifest
+
+    def sync(self) -> Path:
+        """Make the input available locally and return its folder.
+
+        Local: the folder itself (checked, not copied). S3: an incremental mirror in :attr:`cache_dir`.
+        """
+        started = time.monotonic()
+        stats = self._sync_s3() if self.location.is_s3 else self._sync_local()
+        self.last_sync = SyncStats(
+            stats.downloaded, stats.skipped, stats.deleted, stats.bytes, round(time.monotonic() - started, 6)
+        )
+        return self.path
+
+    def _sync_local(self) -> SyncStats:
+        folder = self.location.path
+        assert folder is not None
+        if not folder.is_dir():
+            raise DataError(f"batch input folder {str(folder)!r} does not exist or is not a folder")
+        self._path = folder
+        if self.committed_only:
+            self._manifest = _require_manifest(folder, self.uri)
+            missing = [p for p in self._manifest.paths if not (folder / p).is_file()]
+            if missing:
+                raise DataError(f"{self.uri}: _SUCCESS lists {missing[0]!r} but the file is missing")
+        return SyncStats(skipped=len(self.files()))
+
+    def _sync_s3(self) -> SyncStats:
+        cache = self.cache_dir
+        assert cache is not None
+        cache.mkdir(parents=True, exist_ok=True)
+        client = self._client or _s3.make_client(self._max_concurrency)
+        with _dir_lock(cache):
+            index = _SyncIndex.load(cache, self.uri)
+            remote = self._list_remote(client)
+            # Prune first: it also clears a local file where a folder must now go (and vice versa).
+            deleted = _prune_mirror(cache, keep=set(remote))
+            for rel in deleted:
+                index.files.pop(rel, None)
+            for rel in set(index.files) - set(remote):
+                index.files.pop(rel, None)
+            wanted: list[tuple[str, _s3.S3Object, Path]] = []
+            skipped = 0
+            for rel, obj in sorted(remote.items()):
+                target = safe_join(cache, rel)
+                if index.is_current(rel, obj, target):
+                    skipped += 1
+                else:
+                    wanted.append((rel, obj, target))
+            try:
+                downloaded = self._download(client, wanted, index)
+            finally:
+                # Whatever finished is recorded, so an interrupted sync resumes instead of starting over.
+                index.save()
+        self._path = cache.resolve()
+        return SyncStats(
+            downloaded=len(downloaded),
+            skipped=skipped,
+            deleted=len(deleted),
+            bytes=sum(obj.size for _, obj, _ in downloaded),
+        )
+
+    def _list_remote(self, client: Any) -> dict[str, _s3.S3Object]:
+        loc = self.location
+        prefix = f"{loc.prefix}/" if loc.prefix else ""
+        remote: dict[str, _s3.S3Object] = {}
+        for obj in _s3.list_objects(client, loc.bucket, prefix):
+            rel = obj.key[len(prefix) :]
+            if not rel or rel.endswith("/"):
+                continue  # "folder" placeholder objects made by consoles
+            if any(part.startswith(RESERVED_PREFIX) for part in rel.split("/")):
+                continue  # our own bookkeeping names: mirroring them would clobber the index/lock
+            if safe_relpath(rel) != rel:  # PathEscapeError for "../", absolute, NUL
+                raise DataError(
+                    f"S3 key {obj.key!r} is not a clean relative path under {self.uri}; it cannot be mirrored"
+                )
+            remote[rel] = obj
+        folders = {posixpath.dirname(rel) for rel in remote}
+        ancestors = {"/".join(f.split("/")[:i]) for f in folders if f for i in range(1, f.count("/") + 2)}
+        clash = sorted(ancestors & set(remote))
+        if clash:
+            raise DataError(f"{self.uri}: {clash[0]!r} is both an object and a folder; it cannot be mirrored")
+        if self.committed_only:
+            marker = remote.get(MANIFEST_NAME)
+            body = _s3.get_bytes(client, loc.bucket, loc.key(MANIFEST_NAME)) if marker else None
+            if body is None:
+                raise DataError(f"{self.uri} has no {MANIFEST_NAME}: the partition is not committed")
+            self._manifest = Manifest.from_json(body, source=self.uri + MANIFEST_NAME)
+            listed = set(self._manifest.paths)
+            for entry in self._manifest.files:
+                found = remote.get(entry.path)
+                if found is None or found.size != entry.size:
+                    raise DataError(
+                        f"{self.uri}: {MANIFEST_NAME} lists {entry.path!r} but the object is missing or has "
+                        "another size (a commit may be in flight); retry"
+                    )
+            remote = {rel: obj for rel, obj in remote.items() if rel in listed or rel == MANIFEST_NAME}
+        return remote
+
+    def _download(
+        self, client: Any, wanted: list[tuple[str, _s3.S3Object, Path]], index: _SyncIndex
+    ) -> list[tuple[str, _s3.S3Object, Path]]:
+        done: list[tuple[str, _s3.S3Object, Path]] = []
+        if not wanted:
+            return done
+        loc = self.location
+        config = _s3.transfer_config(self._max_concurrency, self._multipart_threshold)
+        with _s3.transfer_manager(client, config) as manager:
+            futures = []
+            for rel, obj, target in wanted:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                # s3transfer writes to a temporary name and renames: a killed sync never leaves a torn file.
+                future = manager.download(
+                    loc.bucket,
+                    obj.key,
+                    str(target),
+                    subscribers=[_s3.KnownObjectSubscriber(obj.size, obj.etag)],
+                )
+                futures.append((rel, obj, target, future))
+            for rel, obj, target, future in futures:
+                try:
+                    future.result()
+                except Exception as exc:
+                    if _s3.changed_while_downloading(exc):
+                        raise DataError(
+                            f"s3://{loc.bucket}/{obj.key} changed while it was being synced; sync again"
+                        ) from exc
+                    raise
+                index.record(rel, obj, target)
+                done.append((rel, obj, target))
+        return done
+
+    # -- reading --------------------------------------------------------------------------------
+
+    def files(self) -> list[str]:
+        """Relative POSIX paths of the input files, sorted; hidden files and ``_SUCCESS`` excluded.
+
+        With ``committed_only`` these are exactly the files of the manifest.
+        """
+        root = self.path
+        if self._manifest is not None:
+            return sorted(p for p in self._manifest.paths if not is_hidden(p))
+        found: list[str] = []
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            rel_dir = Path(dirpath).relative_to(root).as_posix()
+            for name in filenames:
+                rel = name if rel_dir == "." else f"{rel_dir}/{name}"
+                if not is_hidden(rel):
+                    found.append(rel)
+        return sorted(found)
+
+    def resolve(self, relative: str) -> Path:
+        """Local path of ``relative`` inside the input; escapes (``..``, absolute, symlinks out) raise."""
+        return safe_join(self.path, relative)
+
+    def read_bytes(self, relative: str) -> bytes:
+        return self.resolve(relative).read_bytes()
+
+    def read_text(self, relative: str, encoding: str = "utf-8") -> str:
+        return self.resolve(relative).read_text(encoding=encoding)
+
+    def read_json(self, relative: str) -> Any:
+        text = self.read_text(relative)
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise DataError(
+                f"{relative}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+            ) from exc
+
+    def iter_json_lines(self, relative: str) -> Iterator[Any]:
+        """Yield one parsed value per non-blank line of a JSON Lines file."""
+        with self.resolve(relative).open(encoding="utf-8") as handle:
+            for lineno, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    yield json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise DataError(f"{relative}:{lineno}: invalid JSON: {exc.msg}") from exc
+
+
+def _require_manifest(folder: Path, uri: str) -> Manifest:
+    try:
+        body = (folder / MANIFEST_NAME).read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{uri} has no {MANIFEST_NAME}: the partition is not committed") from None
+    return Manifest.from_json(body, source=uri + MANIFEST_NAME)
+
+
+def _prune_mirror(cache: Path, keep: set[str]) -> list[str]:
+    """Delete everything in the mirror that is not in ``keep`` (bookkeeping files excepted)."""
+    removed: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(cache, topdown=False):
+        here = Path(dirpath)
+        rel_dir = here.relative_to(cache).as_posix()
+        for name in filenames:
+            if rel_dir == "." and name.startswith(RESERVED_PREFIX):
+                continue
+            rel = name if rel_dir == "." else f"{rel_dir}/{name}"
+            if rel not in keep:
+                (here / name).unlink(missing_ok=True)
+                removed.append(rel)
+        for name in dirnames:
+            sub = here / name
+            if sub.is_symlink():  # a mirror never holds symlinks; one here was not put by us
+                sub.unlink()
+                removed.append(name if rel_dir == "." else f"{rel_dir}/{name}")
+            elif not any(sub.iterdir()):
+                sub.rmdir()
+    return removed
+
+
+class _SyncIndex:
+    """The ``.genius-sync-index.json`` of a mirror: per file the listed size/ETag and the local stat."""
+
+    def __init__(self, cache: Path, source: str, files: dict[str, dict[str, Any]]) -> None:
+        self.cache = cache
+        self.source = source
+        self.files = files
+
+    @classmethod
+    def load(cls, cache: Path, source: str) -> _SyncIndex:
+        path = cache / _INDEX_NAME
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            # Mirroring deletes files that are not on S3: never do that to a folder we did not create.
+            strangers = [p.name for p in cache.iterdir() if not p.name.startswith(RESERVED_PREFIX)]
+            if strangers:
+                raise DataError(
+                    f"cache folder {str(cache)!r} is not empty and is not a genius mirror; "
+                    "refusing to delete its files (remove it or pick another cache_dir)"
+                ) from None
+            # Claim the folder before the first download: a sync killed half-way leaves a mirror
+            # that the next sync resumes, not a "stranger" folder it refuses to touch.
+            index = cls(cache, source, {})
+            index.save()
+            return index
+        except (OSError, ValueError):
+            return cls(cache, source, {})  # unreadable index: re-verify everything (slow but correct)
+        if not isinstance(data, dict) or data.get("format") != _INDEX_FORMAT:
+            return cls(cache, source, {})
+        if data.get("source") != source:
+            raise DataError(
+                f"cache folder {str(cache)!r} mirrors {data.get('source')!r}, not {source!r}; "
+                "remove it or pick another cache_dir"
+            )
+        files = data.get("files")
+        return cls(cache, source, files if isinstance(files, dict) else {})
+
+    def is_current(self, rel: str, obj: _s3.S3Object, target: Path) -> bool:
+        entry = self.files.get(rel)
+        if not entry or entry.get("size") != obj.size or entry.get("etag") != obj.etag:
+            return False
+        try:
+            stat = target.stat()
+        except OSError:
+            return False
+        # A local copy that was edited (size or mtime moved) is re-downloaded, not trusted.
+        return stat.st_size == obj.size and stat.st_mtime_ns == entry.get("mtime_ns")
+
+    def record(self, rel: str, obj: _s3.S3Object, target: Path) -> None:
+        self.files[rel] = {"size": obj.size, "etag": obj.etag, "mtime_ns": target.stat().st_mtime_ns}
+
+    def save(self) -> None:
+        payload = {"format": _INDEX_FORMAT, "source": self.source, "files": self.files}
+        tmp = self.cache / f"{_INDEX_NAME}.{uuid.uuid4().hex}.tmp"
+        tmp.write_text(json.dumps(payload, sort_keys=True), encoding="utf-8")
+        os.replace(tmp, self.cache / _INDEX_NAME)
+
+
+class BatchOutput:
+    """The output partition of one run, written in staging and published atomically by :meth:`commit`.
+
+    >>> part = PartitionKey("etl", "clean", run_id, map_index=-1, logical_date=logical_date)  # doctest: +SKIP
+    >>> with BatchOutput("s3://bucket/out", partition=part) as out:                          # doctest: +SKIP
+    ...     out.save([{"id": 1}], "rows.json")          # JSON text
+    ...     (out.path / "blob.bin").write_bytes(data)   # or write into out.path directly
+
+    Leaving the ``with`` block commits; an exception aborts. The partition is
+    ``<root>/<dag_id>/<task_id>/<logical_date.strftime(scheme)>/<run_id>[/map_index=N]/`` (``_unpartitioned``
+    without a logical date). ``staging_root`` overrides where staging folders go; for a local root it
+    must be on the same filesystem (publish is a rename).
+    """
+
+    def __init__(
+        self,
+        uri: str | os.PathLike[str],
+        partition: PartitionKey,
+        scheme: str = DEFAULT_SCHEME,
+        staging_root: str | os.PathLike[str] | None = None,
+        *,
+        max_concurrency: int = _s3.DEFAULT_MAX_CONCURRENCY,
+        multipart_threshold: int = _s3.DEFAULT_MULTIPART_THRESHOLD,
+        client: Any = None,
+    ) -> None:
+        if not isinstance(partition, PartitionKey):
+            raise DataError(f"partition must be a PartitionKey, got {type(partition).__name__}")
+        self.root: DataLocation = parse_data_uri(uri)
+        self.partition = partition
+        self.scheme = scheme
+        #: ``<dag_id>/<task_id>/<partition>/<run_id>[/map_index=N]`` — validated here, before any write.
+        self.relative_path = partition.relative_path(scheme)
+        self._partition_label = "/".join(partition_segments(partition.logical_date, scheme))
+        self._target = self.root.child(self.relative_path)
+        self._staging_root = Path(staging_root).absolute() if staging_root is not None else None
+        self._max_concurrency = max_concurrency
+        self._multipart_threshold = multipart_threshold
+        self._client = client
+        self._staging: Path | None = None
+        self._marker_written = False
+        self._state = "open"
+        self.manifest: Manifest | None = None
+
+    def __repr__(self) -> str:
+        return f"BatchOutput({self.location!r}, {self._state})"
+
+    def __enter__(self) -> BatchOutput:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is not None:
+            self.abort()
+        elif self._state == "open":
+            self.commit()
+
+    @property
+    def location(self) -> str:
+        """Final URI of this run's partition, with a trailing ``/`` (``file:///…/`` or ``s3://…/``)."""
+        return self._target.uri
+
+    @property
+    def committed(self) -> bool:
+        return self._state == "committed"
+
+    @property
+    def path(self) -> Path:
+        """The local staging folder the task writes into (created on first use)."""
+        return self._ensure_staging()
+
+    def _ensure_staging(self) -> Path:
+        if self._state != "open":
+            raise DataError(f"output {self.location} is already {self._state}; use a new BatchOutput")
+        if self._staging is not None:
+            return self._staging
+        local_root = self.root.path
+        if self.root.is_s3:
+            base = self._staging_root or Path(tempfile.gettempdir()) / "genius-staging"
+        else:
+            assert local_root is not None
+            local_root.mkdir(parents=True, exist_ok=True)
+            base = self._staging_root or local_root / STAGING_DIR
+        base.mkdir(parents=True, exist_ok=True)
+        staging = (base / uuid.uuid4().hex).resolve()
+        staging.mkdir()
+        if local_root is not None and os.stat(staging).st_dev != os.stat(local_root).st_dev:
+            staging.rmdir()
+            raise DataError(
+                f"staging_root {str(base)!r} is not on the filesystem of {str(local_root)!r}; "
+                "publishing is a rename, so staging must live on the same filesystem"
+            )
+        self._staging = staging
+        return staging
+
+    def save(self, data: bytes | bytearray | memoryview | str | Any, filename: str) -> Path:
+        """Write ``data`` to ``filename`` (relative, may contain folders) in staging and return its path.
+
+        bytes are written as is, str as UTF-8, anything else as JSON text (dict, list, numbers…).
+        """
+        staging = self._ensure_staging()
+        relative = safe_relpath(filename)
+        if relative == MANIFEST_NAME:
+            raise DataError(f"{MANIFEST_NAME!r} is reserved for the commit marker; choose another filename")
+        target = safe_join(staging, relative)
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            payload = bytes(data)
+        elif isinstance(data, str):
+            payload = data.encode("utf-8")
+        else:
+            try:
+                payload = json.dumps(data, ensure_ascii=False, allow_nan=False).encode("utf-8")
+            except (TypeError, ValueError) as exc:
+                raise DataError(
+                    f"cannot save {type(data).__name__} as {relative!r}: pass bytes, str or a "
+                    f"JSON-serialisable value ({exc})"
+                ) from exc
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(payload)
+        return target
+
+    def commit(self) -> Manifest:
+        """Publish the staged files as this run's partition, replacing a previous commit of it.
+
+        On failure the output stays open and ``commit()`` may be called again (the protocol is
+        idempotent); the partition then reads as not committed (S3) or as the previous commit (local).
+        """
+        staging = self._ensure_staging()
+        if self._marker_written:  # a previous commit() failed after writing it: not a user file
+            (staging / MANIFEST_NAME).unlink(missing_ok=True)
+        # Local files are fsynced while hashed: after a power loss a published partition must not
+        # point at data blocks that never reached the disk. S3 uploads need no such care.
+        durable = not self.root.is_s3
+        entries = [
+            ManifestFile(path=rel, size=full.stat().st_size, sha256=_sha256(full, fsync=durable))
+            for rel, full in _collect_staging(staging)
+        ]
+        manifest = Manifest(
+            run=self.partition, partition=self._partition_label, location=self.location, files=tuple(entries)
+        )
+        if self.root.is_s3:
+            self._commit_s3(staging, manifest)
+            shutil.rmtree(staging, ignore_errors=True)
+        else:
+            self._commit_local(staging, manifest)
+        self._staging = None
+        self._state = "committed"
+        self.manifest = manifest
+        return manifest
+
+    def _commit_local(self, staging: Path, manifest: Manifest) -> None:
+        marker = staging / MANIFEST_NAME
+        with marker.open("w", encoding="utf-8") as handle:
+            handle.write(manifest.to_json())
+            handle.flush()
+            os.fsync(handle.fileno())
+        self._marker_written = True
+        target = self._target.path
+        assert target is not None
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _publish_by_rename(staging, target)
+        _fsync_dir(target.parent)
+
+    def _commit_s3(self, staging: Path, manifest: Manifest) -> None:
+        client = self._client or _s3.make_client(self._max_concurrency)
+        bucket = self._target.bucket
+        prefix = self._target.prefix + "/"
+        marker_key = prefix + MANIFEST_NAME
+        # 1. Un-commit first: until the new marker is written, readers see "not committed", never a mix.
+        client.delete_object(Bucket=bucket, Key=marker_key)
+        # 2. Upload through the transfer manager: concurrent, multipart above the threshold.
+        config = _s3.transfer_config(self._max_concurrency, self._multipart_threshold)
+        with _s3.transfer_manager(client, config) as manager:
+            futures = []
+            for entry in manifest.files:
+                content_type = mimetypes.guess_type(entry.path)[0] or "application/octet-stream"
+                futures.append(
+                    manager.upload(
+                        str(staging / entry.path),
+                        bucket,
+                        prefix + entry.path,
+                        extra_args={"ContentType": content_type},
+                    )
+                )
+            for future in futures:
+                future.result()
+        # 3. Drop what an earlier attempt left that this one did not write: a re-run replaces, exactly.
+        wanted = {prefix + path for path in manifest.paths}
+        stale = [o.key for o in _s3.list_objects(client, bucket, prefix) if o.key not in wanted]
+        _s3.delete_keys(client, bucket, [key for key in stale if key != marker_key])
+        # 4. The marker goes last: its presence is the commit.
+        client.put_object(
+            Bucket=bucket,
+            Key=marker_key,
+            Body=manifest.to_json().encode("utf-8"),
+            ContentType="application/json",
+        )
+
+    def abort(self) -> None:
+        """Drop staging; the previously committed partition (if any) stays as it was.
+
+        Idempotent, and a no-op after a successful commit (a committed partition is never undone here).
+        """
+        if self._state == "committed":
+            return
+        if self._staging is not None:
+            shutil.rmtree(self._staging, ignore_errors=True)
+            self._staging = None
+        self._state = "aborted"
+
+
+def _collect_staging(staging: Path) -> list[tuple[str, Path]]:
+    """The regular files in staging as (relative path, path), sorted; symlinks and specials refused."""
+    found: list[tuple[str, Path]] = []
+    for dirpath, dirnames, filenames in os.walk(staging):
+        here = Path(dirpath)
+        rel_dir = here.relative_to(staging).as_posix()
+        for name in [*dirnames, *filenames]:
+            full = here / name
+            rel = name if rel_dir == "." else f"{rel_dir}/{name}"
+            if full.is_symlink():
+                resolved = full.resolve()
+                if resolved != staging and staging not in resolved.parents:
+                    raise PathEscapeError(
+                        f"output file {rel!r} is a symlink to {str(resolved)!r}, outside the output"
+                    )
+                raise DataError(f"output file {rel!r} is a symlink; only regular files are published")
+        for name in filenames:
+            full = here / name
+            rel = name if rel_dir == "." else f"{rel_dir}/{name}"
+            if not full.is_file():
+                raise DataError(f"output file {rel!r} is not a regular file")
+            if rel == MANIFEST_NAME:
+                raise DataError(
+                    f"{MANIFEST_NAME!r} is reserved for the commit marker; rename that output file"
+                )
+            found.append((rel, full))
+    return sorted(found)
+
+
+def _publish_by_rename(staging: Path, target: Path) -> None:
+    """Rename ``staging`` to ``target``; an existing ``target`` is moved aside first and deleted after.
+
+    Readers see the old partition or the new one (or, between two renames, none) but never a mix.
+    """
+    asides: list[Path] = []
+    try:
+        for attempt in range(_PUBLISH_ATTEMPTS):
+            try:
+                os.rename(staging, target)  # atomic; also replaces an empty folder
+                return
+            except OSError as exc:
+                if exc.errno == errno.EXDEV:
+                    raise DataError(
+                        f"cannot publish {str(staging)!r} to {str(target)!r}: different filesystems"
+                    ) from exc
+                if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR):
+                    raise
+            aside = staging.with_name(f"{staging.name}.replaced-{attempt}")
+            try:
+                os.rename(target, aside)
+                asides.append(aside)
+            except FileNotFoundError:
+                pass  # another writer moved it meanwhile: just retry the rename
+        raise DataError(f"could not publish {str(target)!r}: it kept being replaced by another writer")
+    except BaseException:
+        # Failed publish: put the previous partition back if nothing took its place, so it is never lost.
+        if asides and not os.path.lexists(target):
+            with contextlib.suppress(OSError):
+                os.rename(asides.pop(), target)
+        raise
+    finally:
+        for aside in asides:
+            _remove(aside)

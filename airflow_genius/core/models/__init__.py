@@ -1,0 +1,85 @@
+"""Model managers: save, list and load versioned model folders on S3, in git, or as W&B artifacts.
+
+>>> mm = open_model_manager("git+file:///srv/models.git")            # doctest: +SKIP
+>>> version = mm.save("out/model", "bert", metadata={"accuracy": 0.91})  # doctest: +SKIP
+>>> folder = mm.load("bert")                      # latest complete version  # doctest: +SKIP
+>>> [v.version for v in mm.list_versions("bert")]                     # doctest: +SKIP
+['v000001']
+
+``open_model_manager`` picks the backend from the URI scheme and imports it lazily, so boto3 and wandb
+are only needed for the store in use:
+
+=====================================  =====================================================
+``s3://bucket/prefix``                 :class:`~.s3.S3ModelManager` (extra ``aws``)
+``git+file:///srv/models.git``         :class:`~.git.GitModelManager` (the ``git`` CLI);
+``git+ssh://…``, ``git+https://…``     the part after ``git+`` goes to git unchanged
+``wandb://entity/project``             :class:`~.wandb_artifacts.WandbModelManager` (extra ``wandb``)
+=====================================  =====================================================
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from airflow_genius.core.models.base import (
+    LATEST,
+    ModelError,
+    ModelIntegrityError,
+    ModelManager,
+    ModelNotFoundError,
+    ModelVersion,
+)
+from airflow_genius.core.uris import has_password, redact, split_uri
+
+_BACKENDS: dict[str, str] = {
+    "s3": "airflow_genius.core.models.s3:S3ModelManager",
+    "git+file": "airflow_genius.core.models.git:GitModelManager",
+    "git+ssh": "airflow_genius.core.models.git:GitModelManager",
+    "git+https": "airflow_genius.core.models.git:GitModelManager",
+    "git+http": "airflow_genius.core.models.git:GitModelManager",
+    "wandb": "airflow_genius.core.models.wandb_artifacts:WandbModelManager",
+}
+
+MODEL_SCHEMES = tuple(sorted(_BACKENDS))
+
+
+def model_manager_class(uri: str) -> type[ModelManager]:
+    """The ModelManager class for ``uri``'s scheme (imports the backend module, not its library)."""
+    scheme = split_uri(uri).scheme.lower() if isinstance(uri, str) else ""
+    target = _BACKENDS.get(scheme)
+    if target is None:
+        shown = redact(uri) if isinstance(uri, str) else repr(uri)
+        raise ModelError(
+            f"unknown model store scheme {scheme!r} in {shown!r}; expected one of {', '.join(MODEL_SCHEMES)}"
+        )
+    module_name, _, class_name = target.partition(":")
+    return getattr(importlib.import_module(module_name), class_name)  # type: ignore[no-any-return]
+
+
+def open_model_manager(uri: str, **options: Any) -> ModelManager:
+    """Open the model store at ``uri``; ``options`` go to the backend's constructor.
+
+    URIs never carry a password (they end up in TaskSpecs, argv and logs): git authenticates with ssh
+    keys or credential helpers, S3 and W&B with their usual environment variables.
+    """
+    cls = model_manager_class(uri)
+    if has_password(uri):
+        raise ModelError(
+            f"model URI {redact(uri)!r} embeds a password; use the backend's credential mechanism "
+            "(ssh key, git credential helper, AWS/W&B environment variables) instead"
+        )
+    return cls.from_uri(uri, **options)
+
+
+__all__ = [
+    "LATEST",
+    "MODEL_SCHEMES",
+    "ModelError",
+    "ModelIntegrityError",
+    "ModelManager",
+    "ModelNotFoundError",
+    "ModelVersion",
+    "model_manager_class",
+    "open_model_manager",
+]

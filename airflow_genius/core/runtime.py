@@ -18,6 +18,7 @@ import inspect
 import json
 import logging
 import os
+import shutil
 import signal
 import threading
 import time
@@ -31,6 +32,7 @@ from typing import Any
 
 from airflow_genius.core.discovery import load_task_class
 from airflow_genius.core.errors import GeniusError, SpecError, TaskCallError
+from airflow_genius.core.paths import safe_segment
 from airflow_genius.core.spec import TaskSpec
 from airflow_genius.core.state import RunKey, RunRecord, StateManager, Status, TaskScope, open_state
 from airflow_genius.core.state.scoped import ScopedState
@@ -144,7 +146,17 @@ def _run(spec: TaskSpec, state: StateManager, env: Mapping[str, str], work_dir: 
             key, Status.FAILED, try_number=try_number, error=error_of(exc), metrics=_collect_metrics(task, started)
         )
         log.error("run %s try %d failed: %s: %s", key, try_number, record.error["type"] if record.error else "", exc)
+    _close_managers(task)
     return RunOutcome(record, failure)
+
+
+def _close_managers(task: Task | None) -> None:
+    """Release what the task's managers hold (model caches, connections)."""
+    if task is not None and task.model is not None:
+        try:
+            task.model.close()
+        except Exception:
+            log.warning("could not close the model manager", exc_info=True)
 
 
 def error_of(exc: BaseException) -> dict[str, Any]:
@@ -195,7 +207,10 @@ def _build_task(spec: TaskSpec, state: StateManager, work_dir: Path) -> Task:
         manager = open_model_manager(spec.model.uri)
         managers["model"] = manager
         if spec.model.name:
-            managers["model_path"] = manager.load(spec.model.name, spec.model.version)
+            # One folder per run under the work dir, replaced on a retry: nothing piles up in /tmp.
+            dest = work_dir / "models" / safe_segment(str(run_key(spec))) / spec.model.name
+            shutil.rmtree(dest, ignore_errors=True)
+            managers["model_path"] = manager.load(spec.model.name, spec.model.version, dest=dest)
     try:
         return cls(**managers)
     except TypeError as exc:

@@ -121,3 +121,29 @@ def test_kind_mismatch_is_an_error(state: StateManager, tmp_path: Path) -> None:
 def test_run_key_matches_spec() -> None:
     spec = spec_for("add", map_index=4)
     assert run_key(spec).parts() == ("dag", "add", "run1", 4)
+
+
+def test_model_named_in_spec_is_loaded_into_the_work_dir(state: StateManager, tmp_path: Path) -> None:
+    import subprocess
+
+    from airflow_genius.core.models import open_model_manager
+
+    repo = tmp_path / "models.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(repo)], check=True)
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "weights.txt").write_text("w=1")
+    with open_model_manager(f"git+file://{repo}") as models:
+        version = models.save(model_dir, "tiny")
+    (model_dir / "weights.txt").write_text("w=2")
+    with open_model_manager(f"git+file://{repo}") as models:
+        models.save(model_dir, "tiny")
+
+    spec = spec_for("weights", cls="ModelReader", model_uri=f"git+file://{repo}", model_name="tiny",
+                    model_version=version)
+    outcome = run_spec(spec, state=state, work_dir=tmp_path / "work")
+    assert outcome.ok and outcome.result == "w=1"
+    latest = spec_for("weights", cls="ModelReader", model_uri=f"git+file://{repo}", model_name="tiny",
+                      run_id="run2")
+    assert run_spec(latest, state=state, work_dir=tmp_path / "work").result == "w=2"
+    assert len(list((tmp_path / "work" / "models").iterdir())) == 2

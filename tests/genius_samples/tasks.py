@@ -82,3 +82,11 @@ class NotATask:
 
     def go(self) -> None:
         return None
+
+
+class ModelReader(Task):
+    """Reads the model the spec named."""
+
+    def weights(self) -> str:
+        assert self.model_path is not None
+        return (self.model_path / "weights.txt").read_text()

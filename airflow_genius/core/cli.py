@@ -91,8 +91,7 @@ def _cmd_rise(options: argparse.Namespace) -> int:
     with cancel_on_signals():
         outcome = run_spec(spec, work_dir=options.work_dir)
     print(
-        f"genius: run {outcome.record.key} ended {outcome.status.value}; "
-        f"state: {options.state}",
+        f"genius: run {outcome.record.key} ended {outcome.status.value}; state: {options.state}",
         file=sys.stderr,
     )
     if outcome.ok and "output_location" in outcome.record.metrics:
@@ -138,7 +137,9 @@ def _cmd_state_show(options: argparse.Namespace) -> int:
     with open_state(options.state) as state:
         record = state.get_run(RunKey(options.dag_id, options.task_id, options.run_id, options.map_index))
     if record is None:
-        print(f"genius: no run record for {options.dag_id}.{options.task_id}@{options.run_id}", file=sys.stderr)
+        print(
+            f"genius: no run record for {options.dag_id}.{options.task_id}@{options.run_id}", file=sys.stderr
+        )
         return EXIT_BAD_INPUT
     print(json.dumps(record.to_dict(), indent=2, default=str))
     return EXIT_OK
@@ -224,11 +225,15 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = commands.add_parser("run", help="run a TaskSpec", description="Run one TaskSpec and record it in its state store.")
+    run = commands.add_parser(
+        "run", help="run a TaskSpec", description="Run one TaskSpec and record it in its state store."
+    )
     source = run.add_mutually_exclusive_group(required=True)
     source.add_argument("--spec", metavar="FILE", help="spec JSON file, or - for standard input")
     source.add_argument(
-        "--spec-env", metavar="VAR", help=f"read the spec JSON from this environment variable (e.g. {SPEC_ENV_DEFAULT})"
+        "--spec-env",
+        metavar="VAR",
+        help=f"read the spec JSON from this environment variable (e.g. {SPEC_ENV_DEFAULT})",
     )
     run.add_argument("--work-dir", help="local folder for input mirrors and output staging")
     run.add_argument("--print-result", action="store_true", help="print the JSON result on standard output")
@@ -241,13 +246,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     rise.add_argument("task_class", help="package.module:ClassName")
     rise.add_argument("method", help="the method to call")
-    rise.add_argument("--arg", action="append", default=[], help="positional argument (JSON or text), repeatable")
-    rise.add_argument("--kwarg", action="append", default=[], help="KEY=VALUE keyword argument (JSON or text), repeatable")
+    rise.add_argument(
+        "--arg", action="append", default=[], help="positional argument (JSON or text), repeatable"
+    )
+    rise.add_argument(
+        "--kwarg", action="append", default=[], help="KEY=VALUE keyword argument (JSON or text), repeatable"
+    )
     rise.add_argument("--kind", choices=("spout", "bolt", "task"), default="task")
     rise.add_argument("--input", help="input folder or URI (s3://bucket/prefix)")
     rise.add_argument("--output", help="output folder or URI")
     rise.add_argument("--partition-scheme", default="%Y/%m/%d", help="strftime pattern of output partitions")
-    rise.add_argument("--state", default=DEFAULT_STATE_URI, help=f"state store URI (default {DEFAULT_STATE_URI})")
+    rise.add_argument(
+        "--state", default=DEFAULT_STATE_URI, help=f"state store URI (default {DEFAULT_STATE_URI})"
+    )
     rise.add_argument("--namespace", default="default", help="namespace of task-scoped state")
     rise.add_argument("--model", help="model manager URI")
     rise.add_argument("--model-name", help="model to load before the method runs")
@@ -262,12 +273,17 @@ def _parser() -> argparse.ArgumentParser:
     lister = commands.add_parser("list", help="list task classes", description="List genius task classes.")
     lister.add_argument("module", nargs="?", help="module to search, e.g. airflow_genius.examples.tasks")
     lister.add_argument(
-        "--entry-points", nargs="?", const="genius.tasks", metavar="GROUP",
+        "--entry-points",
+        nargs="?",
+        const="genius.tasks",
+        metavar="GROUP",
         help="list classes advertised by installed packages (default group genius.tasks)",
     )
     lister.set_defaults(handler=_cmd_list)
 
-    describer = commands.add_parser("describe", help="show a task class's methods", description="Describe a task class.")
+    describer = commands.add_parser(
+        "describe", help="show a task class's methods", description="Describe a task class."
+    )
     describer.add_argument("task_class", help="package.module:ClassName")
     describer.add_argument("--json", action="store_true", help="machine-readable output")
     describer.set_defaults(handler=_cmd_describe)
@@ -287,7 +303,9 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument("--limit", type=int, default=50)
     listing.set_defaults(handler=_cmd_state_list)
     for sub in (show, listing):
-        sub.add_argument("--state", default=DEFAULT_STATE_URI, help=f"state store URI (default {DEFAULT_STATE_URI})")
+        sub.add_argument(
+            "--state", default=DEFAULT_STATE_URI, help=f"state store URI (default {DEFAULT_STATE_URI})"
+        )
     return parser
 
 

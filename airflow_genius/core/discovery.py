@@ -34,7 +34,9 @@ def load_task_class(class_path: str) -> type[Task]:
         try:
             target = getattr(target, part)
         except AttributeError:
-            raise TaskImportError(f"task class {class_path!r}: module {module_name!r} has no {qualname!r}") from None
+            raise TaskImportError(
+                f"task class {class_path!r}: module {module_name!r} has no {qualname!r}"
+            ) from None
     if not (isinstance(target, type) and issubclass(target, Task)):
         raise TaskImportError(
             f"task class {class_path!r}: {qualname!r} is not a subclass of airflow_genius.core.Task "
@@ -105,7 +107,9 @@ def _import_module(module_name: str, what: str) -> ModuleType:
     try:
         return importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        raise TaskImportError(f"task class {what!r}: cannot import {exc.name or module_name!r} ({exc})") from None
+        raise TaskImportError(
+            f"task class {what!r}: cannot import {exc.name or module_name!r} ({exc})"
+        ) from None
     except Exception as exc:  # the user's module raised while importing
         raise TaskImportError(
             f"task class {what!r}: importing {module_name!r} raised {type(exc).__name__}: {exc}"

@@ -67,6 +67,5 @@ def missing_extra(module: str, extra: str) -> BackendUnavailableError:
     "the 'redis' package is required for this backend: pip install 'airflow-provider-genius[redis]'"
     """
     return BackendUnavailableError(
-        f"the {module!r} package is required for this backend: "
-        f"pip install 'airflow-provider-genius[{extra}]'"
+        f"the {module!r} package is required for this backend: pip install 'airflow-provider-genius[{extra}]'"
     )

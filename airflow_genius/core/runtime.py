@@ -103,7 +103,9 @@ def run_spec(
     owns_state = state is None
     manager = state if state is not None else open_state(spec.state.uri, source_env)
     try:
-        return _run(spec, manager, source_env, Path(work_dir or source_env.get("GENIUS_WORK_DIR", DEFAULT_WORK_DIR)))
+        return _run(
+            spec, manager, source_env, Path(work_dir or source_env.get("GENIUS_WORK_DIR", DEFAULT_WORK_DIR))
+        )
     finally:
         if owns_state:
             manager.close()
@@ -118,7 +120,9 @@ def _run(spec: TaskSpec, state: StateManager, env: Mapping[str, str], work_dir: 
     task: Task | None = None
     failure: BaseException | None = None
     try:
-        with _heartbeat(state, key, try_number, float(env.get("GENIUS_HEARTBEAT_SECONDS", DEFAULT_HEARTBEAT_SECONDS))):
+        with _heartbeat(
+            state, key, try_number, float(env.get("GENIUS_HEARTBEAT_SECONDS", DEFAULT_HEARTBEAT_SECONDS))
+        ):
             task = _build_task(spec, state, work_dir)
             method = bound_method(task, spec.task.method)
             call_args = _bind(method, spec)
@@ -135,7 +139,10 @@ def _run(spec: TaskSpec, state: StateManager, env: Mapping[str, str], work_dir: 
         failure = exc
         _abort_output(task)
         record = state.finish_run(
-            key, Status.CANCELLED, try_number=try_number, message=str(exc) or "cancelled",
+            key,
+            Status.CANCELLED,
+            try_number=try_number,
+            message=str(exc) or "cancelled",
             metrics=_collect_metrics(task, started),
         )
         log.warning("run %s try %d cancelled: %s", key, try_number, exc)
@@ -143,9 +150,15 @@ def _run(spec: TaskSpec, state: StateManager, env: Mapping[str, str], work_dir: 
         failure = exc
         _abort_output(task)
         record = state.finish_run(
-            key, Status.FAILED, try_number=try_number, error=error_of(exc), metrics=_collect_metrics(task, started)
+            key,
+            Status.FAILED,
+            try_number=try_number,
+            error=error_of(exc),
+            metrics=_collect_metrics(task, started),
         )
-        log.error("run %s try %d failed: %s: %s", key, try_number, record.error["type"] if record.error else "", exc)
+        log.error(
+            "run %s try %d failed: %s: %s", key, try_number, record.error["type"] if record.error else "", exc
+        )
     _close_managers(task)
     return RunOutcome(record, failure)
 
@@ -162,7 +175,9 @@ def _close_managers(task: Task | None) -> None:
 def error_of(exc: BaseException) -> dict[str, Any]:
     """The run record's ``error``: type (qualified), message and formatted traceback."""
     kind = type(exc)
-    qualified = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+    qualified = (
+        kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+    )
     return {
         "type": qualified,
         "message": str(exc),
@@ -185,7 +200,9 @@ def _run_info(spec: TaskSpec) -> dict[str, Any]:
 def _build_task(spec: TaskSpec, state: StateManager, work_dir: Path) -> Task:
     cls = load_task_class(spec.task.class_path)
     if spec.kind != "task" and cls.kind not in (spec.kind, "task"):
-        raise SpecError("kind", f"{spec.task.class_path} is a {cls.kind}, but the spec runs it as a {spec.kind}")
+        raise SpecError(
+            "kind", f"{spec.task.class_path} is a {cls.kind}, but the spec runs it as a {spec.kind}"
+        )
     managers: dict[str, Any] = {
         "state": ScopedState(state, task_scope(spec)),
         "identity": spec.run,
@@ -200,7 +217,9 @@ def _build_task(spec: TaskSpec, state: StateManager, work_dir: Path) -> Task:
         partition = PartitionKey(
             spec.run.dag_id, spec.run.task_id, spec.run.run_id, spec.run.map_index, spec.run.logical_datetime
         )
-        managers["output"] = BatchOutput(spec.output.uri, partition=partition, scheme=spec.output.partition_scheme)
+        managers["output"] = BatchOutput(
+            spec.output.uri, partition=partition, scheme=spec.output.partition_scheme
+        )
     if spec.model is not None:
         from airflow_genius.core.models import open_model_manager
 

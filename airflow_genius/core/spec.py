@@ -133,7 +133,9 @@ class TaskSpec:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise SpecError("spec", f"is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+            raise SpecError(
+                "spec", f"is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+            ) from None
         return cls.from_dict(data)
 
     @classmethod
@@ -207,7 +209,9 @@ def _parse_spec(data: Any) -> TaskSpec:
     version = obj.get("spec_version")
     if version not in SUPPORTED_SPEC_VERSIONS or isinstance(version, bool):
         raise SpecError(
-            "spec_version", f"expected one of {sorted(SUPPORTED_SPEC_VERSIONS)} (this runtime's versions)", got=version
+            "spec_version",
+            f"expected one of {sorted(SUPPORTED_SPEC_VERSIONS)} (this runtime's versions)",
+            got=version,
         )
     kind = obj.get("kind", "task")
     if kind not in KINDS:
@@ -267,9 +271,13 @@ def _parse_data(data: Any, where: str) -> DataRef | None:
     _check_data_uri(uri, f"{where}.uri")
     scheme = obj.get("partition_scheme", DEFAULT_PARTITION_SCHEME)
     if not isinstance(scheme, str) or not scheme or "\x00" in scheme:
-        raise SpecError(f"{where}.partition_scheme", "expected a strftime pattern such as '%Y/%m/%d'", got=scheme)
+        raise SpecError(
+            f"{where}.partition_scheme", "expected a strftime pattern such as '%Y/%m/%d'", got=scheme
+        )
     if ".." in scheme.split("/") or scheme.startswith("/"):
-        raise SpecError(f"{where}.partition_scheme", "must stay relative (no '..', no leading '/')", got=scheme)
+        raise SpecError(
+            f"{where}.partition_scheme", "must stay relative (no '..', no leading '/')", got=scheme
+        )
     return DataRef(uri=uri, type=data_type, partition_scheme=scheme)
 
 
@@ -277,7 +285,9 @@ def _check_data_uri(uri: str, where: str) -> None:
     if "\x00" in uri:
         raise SpecError(where, "contains a NUL byte")
     if has_password(uri):
-        raise SpecError(where, "must not embed credentials; pass them through the environment", got=redact(uri))
+        raise SpecError(
+            where, "must not embed credentials; pass them through the environment", got=redact(uri)
+        )
     if uri.startswith("/"):
         return
     parts = split_uri(uri)
@@ -338,7 +348,9 @@ def _parse_run(data: Any) -> RunIdentity:
     logical_date = obj.get("logical_date")
     if logical_date is not None:
         if not isinstance(logical_date, str):
-            raise SpecError("run.logical_date", "expected an ISO 8601 timestamp string or null", got=logical_date)
+            raise SpecError(
+                "run.logical_date", "expected an ISO 8601 timestamp string or null", got=logical_date
+            )
         try:
             datetime.fromisoformat(logical_date)
         except ValueError:
@@ -352,7 +364,9 @@ def _parse_window(data: Any) -> Window | None:
     obj = _object(data, "window")
     _only(obj, "window", {"max_records", "max_seconds"})
     max_records = obj.get("max_records")
-    if max_records is not None and (not isinstance(max_records, int) or isinstance(max_records, bool) or max_records < 1):
+    if max_records is not None and (
+        not isinstance(max_records, int) or isinstance(max_records, bool) or max_records < 1
+    ):
         raise SpecError("window.max_records", "expected a positive integer or null", got=max_records)
     max_seconds = obj.get("max_seconds")
     if max_seconds is not None and (

@@ -57,7 +57,7 @@ class Task:
     def __init__(
         self,
         *,
-        input: BatchInput | None = None,  # noqa: A002 - the Geniusrise name users know
+        input: BatchInput | None = None,
         output: BatchOutput | None = None,
         state: ScopedState | None = None,
         model: ModelManager | None = None,

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from urllib.parse import SplitResult, parse_qs, urlsplit, urlunsplit
 
 #: Environment variable that holds the state store's password (or Redis ACL password).
-STATE_PASSWORD_ENV = "GENIUS_STATE_PASSWORD"
+STATE_PASSWORD_ENV = "GENIUS_STATE_PASSWORD"  # noqa: S105 - the variable name, not a secret
 
 
 def split_uri(uri: str) -> SplitResult:

@@ -21,7 +21,12 @@ def genius(*args: str, env: dict[str, str] | None = None, stdin: str | None = No
     full_env = {**os.environ, "PYTHONPATH": str(TESTS_DIR), **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "airflow_genius.core.cli", *args],
-        capture_output=True, text=True, env=full_env, input=stdin, cwd=cwd, timeout=60,
+        capture_output=True,
+        text=True,
+        env=full_env,
+        input=stdin,
+        cwd=cwd,
+        timeout=60,
     )
 
 
@@ -30,9 +35,18 @@ def state_uri(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path}/state.db"
 
 
-def spec_json(state_uri: str, class_path: str = "genius_samples.tasks:Adder", method: str = "add", **kw) -> str:  # type: ignore[no-untyped-def]
-    spec = build_spec(class_path, method, dag_id="cli", task_id=method, run_id=kw.pop("run_id", "r1"),
-                      state_uri=state_uri, **kw)
+def spec_json(
+    state_uri: str, class_path: str = "genius_samples.tasks:Adder", method: str = "add", **kw
+) -> str:  # type: ignore[no-untyped-def]
+    spec = build_spec(
+        class_path,
+        method,
+        dag_id="cli",
+        task_id=method,
+        run_id=kw.pop("run_id", "r1"),
+        state_uri=state_uri,
+        **kw,
+    )
     return spec.to_json()
 
 
@@ -40,7 +54,9 @@ def test_run_from_file_stdin_and_env(tmp_path: Path, state_uri: str) -> None:
     path = tmp_path / "spec.json"
     path.write_text(spec_json(state_uri, args=[1, 2], run_id="file"))
     assert genius("run", "--spec", str(path)).returncode == 0
-    done = genius("run", "--spec", "-", "--print-result", stdin=spec_json(state_uri, args=[3, 4], run_id="stdin"))
+    done = genius(
+        "run", "--spec", "-", "--print-result", stdin=spec_json(state_uri, args=[3, 4], run_id="stdin")
+    )
     assert done.returncode == 0 and json.loads(done.stdout) == 7
     env = {"GENIUS_TASK_SPEC": spec_json(state_uri, args=[5, 6], run_id="env")}
     assert genius("run", "--spec-env", "GENIUS_TASK_SPEC", env=env).returncode == 0
@@ -56,7 +72,9 @@ def test_failing_task_exits_nonzero_with_traceback_recorded(state_uri: str) -> N
         (record,) = state.list_runs(dag_id="cli")
     assert record.status is Status.FAILED
     assert "raise ValueError(message)" in record.error["traceback"]  # type: ignore[index]
-    shown = genius("state", "show", "--state", state_uri, "--dag-id", "cli", "--task-id", "run", "--run-id", "r1")
+    shown = genius(
+        "state", "show", "--state", state_uri, "--dag-id", "cli", "--task-id", "run", "--run-id", "r1"
+    )
     assert shown.returncode == 0 and json.loads(shown.stdout)["status"] == "FAILED"
 
 
@@ -72,18 +90,43 @@ BAD_INPUT = [
     ({"args": []}, "missing a required argument: 'a'"),
     ({"args": [1], "kwargs": {"c": 3}}, "unexpected keyword argument 'c'"),
     ({"args": [1, 2, 3]}, "too many positional arguments"),
-    ({"class_path": "genius_samples.tasks:BadInit", "method": "go"}, "must accept the genius keyword arguments"),
-    ({"class_path": "genius_samples.tasks:Copier", "method": "escape", "kind": "bolt", "input_uri": "/tmp",
-      "output_uri": "/tmp/genius-out", "args": [], "kwargs": {"filename": "../../../etc/cron.d/x"}}, "escapes its root"),
-    ({"class_path": "genius_samples.tasks:Copier", "method": "escape", "kind": "bolt", "input_uri": "/tmp",
-      "output_uri": "/tmp/genius-out", "args": [], "kwargs": {"filename": "/etc/passwd"}}, "is absolute"),
+    (
+        {"class_path": "genius_samples.tasks:BadInit", "method": "go"},
+        "must accept the genius keyword arguments",
+    ),
+    (
+        {
+            "class_path": "genius_samples.tasks:Copier",
+            "method": "escape",
+            "kind": "bolt",
+            "input_uri": "/tmp",
+            "output_uri": "/tmp/genius-out",
+            "args": [],
+            "kwargs": {"filename": "../../../etc/cron.d/x"},
+        },
+        "escapes its root",
+    ),
+    (
+        {
+            "class_path": "genius_samples.tasks:Copier",
+            "method": "escape",
+            "kind": "bolt",
+            "input_uri": "/tmp",
+            "output_uri": "/tmp/genius-out",
+            "args": [],
+            "kwargs": {"filename": "/etc/passwd"},
+        },
+        "is absolute",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("change", "words"), BAD_INPUT, ids=[w for _, w in BAD_INPUT])
 def test_bad_input_gives_one_clear_line(tmp_path: Path, state_uri: str, change: dict, words: str) -> None:  # type: ignore[type-arg]
     kw = {"class_path": "genius_samples.tasks:Adder", "method": "add", "args": [1], **change}
-    done = genius("run", "--spec", "-", stdin=spec_json(state_uri, **kw), env={"GENIUS_WORK_DIR": str(tmp_path / "w")})
+    done = genius(
+        "run", "--spec", "-", stdin=spec_json(state_uri, **kw), env={"GENIUS_WORK_DIR": str(tmp_path / "w")}
+    )
     assert done.returncode == 2, done.stderr
     errors = [line for line in done.stderr.splitlines() if line.startswith("genius: error:")]
     assert len(errors) == 1 and words in errors[0], done.stderr
@@ -114,13 +157,41 @@ def test_cli_errors_are_one_line(args: list[str], words: str) -> None:
 
 def test_rise_runs_spout_then_bolt(tmp_path: Path, state_uri: str) -> None:
     quotes, counts = tmp_path / "quotes", tmp_path / "counts"
-    spout = genius("rise", "airflow_genius.examples.tasks:QuoteSpout", "fetch", "--kind", "spout", "--output",
-                   str(quotes), "--kwarg", "count=12", "--state", state_uri, "--run-id", "r1", cwd=tmp_path)
+    spout = genius(
+        "rise",
+        "airflow_genius.examples.tasks:QuoteSpout",
+        "fetch",
+        "--kind",
+        "spout",
+        "--output",
+        str(quotes),
+        "--kwarg",
+        "count=12",
+        "--state",
+        state_uri,
+        "--run-id",
+        "r1",
+        cwd=tmp_path,
+    )
     assert spout.returncode == 0, spout.stderr
     assert json.loads(spout.stdout)["records"] == 12
     partition = next(quotes.rglob("_SUCCESS")).parent
-    bolt = genius("rise", "airflow_genius.examples.tasks:WordCount", "count", "--kind", "bolt", "--input",
-                  str(partition), "--output", str(counts), "--kwarg", "top=3", "--state", state_uri, cwd=tmp_path)
+    bolt = genius(
+        "rise",
+        "airflow_genius.examples.tasks:WordCount",
+        "count",
+        "--kind",
+        "bolt",
+        "--input",
+        str(partition),
+        "--output",
+        str(counts),
+        "--kwarg",
+        "top=3",
+        "--state",
+        state_uri,
+        cwd=tmp_path,
+    )
     assert bolt.returncode == 0, bolt.stderr
     result = json.loads(bolt.stdout)
     assert result["records"] == 12 and len(result["top"]) == 3
@@ -128,8 +199,18 @@ def test_rise_runs_spout_then_bolt(tmp_path: Path, state_uri: str) -> None:
 
 
 def test_rise_print_spec_is_a_valid_spec(state_uri: str) -> None:
-    done = genius("rise", "genius_samples.tasks:Adder", "add", "--arg", "1", "--kwarg", 'b={"x": 1}',
-                  "--state", state_uri, "--print-spec")
+    done = genius(
+        "rise",
+        "genius_samples.tasks:Adder",
+        "add",
+        "--arg",
+        "1",
+        "--kwarg",
+        'b={"x": 1}',
+        "--state",
+        state_uri,
+        "--print-spec",
+    )
     assert done.returncode == 0
     spec = json.loads(done.stdout)
     assert spec["task"]["args"] == [1] and spec["task"]["kwargs"] == {"b": {"x": 1}}
@@ -142,11 +223,22 @@ def test_list_and_describe() -> None:
     described = genius("describe", "airflow_genius.examples.tasks:WordCount", "--json")
     info = json.loads(described.stdout)
     assert info["kind"] == "bolt"
-    assert info["methods"][0]["signature"] == "count(top: 'int' = 10, min_length: 'int' = 1) -> 'dict[str, Any]'"
+    assert (
+        info["methods"][0]["signature"] == "count(top: 'int' = 10, min_length: 'int' = 1) -> 'dict[str, Any]'"
+    )
 
 
 def test_help_everywhere() -> None:
-    for command in ([], ["run"], ["rise"], ["list"], ["describe"], ["state"], ["state", "show"], ["state", "list"]):
+    for command in (
+        [],
+        ["run"],
+        ["rise"],
+        ["list"],
+        ["describe"],
+        ["state"],
+        ["state", "show"],
+        ["state", "list"],
+    ):
         done = genius(*command, "--help")
         assert done.returncode == 0 and "usage: genius" in done.stdout
 
@@ -155,7 +247,9 @@ def test_sigterm_cancels_and_records_cancelled(tmp_path: Path, state_uri: str) -
     ready = tmp_path / "ready"
     process = subprocess.Popen(
         [sys.executable, "-m", "airflow_genius.core.cli", "run", "--spec", "-"],
-        stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         env={**os.environ, "PYTHONPATH": str(TESTS_DIR), "GENIUS_TEST_READY_FILE": str(ready)},
     )
     assert process.stdin is not None

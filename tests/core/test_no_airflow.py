@@ -53,8 +53,15 @@ def test_core_source_never_imports_airflow() -> None:
 def test_genius_run_works_without_airflow(tmp_path: Path) -> None:
     state_uri = f"sqlite:///{tmp_path}/state.db"
     spec = build_spec(
-        "airflow_genius.examples.tasks:QuoteSpout", "fetch", kind="spout", kwargs={"count": 3},
-        output_uri=str(tmp_path / "out"), dag_id="lean", task_id="fetch", run_id="r1", state_uri=state_uri,
+        "airflow_genius.examples.tasks:QuoteSpout",
+        "fetch",
+        kind="spout",
+        kwargs={"count": 3},
+        output_uri=str(tmp_path / "out"),
+        dag_id="lean",
+        task_id="fetch",
+        run_id="r1",
+        state_uri=state_uri,
     )
     (tmp_path / "spec.json").write_text(spec.to_json())
     child = BLOCK_AIRFLOW + textwrap.dedent(
@@ -71,7 +78,11 @@ def test_genius_run_works_without_airflow(tmp_path: Path) -> None:
         """
     )
     done = subprocess.run(
-        [sys.executable, "-c", child], capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        [sys.executable, "-c", child],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
         env={**os.environ, "PYTHONPATH": str(TESTS_DIR)},
     )
     assert done.returncode == 0, done.stderr

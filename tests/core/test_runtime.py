@@ -41,7 +41,9 @@ def test_failure_records_type_message_traceback(state: StateManager) -> None:
     error = state.require_run(outcome.record.key).error
     assert error is not None
     assert error["type"] == "ValueError" and error["message"] == "bad row 7"
-    assert 'raise ValueError(message)' in error["traceback"] and "genius_samples/tasks.py" in error["traceback"]
+    assert (
+        "raise ValueError(message)" in error["traceback"] and "genius_samples/tasks.py" in error["traceback"]
+    )
 
 
 def test_retry_appends_history_to_the_same_record(state: StateManager) -> None:
@@ -51,7 +53,11 @@ def test_retry_appends_history_to_the_same_record(state: StateManager) -> None:
     record = state.require_run(second.record.key)
     assert record.status is Status.SUCCESS and record.try_number == 2 and record.error is None
     assert [(h.status, h.try_number) for h in record.history] == [
-        (Status.QUEUED, 1), (Status.RUNNING, 1), (Status.FAILED, 1), (Status.RUNNING, 2), (Status.SUCCESS, 2),
+        (Status.QUEUED, 1),
+        (Status.RUNNING, 1),
+        (Status.FAILED, 1),
+        (Status.RUNNING, 2),
+        (Status.SUCCESS, 2),
     ]
     assert len(state.list_runs(dag_id="dag")) == 1
 
@@ -86,8 +92,13 @@ def test_bolt_reads_input_and_commits_output(state: StateManager, tmp_path: Path
     (source / "a.txt").write_text("hello\n")
     (source / "b.txt").write_text("world\n")
     spec = spec_for(
-        "copy", cls="Copier", kind="bolt", input_uri=str(source), output_uri=str(tmp_path / "out"),
-        logical_date="2024-05-06T00:00:00+00:00", run_id="manual__1",
+        "copy",
+        cls="Copier",
+        kind="bolt",
+        input_uri=str(source),
+        output_uri=str(tmp_path / "out"),
+        logical_date="2024-05-06T00:00:00+00:00",
+        run_id="manual__1",
     )
     outcome = run_spec(spec, state=state, work_dir=tmp_path / "work")
     assert outcome.ok and outcome.result == {"files": 2}
@@ -101,7 +112,11 @@ def test_failed_bolt_commits_nothing(state: StateManager, tmp_path: Path) -> Non
     source = tmp_path / "in"
     source.mkdir()
     spec = spec_for(
-        "escape", cls="Copier", kind="bolt", input_uri=str(source), output_uri=str(tmp_path / "out"),
+        "escape",
+        cls="Copier",
+        kind="bolt",
+        input_uri=str(source),
+        output_uri=str(tmp_path / "out"),
         kwargs={"filename": "../../outside.txt"},
     )
     outcome = run_spec(spec, state=state, work_dir=tmp_path / "work")
@@ -139,11 +154,13 @@ def test_model_named_in_spec_is_loaded_into_the_work_dir(state: StateManager, tm
     with open_model_manager(f"git+file://{repo}") as models:
         models.save(model_dir, "tiny")
 
-    spec = spec_for("weights", cls="ModelReader", model_uri=f"git+file://{repo}", model_name="tiny",
-                    model_version=version)
+    spec = spec_for(
+        "weights", cls="ModelReader", model_uri=f"git+file://{repo}", model_name="tiny", model_version=version
+    )
     outcome = run_spec(spec, state=state, work_dir=tmp_path / "work")
     assert outcome.ok and outcome.result == "w=1"
-    latest = spec_for("weights", cls="ModelReader", model_uri=f"git+file://{repo}", model_name="tiny",
-                      run_id="run2")
+    latest = spec_for(
+        "weights", cls="ModelReader", model_uri=f"git+file://{repo}", model_name="tiny", run_id="run2"
+    )
     assert run_spec(latest, state=state, work_dir=tmp_path / "work").result == "w=2"
     assert len(list((tmp_path / "work" / "models").iterdir())) == 2

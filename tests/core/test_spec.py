@@ -43,7 +43,11 @@ def test_round_trip_keeps_every_field() -> None:
 
 def test_defaults_fill_optional_fields() -> None:
     spec = TaskSpec.from_dict(
-        {"spec_version": 1, "task": {"class": "m:C", "method": "go"}, "run": {"dag_id": "d", "task_id": "t", "run_id": "r"}}
+        {
+            "spec_version": 1,
+            "task": {"class": "m:C", "method": "go"},
+            "run": {"dag_id": "d", "task_id": "t", "run_id": "r"},
+        }
     )
     assert spec.kind == "task" and spec.state.uri.startswith("sqlite:///")
     assert spec.run.map_index == -1 and spec.run.try_number == 1
@@ -100,7 +104,9 @@ MALFORMED = [
 ]
 
 
-@pytest.mark.parametrize(("path", "value", "field", "words"), MALFORMED, ids=[f"{m[0]}={m[1]!r}" for m in MALFORMED])
+@pytest.mark.parametrize(
+    ("path", "value", "field", "words"), MALFORMED, ids=[f"{m[0]}={m[1]!r}" for m in MALFORMED]
+)
 def test_malformed_spec_names_field(path: str, value: Any, field: str, words: str) -> None:
     with pytest.raises(SpecError) as caught:
         TaskSpec.from_dict(_with(path, value))

@@ -47,7 +47,8 @@ def state_class(uri: str) -> type[StateManager]:
     target = _BACKENDS.get(scheme)
     if target is None:
         raise StateError(
-            f"unknown state store scheme {scheme!r} in {redact(uri)!r}; expected one of {', '.join(STATE_SCHEMES)}"
+            f"unknown state store scheme {scheme!r} in {redact(uri)!r}; "
+            f"expected one of {', '.join(STATE_SCHEMES)}"
         )
     module_name, _, class_name = target.partition(":")
     return getattr(importlib.import_module(module_name), class_name)  # type: ignore[no-any-return]

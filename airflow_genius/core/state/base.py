@@ -267,19 +267,28 @@ class StateManager(ABC):
         """Create the record in QUEUED, or queue a new try of an existing one.
 
         Queuing the same try again is a no-op that returns the current record (so a launcher that
-        retries its own call does not fail).
+        retries its own call does not fail). Queuing a try that already started or finished, or an
+        older try than the record's, raises :class:`TransitionConflict`.
         """
         record = self._read(key)
         if record is None:
             created = self._new_record(key, Status.QUEUED, try_number, info)
             if self._insert(created):
                 return created
-        return self._write_loop(
-            key,
-            lambda current: None
-            if current.try_number == try_number and current.status is Status.QUEUED
-            else self._moved(current, Status.QUEUED, try_number, info=info),
-        )
+
+        def change(current: RunRecord) -> RunRecord | None:
+            if current.try_number == try_number and current.status is Status.QUEUED:
+                return None
+            # Without this check a same-try re-queue would pull a RUNNING or finished try back to
+            # QUEUED (letting a second runner start it), and an older try would overwrite a newer one.
+            if not allowed(current, Status.QUEUED, try_number):
+                raise TransitionConflict(
+                    f"{key}: cannot queue try {try_number}; "
+                    f"record is {current.status.value} at try {current.try_number}"
+                )
+            return self._moved(current, Status.QUEUED, try_number, info=info)
+
+        return self._write_loop(key, change)
 
     def start_run(
         self, key: RunKey, *, try_number: int = 1, info: Mapping[str, Any] | None = None

@@ -34,7 +34,9 @@ class MemoryStateManager(StateManager):
 
     def _read(self, key: RunKey) -> RunRecord | None:
         with self._lock:
-            return self._runs.get(key)
+            record = self._runs.get(key)
+        # A copy, so a caller mutating record.metrics cannot change the store behind its back.
+        return copy.deepcopy(record)
 
     def _insert(self, record: RunRecord) -> bool:
         _check_json(record.result)

@@ -1,0 +1,316 @@
+"""Postgres state (psycopg 3): a real table with typed columns and queryable JSONB.
+
+``status``, ``try_number`` and ``version`` are plain columns, timestamps are ``timestamptz`` and the
+JSON fields (history, result, error, metrics, window, info) are ``jsonb`` holding the value itself —
+not a JSON string inside JSON — so operators can query them::
+
+    SELECT run_id, metrics->>'rows' FROM genius_runs WHERE status = 'FAILED' AND error->>'type' = 'OOM';
+
+Tables are created on open (``CREATE TABLE IF NOT EXISTS`` under an advisory lock, so concurrent
+first opens do not trip over each other). One connection in autocommit mode, guarded by a lock: every
+primitive is a single statement, so there is nothing to hold a transaction open for.
+"""
+
+# SQL here is built from the table prefix, which must match _PREFIX_RE (an identifier); every value
+# travels as a bound parameter.
+# ruff: noqa: S608
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import timezone
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+from airflow_genius.core.errors import StateError, missing_extra
+from airflow_genius.core.state._common import (
+    history_to_json,
+    record_from_columns,
+    refuse_password,
+    scrub,
+    where_clause,
+)
+from airflow_genius.core.state.base import RunKey, RunRecord, StateManager, Status, TaskScope, utcnow
+from airflow_genius.core.uris import query_params, redact, split_uri, state_password
+
+DEFAULT_TABLE_PREFIX = "genius"
+_PREFIX_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,39}$")
+
+
+def _statements(p: str) -> dict[str, str]:
+    """All SQL of a table prefix. ``p`` is validated by ``_PREFIX_RE``: an identifier, never user data."""
+    runs, state = f"{p}_runs", f"{p}_task_state"
+    key = "dag_id = %s AND task_id = %s AND run_id = %s AND map_index = %s"
+    scope = "namespace = %s AND dag_id = %s AND task_id = %s"
+    columns = (
+        "dag_id, task_id, run_id, map_index, status, try_number, history, created_at, updated_at, "
+        'heartbeat_at, result, error, metrics, "window", info, version'
+    )
+    return {
+        "schema": f"""
+            CREATE TABLE IF NOT EXISTS {runs} (
+                dag_id       text        NOT NULL,
+                task_id      text        NOT NULL,
+                run_id       text        NOT NULL,
+                map_index    integer     NOT NULL,
+                status       text        NOT NULL,
+                try_number   integer     NOT NULL,
+                history      jsonb       NOT NULL,
+                created_at   timestamptz NOT NULL,
+                updated_at   timestamptz NOT NULL,
+                heartbeat_at timestamptz,
+                result       jsonb,
+                error        jsonb,
+                metrics      jsonb       NOT NULL,
+                "window"     jsonb,
+                info         jsonb       NOT NULL,
+                version      integer     NOT NULL,
+                PRIMARY KEY (dag_id, task_id, run_id, map_index)
+            );
+            CREATE INDEX IF NOT EXISTS {runs}_dag_task_updated ON {runs} (dag_id, task_id, updated_at DESC);
+            CREATE INDEX IF NOT EXISTS {runs}_status_updated ON {runs} (status, updated_at DESC);
+            CREATE INDEX IF NOT EXISTS {runs}_updated ON {runs} (updated_at DESC);
+            CREATE TABLE IF NOT EXISTS {state} (
+                namespace  text        NOT NULL,
+                dag_id     text        NOT NULL,
+                task_id    text        NOT NULL,
+                key        text        NOT NULL,
+                value      jsonb       NOT NULL,
+                updated_at timestamptz NOT NULL,
+                PRIMARY KEY (namespace, dag_id, task_id, key)
+            )
+        """,
+        "select": f"SELECT {columns} FROM {runs}",
+        "read": f"SELECT {columns} FROM {runs} WHERE {key}",
+        "insert": (
+            f"INSERT INTO {runs} ({columns}) VALUES ({', '.join(['%s'] * 16)}) "
+            "ON CONFLICT (dag_id, task_id, run_id, map_index) DO NOTHING"
+        ),
+        "replace": (
+            f"UPDATE {runs} SET status = %s, try_number = %s, history = %s, updated_at = %s, "
+            'heartbeat_at = %s, result = %s, error = %s, metrics = %s, "window" = %s, info = %s, '
+            f"version = %s WHERE {key} AND version = %s"
+        ),
+        "delete": f"DELETE FROM {runs} WHERE {key}",
+        "state_get": f"SELECT value FROM {state} WHERE {scope} AND key = %s",
+        "state_set": (
+            f"INSERT INTO {state} (namespace, dag_id, task_id, key, value, updated_at) "
+            "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (namespace, dag_id, task_id, key) "
+            "DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at"
+        ),
+        "state_delete": f"DELETE FROM {state} WHERE {scope} AND key = %s",
+        "state_list": f"SELECT key, value FROM {state} WHERE {scope} ORDER BY key",
+        # expected None means "absent or JSON null": insert, or overwrite only a stored null.
+        "state_cas_absent": (
+            f"INSERT INTO {state} AS t (namespace, dag_id, task_id, key, value, updated_at) "
+            "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (namespace, dag_id, task_id, key) "
+            "DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at "
+            "WHERE t.value = 'null'::jsonb"
+        ),
+        # jsonb equality compares values (key order and 1 vs 1.0 do not matter), like Python's ==.
+        "state_cas": (
+            f"UPDATE {state} SET value = %s, updated_at = %s WHERE {scope} AND key = %s AND value = %s"
+        ),
+        "drop": f"DROP TABLE IF EXISTS {runs}; DROP TABLE IF EXISTS {state}",
+    }
+
+
+class PostgresStateManager(StateManager):
+    """State in two Postgres tables, ``<prefix>_runs`` and ``<prefix>_task_state``.
+
+    >>> state = PostgresStateManager.from_uri(  # doctest: +SKIP
+    ...     "postgresql://genius@db:5432/airflow?table_prefix=genius", env={"GENIUS_STATE_PASSWORD": "..."}
+    ... )
+    >>> state.list_runs(dag_id="etl", status=Status.FAILED)  # doctest: +SKIP
+
+    URI: ``postgresql://user@host:port/db`` with optional ``?table_prefix=NAME`` (default ``genius``);
+    other query parameters are libpq options (``sslmode=require``...). The password comes from
+    ``GENIUS_STATE_PASSWORD``, never from the URI.
+    """
+
+    schemes = ("postgresql", "postgres")
+
+    def __init__(
+        self, conninfo: str, *, table_prefix: str = DEFAULT_TABLE_PREFIX, password: str | None = None,
+        uri: str | None = None,
+    ) -> None:  # fmt: skip
+        super().__init__()
+        try:
+            import psycopg
+            from psycopg.types.json import Jsonb
+        except ImportError:
+            raise missing_extra("psycopg", "postgres") from None
+        if not _PREFIX_RE.match(table_prefix):
+            raise StateError(
+                f"postgres table_prefix {table_prefix!r} must be a plain identifier "
+                "(letters, digits, underscore; at most 40 characters)"
+            )
+        self._psycopg = psycopg
+        self._jsonb = Jsonb
+        self._conninfo = conninfo
+        self._password = password
+        self._uri = uri or conninfo
+        self.table_prefix = table_prefix
+        self._sql = _statements(table_prefix)
+        self._lock = threading.Lock()
+        self._conn: Any = None
+        self._pid = 0
+        with self._cursor() as conn, conn.transaction():
+            # Serialise concurrent first opens: CREATE TABLE IF NOT EXISTS is not race-free.
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"genius-schema:{table_prefix}",))
+            conn.execute(self._sql["schema"])
+
+    @classmethod
+    def from_uri(cls, uri: str, env: Mapping[str, str] | None = None) -> PostgresStateManager:
+        refuse_password(uri)
+        parts = split_uri(uri)
+        prefix = query_params(uri).get("table_prefix", DEFAULT_TABLE_PREFIX)
+        # libpq rejects parameters it does not know: table_prefix is ours.
+        kept = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "table_prefix"]
+        conninfo = parts._replace(scheme="postgresql", query=urlencode(kept)).geturl()
+        return cls(conninfo, table_prefix=prefix, password=state_password(env), uri=uri)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({redact(self._uri)!r}, table_prefix={self.table_prefix!r})"
+
+    # ---------------------------------------------------------------- connection
+    def _connect(self) -> Any:
+        try:
+            conn = self._psycopg.connect(
+                self._conninfo,
+                password=self._password,
+                autocommit=True,
+                # timestamptz comes back in UTC, like every other backend returns it.
+                options="-c TimeZone=UTC",
+                connect_timeout=10,
+            )
+        except self._psycopg.Error as exc:
+            message = f"cannot open postgres state store {redact(self._uri)!r}: {exc}"
+            raise StateError(scrub(message, self._password)) from None
+        return conn
+
+    @contextmanager
+    def _cursor(self) -> Iterator[Any]:
+        """The connection, under the lock; reconnects after a fork or a dropped connection."""
+        with self._lock:
+            conn = self._conn
+            if conn is None or conn.closed or conn.broken or self._pid != os.getpid():
+                self._conn = conn = self._connect()
+                self._pid = os.getpid()
+            yield conn
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None and self._pid == os.getpid():
+                self._conn.close()
+            self._conn = None
+
+    def drop_tables(self) -> None:
+        """Drop this prefix's tables (tests, tear-down). Irreversible."""
+        with self._cursor() as conn:
+            conn.execute(self._sql["drop"])
+
+    # ---------------------------------------------------------------- run records
+    def _read(self, key: RunKey) -> RunRecord | None:
+        with self._cursor() as conn:
+            row = conn.execute(self._sql["read"], key.parts()).fetchone()
+        return _from_row(row) if row is not None else None
+
+    def _insert(self, record: RunRecord) -> bool:
+        with self._cursor() as conn:
+            cursor = conn.execute(self._sql["insert"], (*record.key.parts(), *self._row(record)))
+            return bool(cursor.rowcount == 1)
+
+    def _replace(self, record: RunRecord, expected_version: int) -> bool:
+        row = self._row(record)
+        values = (*row[:3], *row[4:], *record.key.parts(), expected_version)  # created_at never changes
+        with self._cursor() as conn:
+            return bool(conn.execute(self._sql["replace"], values).rowcount == 1)
+
+    def _list(
+        self, *, dag_id: str | None, task_id: str | None, status: Status | None, limit: int
+    ) -> list[RunRecord]:
+        if limit <= 0:
+            return []
+        where, params = where_clause(
+            (("dag_id", dag_id), ("task_id", task_id), ("status", status.value if status else None)), "%s"
+        )
+        sql = f"{self._sql['select']}{where} ORDER BY updated_at DESC LIMIT %s"
+        with self._cursor() as conn:
+            rows = conn.execute(sql, (*params, limit)).fetchall()
+        return [_from_row(row) for row in rows]
+
+    def _delete(self, key: RunKey) -> bool:
+        with self._cursor() as conn:
+            return bool(conn.execute(self._sql["delete"], key.parts()).rowcount == 1)
+
+    # ---------------------------------------------------------------- task state
+    def _state_get(self, scope: TaskScope, key: str) -> tuple[bool, Any]:
+        with self._cursor() as conn:
+            row = conn.execute(self._sql["state_get"], (*scope.parts(), key)).fetchone()
+        return (False, None) if row is None else (True, row[0])
+
+    def _state_set(self, scope: TaskScope, key: str, value: Any) -> None:
+        values = (*scope.parts(), key, self._jsonb(value), utcnow())
+        with self._cursor() as conn:
+            conn.execute(self._sql["state_set"], values)
+
+    def _state_delete(self, scope: TaskScope, key: str) -> bool:
+        with self._cursor() as conn:
+            return bool(conn.execute(self._sql["state_delete"], (*scope.parts(), key)).rowcount == 1)
+
+    def _state_list(self, scope: TaskScope) -> dict[str, Any]:
+        with self._cursor() as conn:
+            rows = conn.execute(self._sql["state_list"], scope.parts()).fetchall()
+        return dict(rows)
+
+    def _state_cas(self, scope: TaskScope, key: str, expected: Any, value: Any) -> bool:
+        now = utcnow()
+        values: tuple[Any, ...]
+        if expected is None:
+            sql, values = self._sql["state_cas_absent"], (*scope.parts(), key, self._jsonb(value), now)
+        else:
+            sql = self._sql["state_cas"]
+            values = (self._jsonb(value), now, *scope.parts(), key, self._jsonb(expected))
+        with self._cursor() as conn:
+            return bool(conn.execute(sql, values).rowcount == 1)
+
+    # ---------------------------------------------------------------- codec
+    def _optional(self, value: Any) -> Any:
+        # None is SQL NULL (so `result IS NULL` works); anything else is real JSONB.
+        return None if value is None else self._jsonb(value)
+
+    def _row(self, record: RunRecord) -> tuple[Any, ...]:
+        """Column values after the key, in insert order."""
+        return (
+            record.status.value,
+            record.try_number,
+            self._jsonb(history_to_json(record.history)),
+            record.created_at,
+            record.updated_at,
+            record.heartbeat_at,
+            self._optional(record.result),
+            self._optional(record.error),
+            self._jsonb(record.metrics),
+            self._optional(record.window),
+            self._jsonb(record.info),
+            record.version,
+        )
+
+
+def _utc(moment: Any) -> Any:
+    return moment.astimezone(timezone.utc) if moment is not None else None
+
+
+def _from_row(row: tuple[Any, ...]) -> RunRecord:
+    (dag_id, task_id, run_id, map_index, status, try_number, history, created_at, updated_at,
+     heartbeat_at, result, error, metrics, window, info, version) = row  # fmt: skip
+    return record_from_columns(
+        RunKey(dag_id, task_id, run_id, map_index),
+        status, try_number, history, _utc(created_at), _utc(updated_at), _utc(heartbeat_at),
+        result, error, metrics, window, info, version,
+    )  # fmt: skip

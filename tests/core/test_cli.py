@@ -264,3 +264,10 @@ def test_sigterm_cancels_and_records_cancelled(tmp_path: Path, state_uri: str) -
         (record,) = state.list_runs(dag_id="cli")
     assert record.status is Status.CANCELLED
     assert record.history[-1].message == "received SIGTERM"
+
+
+def test_list_entry_points_shows_installed_task_classes() -> None:
+    listed = genius("list", "--entry-points")
+    assert listed.returncode == 0, listed.stderr
+    assert "airflow_genius.examples.tasks:WordCount" in listed.stdout
+    assert "airflow_genius.examples.tasks:Echo" in listed.stdout

@@ -218,9 +218,9 @@ class ModelManager(ABC):
     uri: str = ""
 
     @classmethod
+    @abstractmethod
     def from_uri(cls, uri: str, **options: Any) -> ModelManager:
         """Build the manager from its URI (each backend parses its own scheme)."""
-        raise NotImplementedError(f"{cls.__name__} cannot be opened from a URI")
 
     # -- public API: validation here, storage in the backends -------------------------------------
 

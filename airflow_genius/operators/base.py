@@ -1,0 +1,210 @@
+"""What every genius operator shares: its genius arguments, the TaskSpec built from them and the
+Airflow context, the state hook, and turning the run record into the task's result.
+
+Every runner — local or remote — mixes in :class:`GeniusOperatorMixin`; only the launch differs.
+The mixin takes its keyword-only arguments and hands everything else to the official operator's
+``__init__`` (cooperative ``super()``, no hand-split kwargs).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+from airflow_genius import config
+from airflow_genius.core.discovery import class_path_of
+from airflow_genius.core.spec import DEFAULT_NAMESPACE, DEFAULT_PARTITION_SCHEME, TaskSpec, build_spec
+from airflow_genius.core.state import RunRecord, StateManager, Status, open_state
+from airflow_genius.core.task import Task
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from airflow_genius.hooks.state import GeniusStateHook
+
+log = logging.getLogger(__name__)
+
+#: Operator attributes rendered by Jinja (in addition to the official operator's own).
+GENIUS_TEMPLATE_FIELDS: tuple[str, ...] = (
+    "method_args",
+    "method_kwargs",
+    "input_uri",
+    "output_uri",
+    "model_version",
+    "namespace",
+)
+
+
+#: XCom key under which an operator publishes its committed output partition (a URI).
+OUTPUT_XCOM_KEY = "genius_output"
+
+
+class GeniusTaskFailed(Exception):
+    """The genius task ended FAILED or CANCELLED; the message carries the remote error type and text."""
+
+
+@dataclass(frozen=True)
+class RunIdentityFromContext:
+    """dag_id, task_id, run_id, map_index, try_number and the partition date of a running task."""
+
+    dag_id: str
+    task_id: str
+    run_id: str
+    map_index: int
+    try_number: int
+    logical_date: datetime | None = field(default=None)
+
+
+def identity_from_context(context: Mapping[str, Any]) -> RunIdentityFromContext:
+    """Read the run identity from an Airflow context.
+
+    Airflow 3 runs may have no logical date (manual runs without one): the partition date then falls
+    back to the run's ``run_after``.
+    """
+    ti = context["ti"]
+    logical_date = context.get("logical_date")
+    if logical_date is None:
+        dag_run = context.get("dag_run")
+        logical_date = getattr(dag_run, "run_after", None)
+    map_index = getattr(ti, "map_index", -1)
+    return RunIdentityFromContext(
+        dag_id=ti.dag_id,
+        task_id=ti.task_id,
+        run_id=ti.run_id,
+        map_index=-1 if map_index is None else int(map_index),
+        try_number=int(getattr(ti, "try_number", 1) or 1),
+        logical_date=logical_date,
+    )
+
+
+@dataclass(frozen=True)
+class StateTarget:
+    """A state store as runners need it: the URI (no password) and the secret environment."""
+
+    uri: str
+    secret_env: Mapping[str, str] = field(default_factory=dict)
+    hook: GeniusStateHook | None = None
+
+    def open(self) -> StateManager:
+        """An open StateManager (the caller closes it); the same path ``genius run`` takes."""
+        if self.hook is not None:
+            return self.hook.open_state()
+        return open_state(self.uri)
+
+
+class GeniusOperatorMixin(BaseOperator):
+    """Genius arguments shared by every genius operator.
+
+    Put it first among the bases: ``class GeniusEcsOperator(GeniusOperatorMixin, EcsRunTaskOperator)``.
+    It derives from ``BaseOperator`` so Airflow's operator metaclass wraps its ``__init__`` (default_args,
+    ``partial().expand()`` of genius arguments, XComArg dependencies of templated fields).
+
+    Args:
+        task_class: the task class, or its import path ``package.module:ClassName``.
+        method: the method to call.
+        method_args / method_kwargs: its arguments (JSON; templated).
+        input_uri / output_uri: batch input folder and output root (templated).
+        partition_scheme: strftime pattern of output partitions.
+        state_conn_id: a genius state connection; default ``[genius] state_conn_id``, else
+            ``[genius] state_uri`` (the embedded SQLite store).
+        namespace: namespace of task-scoped state (templated).
+        model_uri / model_name / model_version: model to load before the call.
+        max_records / max_seconds: window of a streaming run.
+    """
+
+    genius_kind: str = "task"
+
+    def __init__(
+        self,
+        *,
+        task_class: type[Task] | str,
+        method: str,
+        method_args: Sequence[Any] | None = None,
+        method_kwargs: Mapping[str, Any] | None = None,
+        input_uri: str | None = None,
+        output_uri: str | None = None,
+        partition_scheme: str = DEFAULT_PARTITION_SCHEME,
+        state_conn_id: str | None = None,
+        namespace: str = DEFAULT_NAMESPACE,
+        model_uri: str | None = None,
+        model_name: str | None = None,
+        model_version: str = "latest",
+        max_records: int | None = None,
+        max_seconds: float | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.task_class = task_class if isinstance(task_class, str) else class_path_of(task_class)
+        self.method = method
+        self.method_args = list(method_args or [])
+        self.method_kwargs = dict(method_kwargs or {})
+        self.input_uri = input_uri
+        self.output_uri = output_uri
+        self.partition_scheme = partition_scheme
+        self.state_conn_id = state_conn_id
+        self.namespace = namespace
+        self.model_uri = model_uri
+        self.model_name = model_name
+        self.model_version = model_version
+        self.max_records = max_records
+        self.max_seconds = max_seconds
+
+    # ------------------------------------------------------------------ state
+    def genius_state(self) -> StateTarget:
+        """Where this task's run records live: ``state_conn_id``, else ``[genius] state_conn_id``, else
+        ``[genius] state_uri`` (the embedded SQLite store)."""
+        from airflow_genius.hooks.state import state_hook
+
+        conn_id = self.state_conn_id or config.get("state_conn_id")
+        if not conn_id:
+            return StateTarget(uri=config.get("state_uri"))
+        hook = state_hook(conn_id)
+        return StateTarget(uri=hook.state_uri, secret_env=hook.secret_env, hook=hook)
+
+    # ------------------------------------------------------------------ spec and result
+    def build_task_spec(self, context: Context, *, state_uri: str) -> TaskSpec:
+        """The TaskSpec of this task instance (rendered arguments + identity from the context)."""
+        identity = identity_from_context(context)
+        return build_spec(
+            self.task_class,
+            self.method,
+            args=self.method_args,
+            kwargs=self.method_kwargs,
+            kind=self.genius_kind,
+            input_uri=self.input_uri,
+            output_uri=self.output_uri,
+            partition_scheme=self.partition_scheme,
+            state_uri=state_uri,
+            namespace=self.namespace,
+            model_uri=self.model_uri,
+            model_name=self.model_name,
+            model_version=self.model_version,
+            dag_id=identity.dag_id,
+            task_id=identity.task_id,
+            run_id=identity.run_id,
+            map_index=identity.map_index,
+            try_number=identity.try_number,
+            logical_date=identity.logical_date,
+            max_records=self.max_records,
+            max_seconds=self.max_seconds,
+        )
+
+    def result_from_record(self, record: RunRecord) -> Any:
+        """SUCCESS → the result (the XCom); FAILED/CANCELLED → raise with the task's own error."""
+        if record.status is Status.SUCCESS:
+            return record.result
+        error = record.error or {}
+        if error.get("traceback"):
+            log.error("genius task %s failed; its traceback:\n%s", record.key, error["traceback"])
+        if record.status is Status.CANCELLED:
+            raise GeniusTaskFailed(f"genius task {record.key} was cancelled")
+        if record.status is Status.FAILED:
+            raise GeniusTaskFailed(f"{error.get('type', 'Error')}: {error.get('message', '')}")
+        raise GeniusTaskFailed(
+            f"genius task {record.key} ended without a result (status {record.status.value})"
+        )

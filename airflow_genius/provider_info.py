@@ -1,0 +1,61 @@
+"""``get_provider_info()``: how Airflow discovers this provider (entry point ``apache_airflow_provider``).
+
+Kept import-light: Airflow calls it while loading providers, before any DAG is parsed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow_genius import __version__
+
+PACKAGE_NAME = "airflow-provider-genius"
+
+
+def get_provider_info() -> dict[str, Any]:
+    """Provider metadata: hooks, connection forms, operators, links and the ``[genius]`` config."""
+    from airflow_genius.config import GENIUS_CONFIG
+    from airflow_genius.hooks.state import CONN_FIELDS, UI_FIELD_BEHAVIOUR
+
+    xcom_config: dict[str, Any] = {}  # TEMP until the xcom backend lands
+
+    hooks = {
+        "genius_sqlite": ("GeniusSqliteStateHook", "Genius state (SQLite)"),
+        "genius_redis": ("GeniusRedisStateHook", "Genius state (Redis)"),
+        "genius_postgres": ("GeniusPostgresStateHook", "Genius state (PostgreSQL)"),
+        "genius_dynamodb": ("GeniusDynamoDBStateHook", "Genius state (DynamoDB)"),
+    }
+    config = {
+        "genius": {
+            "description": GENIUS_CONFIG["description"],
+            "options": {**GENIUS_CONFIG["options"], **xcom_config},
+        }
+    }
+    return {
+        "package-name": PACKAGE_NAME,
+        "name": "Genius",
+        "description": "Geniusrise-style spouts and bolts: one task class, run in the worker, in a pod, "
+        "on ECS or AWS Batch, in Docker, or on Slurm over SSH.",
+        "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": "Genius",
+                "external-doc-url": "https://pypi.org/project/airflow-provider-genius/",
+                "tags": ["software"],
+            }
+        ],
+        "operators": [{"integration-name": "Genius", "python-modules": ["airflow_genius.operators.local"]}],
+        "hooks": [{"integration-name": "Genius", "python-modules": ["airflow_genius.hooks.state"]}],
+        "connection-types": [
+            {
+                "hook-class-name": f"airflow_genius.hooks.state.{class_name}",
+                "hook-name": hook_name,
+                "connection-type": conn_type,
+                "conn-fields": CONN_FIELDS[conn_type],
+                "ui-field-behaviour": UI_FIELD_BEHAVIOUR[conn_type],
+            }
+            for conn_type, (class_name, hook_name) in hooks.items()
+        ],
+        "extra-links": ["airflow_genius.links.output.GeniusOutputLink"],
+        "config": config,
+    }

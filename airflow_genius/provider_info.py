@@ -15,7 +15,7 @@ PACKAGE_NAME = "airflow-provider-genius"
 def get_provider_info() -> dict[str, Any]:
     """Provider metadata: hooks, connection forms, operators, links and the ``[genius]`` config."""
     from airflow_genius.config import GENIUS_CONFIG
-    from airflow_genius.hooks.state import CONN_FIELDS, UI_FIELD_BEHAVIOUR
+    from airflow_genius.hooks.forms import CONN_FIELDS, UI_FIELD_BEHAVIOUR
 
     xcom_config: dict[str, Any] = {}  # TEMP until the xcom backend lands
 

@@ -95,6 +95,8 @@ class GeniusStateHook(BaseHook):
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
         """Kept for Airflow < 3.2; newer versions read ``conn-fields`` from the provider info."""
+        from airflow_genius.hooks.forms import UI_FIELD_BEHAVIOUR
+
         return UI_FIELD_BEHAVIOUR.get(cls.conn_type, {})
 
 
@@ -216,63 +218,3 @@ def state_hook(conn_id: str) -> GeniusStateHook:
             f"connection {conn_id!r} has type {conn.conn_type!r}; a genius state connection is one of {known}"
         )
     return hook_class(conn_id)
-
-
-#: Connection forms (Airflow ≥ 3.2 reads these from get_provider_info()["connection-types"]).
-CONN_FIELDS: dict[str, dict[str, Any]] = {
-    "genius_sqlite": {
-        "path": {
-            "label": "Database file",
-            "schema": {"type": ["string", "null"]},
-            "description": "Path of the SQLite file on the worker (default .genius/state.db)",
-        },
-    },
-    "genius_redis": {
-        "db": {"label": "Database number", "schema": {"type": ["integer", "null"], "default": 0}},
-        "prefix": {"label": "Key prefix", "schema": {"type": ["string", "null"], "default": "genius"}},
-        "ssl": {"label": "Use TLS (rediss://)", "schema": {"type": ["boolean", "null"], "default": False}},
-    },
-    "genius_postgres": {
-        "table_prefix": {
-            "label": "Table prefix",
-            "schema": {"type": ["string", "null"], "default": "genius"},
-        },
-        "sslmode": {"label": "SSL mode", "schema": {"type": ["string", "null"]}},
-    },
-    "genius_dynamodb": {
-        "table": {"label": "Table", "schema": {"type": "string"}},
-        "region": {"label": "Region", "schema": {"type": ["string", "null"]}},
-        "create": {
-            "label": "Create the table if missing",
-            "schema": {"type": ["boolean", "null"], "default": False},
-        },
-        "aws_conn_id": {
-            "label": "AWS connection id",
-            "schema": {"type": ["string", "null"]},
-            "description": "Credentials from this amazon-provider connection; empty: boto3 default chain",
-        },
-    },
-}
-
-UI_FIELD_BEHAVIOUR: dict[str, dict[str, Any]] = {
-    "genius_sqlite": {
-        "hidden-fields": ["host", "schema", "login", "password", "port", "extra"],
-        "relabeling": {},
-        "placeholders": {"path": "/var/lib/airflow/genius/state.db"},
-    },
-    "genius_redis": {
-        "hidden-fields": ["schema", "extra"],
-        "relabeling": {"login": "ACL user (optional)"},
-        "placeholders": {"host": "redis", "port": "6379"},
-    },
-    "genius_postgres": {
-        "hidden-fields": ["extra"],
-        "relabeling": {"schema": "Database"},
-        "placeholders": {"host": "postgres", "port": "5432", "schema": "genius"},
-    },
-    "genius_dynamodb": {
-        "hidden-fields": ["host", "schema", "login", "password", "port", "extra"],
-        "relabeling": {},
-        "placeholders": {"table": "genius-state", "region": "eu-west-1"},
-    },
-}

@@ -90,3 +90,13 @@ class ModelReader(Task):
     def weights(self) -> str:
         assert self.model_path is not None
         return (self.model_path / "weights.txt").read_text()
+
+
+class Flaky(Task):
+    """Fails on the first try, succeeds on the next."""
+
+    def attempt(self) -> int:
+        assert self.identity is not None
+        if self.identity.try_number == 1:
+            raise ConnectionError("first try always fails")
+        return self.identity.try_number

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+from airflow_genius.core.defaults import DEFAULT_NAMESPACE, DEFAULT_PARTITION_SCHEME
 from airflow_genius.core.errors import SpecError
 from airflow_genius.core.state import DEFAULT_STATE_URI, STATE_SCHEMES
 from airflow_genius.core.uris import has_password, redact, split_uri
@@ -29,8 +30,6 @@ SPEC_VERSION = 1
 SUPPORTED_SPEC_VERSIONS = frozenset({1})
 KINDS = ("spout", "bolt", "task")
 DATA_TYPES = ("batch",)
-DEFAULT_PARTITION_SCHEME = "%Y/%m/%d"
-DEFAULT_NAMESPACE = "default"
 
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 _CLASS_PATH = re.compile(rf"^{_IDENT}(\.{_IDENT})*:{_IDENT}(\.{_IDENT})*$")
@@ -216,7 +215,7 @@ def _parse_spec(data: Any) -> TaskSpec:
     kind = obj.get("kind", "task")
     if kind not in KINDS:
         raise SpecError("kind", f"expected one of {', '.join(KINDS)}", got=kind)
-    task = _parse_task(obj.get("task"))
+    task = parse_task(obj.get("task"))
     input_ref = _parse_data(obj.get("input"), "input")
     output_ref = _parse_data(obj.get("output"), "output")
     if kind == "spout" and input_ref is not None:
@@ -229,14 +228,14 @@ def _parse_spec(data: Any) -> TaskSpec:
         task=task,
         input=input_ref,
         output=output_ref,
-        state=_parse_state(obj.get("state")),
-        model=_parse_model(obj.get("model")),
+        state=parse_state(obj.get("state")),
+        model=parse_model(obj.get("model")),
         run=_parse_run(obj.get("run")),
         window=_parse_window(obj.get("window")),
     )
 
 
-def _parse_task(data: Any) -> TaskRef:
+def parse_task(data: Any) -> TaskRef:
     obj = _object(data, "task")
     _only(obj, "task", {"class", "method", "args", "kwargs"})
     class_path = _string(obj, "class", "task")
@@ -268,7 +267,7 @@ def _parse_data(data: Any, where: str) -> DataRef | None:
     if data_type not in DATA_TYPES:
         raise SpecError(f"{where}.type", f"expected one of {', '.join(DATA_TYPES)}", got=data_type)
     uri = _string(obj, "uri", where)
-    _check_data_uri(uri, f"{where}.uri")
+    check_data_uri(uri, f"{where}.uri")
     scheme = obj.get("partition_scheme", DEFAULT_PARTITION_SCHEME)
     if not isinstance(scheme, str) or not scheme or "\x00" in scheme:
         raise SpecError(
@@ -281,7 +280,7 @@ def _parse_data(data: Any, where: str) -> DataRef | None:
     return DataRef(uri=uri, type=data_type, partition_scheme=scheme)
 
 
-def _check_data_uri(uri: str, where: str) -> None:
+def check_data_uri(uri: str, where: str) -> None:
     if "\x00" in uri:
         raise SpecError(where, "contains a NUL byte")
     if has_password(uri):
@@ -299,7 +298,7 @@ def _check_data_uri(uri: str, where: str) -> None:
         raise SpecError(where, "a file URI needs an absolute local path: file:///abs/path", got=uri)
 
 
-def _parse_state(data: Any) -> StateRef:
+def parse_state(data: Any) -> StateRef:
     if data is None:
         return StateRef()
     obj = _object(data, "state")
@@ -320,7 +319,7 @@ def _parse_state(data: Any) -> StateRef:
     return StateRef(uri=uri, namespace=namespace)
 
 
-def _parse_model(data: Any) -> ModelRef | None:
+def parse_model(data: Any) -> ModelRef | None:
     if data is None:
         return None
     obj = _object(data, "model")

@@ -30,7 +30,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow_genius import config
-from airflow_genius.core.runtime import run_spec
 from airflow_genius.links.output import GeniusOutputLink
 from airflow_genius.operators.base import GENIUS_TEMPLATE_FIELDS, OUTPUT_XCOM_KEY, GeniusOperatorMixin
 
@@ -46,11 +45,13 @@ class GeniusTaskOperator(GeniusOperatorMixin):
     """
 
     template_fields: ClassVar[tuple[str, ...]] = GENIUS_TEMPLATE_FIELDS
-    template_fields_renderers: ClassVar[dict[str, str]] = {"method_args": "json", "method_kwargs": "json"}
+    template_fields_renderers: ClassVar[dict[str, str]] = {"genius_call": "json"}
     operator_extra_links = (GeniusOutputLink(),)
     ui_color = "#e4e48c"
 
     def execute(self, context: Context) -> Any:
+        from airflow_genius.core.runtime import run_spec
+
         target = self.genius_state()
         spec = self.build_task_spec(context, state_uri=target.uri)
         self.log.info("running %s.%s (state %s)", spec.task.class_path, spec.task.method, target.uri)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Mapping
 
+from airflow_genius.core.defaults import DEFAULT_STATE_URI
 from airflow_genius.core.errors import StateError
 from airflow_genius.core.state.base import (
     TERMINAL,
@@ -24,9 +25,6 @@ from airflow_genius.core.state.base import (
     Transition,
 )
 from airflow_genius.core.uris import has_password, redact, split_uri
-
-#: The embedded default: one SQLite file on the local machine, safe across processes.
-DEFAULT_STATE_URI = "sqlite:///.genius/state.db"
 
 _BACKENDS: dict[str, str] = {
     "memory": "airflow_genius.core.state.memory:MemoryStateManager",

@@ -346,8 +346,14 @@ class StateManager(ABC):
                     f"record is {current.status.value} at try {current.try_number}"
                 )
             return self._moved(
-                current, to, try_number, message=message, result=result, error=error,
-                metrics=metrics, info=info,
+                current,
+                to,
+                try_number,
+                message=message,
+                result=result,
+                error=error,
+                metrics=metrics,
+                info=info,
             )
 
         return self._write_loop(key, change)
@@ -537,4 +543,3 @@ def _state_key(key: str) -> str:
     if not isinstance(key, str) or not key:
         raise StateError(f"task state key must be a non-empty string, got {key!r}")
     return key
-

@@ -1,0 +1,947 @@
+"""Geniusfile: a YAML description of a pipeline (spouts, bolts, their data and state) that anyone can
+write, validated here and rendered into an Airflow DAG by :mod:`airflow_genius.dag_factory`.
+
+.. code-block:: yaml
+
+    version: 1
+    dag:
+      id: quotes_pipeline
+      schedule: "@daily"
+      params: {count: 20}
+    spouts:
+      fetch:
+        class: airflow_genius.examples.tasks:QuoteSpout
+        method: fetch
+        kwargs: {count: "{{ params.count }}"}
+        output: /data/quotes
+    bolts:
+      count:
+        class: airflow_genius.examples.tasks:WordCount
+        method: count
+        input: fetch                 # the committed output partition of the spout 'fetch'
+        output: /data/counts
+
+Usage::
+
+    gf = load_geniusfile("dags/quotes.genius.yaml")
+    gf.summary()                                         # '1 spout, 1 bolt'
+    [(t.name, t.input_task) for t in gf.tasks]           # [('fetch', None), ('count', 'fetch')]
+
+Every problem is one :class:`GeniusfileError` line naming the entry and the field, e.g.
+``bolts.count.input: unknown upstream 'fech' (known: fetch)``. This module is part of the core: it never
+imports Airflow, so ``genius dag validate`` runs in CI without it. PyYAML comes with the ``yaml`` extra.
+The format's reference is ``docs/geniusfile.md``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import keyword
+import math
+import os
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from airflow_genius.core.errors import GeniusError, SpecError, missing_extra
+from airflow_genius.core.spec import (
+    DEFAULT_NAMESPACE,
+    check_data_uri,
+    parse_model,
+    parse_state,
+    parse_task,
+)
+
+#: Geniusfile format versions this package reads.
+GENIUSFILE_VERSIONS = frozenset({1})
+#: A folder's Geniusfiles are the files whose names end with this.
+GENIUSFILE_SUFFIX = ".genius.yaml"
+#: Runners a Geniusfile may name today, and those that are planned (rejected with a clear message).
+RUNNERS = ("local",)
+PLANNED_RUNNERS = ("batch", "docker", "ecs", "kubernetes", "slurm")
+#: Airflow's rule for dag_id and task_id (ASCII only here: names also end up in URIs and paths).
+ID_PATTERN = re.compile(r"^[A-Za-z0-9_.-]+$")
+ID_MAX_LENGTH = 250
+#: Schedule presets Airflow understands besides cron expressions.
+SCHEDULE_PRESETS = (
+    "@once",
+    "@continuous",
+    "@hourly",
+    "@daily",
+    "@weekly",
+    "@monthly",
+    "@quarterly",
+    "@yearly",
+)
+#: JSON-schema keywords a detailed param may carry (they become the Airflow Param's schema).
+PARAM_KEYS = frozenset(
+    {
+        "default",
+        "type",
+        "title",
+        "description",
+        "enum",
+        "minimum",
+        "maximum",
+        "minLength",
+        "maxLength",
+        "pattern",
+        "format",
+        "examples",
+    }
+)
+_JSON_TYPES = ("string", "integer", "number", "boolean", "array", "object", "null")
+
+_TOP_KEYS = frozenset({"version", "dag", "defaults", "spouts", "bolts"})
+_DAG_KEYS = frozenset({"id", "schedule", "start_date", "catchup", "tags", "params", "description", "doc"})
+_DEFAULT_KEYS = frozenset({"runner", "retries", "retry_delay_seconds", "state"})
+_SPOUT_KEYS = frozenset(
+    {
+        "class",
+        "method",
+        "args",
+        "kwargs",
+        "output",
+        "map",
+        "after",
+        "doc",
+        "model",
+        *_DEFAULT_KEYS,
+    }
+)
+_BOLT_KEYS = _SPOUT_KEYS | {"input"}
+_STATE_KEYS = frozenset({"conn_id", "uri", "namespace"})
+_MAP_KEYS = frozenset({"kwargs"})
+
+_ENV_VAR = re.compile(r"\$(?:\$|\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\})")
+_PARAM_REF = re.compile(r"\bparams\.([A-Za-z_][A-Za-z0-9_]*)")
+_CRON_FIELD = re.compile(r"^[0-9A-Za-z*/,?#-]+$")
+
+
+class GeniusfileError(SpecError):
+    """A Geniusfile is malformed. ``str()`` is one line: ``[<file>: ]<entry.field>: <problem>``.
+
+    >>> str(GeniusfileError("bolts.count.input", "unknown upstream 'fech' (known: fetch)"))
+    "bolts.count.input: unknown upstream 'fech' (known: fetch)"
+    """
+
+    def __init__(self, field: str, problem: str, *, got: object = ..., source: str | None = None) -> None:
+        super().__init__(field, problem, got=got)
+        self.detail = str(self.args[0])
+        self.source = source
+
+    def __str__(self) -> str:
+        return f"{self.source}: {self.detail}" if self.source else self.detail
+
+
+# ---------------------------------------------------------------------- the parsed Geniusfile
+@dataclass(frozen=True)
+class StateSettings:
+    """Where run records live: an Airflow connection (``conn_id``) or a state URI, and a namespace."""
+
+    conn_id: str | None = None
+    uri: str | None = None
+    namespace: str = DEFAULT_NAMESPACE
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """A model manager URI and the model loaded before the method runs."""
+
+    uri: str
+    name: str | None = None
+    version: str = "latest"
+
+
+@dataclass(frozen=True)
+class ParamSettings:
+    """One DAG param (a field of the trigger form): its default and JSON-schema keywords."""
+
+    name: str
+    default: Any = None
+    has_default: bool = True
+    schema: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DagSettings:
+    """The ``dag:`` section."""
+
+    id: str
+    schedule: str | None = None
+    start_date: datetime | None = None
+    catchup: bool = False
+    tags: tuple[str, ...] = ()
+    params: tuple[ParamSettings, ...] = ()
+    description: str | None = None
+    doc: str | None = None
+
+
+@dataclass(frozen=True)
+class Defaults:
+    """The ``defaults:`` section; every task inherits these unless it sets its own."""
+
+    runner: str = "local"
+    retries: int | None = None
+    retry_delay_seconds: float | None = None
+    state: StateSettings | None = None
+
+
+@dataclass(frozen=True)
+class TaskEntry:
+    """One spout or bolt with the defaults already applied.
+
+    ``input_task`` names the upstream whose committed output this bolt reads; ``input_uri`` is a fixed
+    folder instead. ``map_kwargs`` (mapped tasks) holds one complete kwargs mapping per mapped instance.
+    """
+
+    name: str
+    kind: str
+    class_path: str
+    method: str
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    input_task: str | None = None
+    input_uri: str | None = None
+    output_uri: str | None = None
+    after: tuple[str, ...] = ()
+    map_kwargs: tuple[dict[str, Any], ...] | None = None
+    runner: str = "local"
+    retries: int | None = None
+    retry_delay_seconds: float | None = None
+    state: StateSettings | None = None
+    model: ModelSettings | None = None
+    doc: str | None = None
+
+    @property
+    def where(self) -> str:
+        """The entry's name in error messages: ``spouts.fetch`` or ``bolts.count``."""
+        return f"{self.kind}s.{self.name}"
+
+    @property
+    def mapped(self) -> bool:
+        return self.map_kwargs is not None
+
+    @property
+    def upstream(self) -> tuple[str, ...]:
+        """Tasks that must finish first: the input task, then ``after``."""
+        first = (self.input_task,) if self.input_task else ()
+        return first + tuple(name for name in self.after if name != self.input_task)
+
+
+@dataclass(frozen=True)
+class Geniusfile:
+    """A validated Geniusfile; ``tasks`` is in dependency order (upstream first, then file order)."""
+
+    version: int
+    dag: DagSettings
+    defaults: Defaults
+    tasks: tuple[TaskEntry, ...]
+    source: str | None = None
+
+    @property
+    def spouts(self) -> tuple[TaskEntry, ...]:
+        return tuple(t for t in self.tasks if t.kind == "spout")
+
+    @property
+    def bolts(self) -> tuple[TaskEntry, ...]:
+        return tuple(t for t in self.tasks if t.kind == "bolt")
+
+    def task(self, name: str) -> TaskEntry:
+        """The task called ``name`` (KeyError if there is none)."""
+        for entry in self.tasks:
+            if entry.name == name:
+                return entry
+        raise KeyError(name)
+
+    def summary(self) -> str:
+        """``2 spouts, 1 bolt``."""
+        spouts, bolts = len(self.spouts), len(self.bolts)
+        return f"{spouts} spout{'' if spouts == 1 else 's'}, {bolts} bolt{'' if bolts == 1 else 's'}"
+
+
+# ---------------------------------------------------------------------- entry points
+def load_geniusfile(path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None) -> Geniusfile:
+    """Read and validate the Geniusfile at ``path``; errors carry the path as their ``source``.
+
+    >>> gf = load_geniusfile("dags_examples/quotes.genius.yaml")      # doctest: +SKIP
+    >>> gf.summary()                                                   # doctest: +SKIP
+    '1 spout, 3 bolts'
+    """
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise GeniusfileError("file", f"cannot read: {reason}", source=source) from None
+    return parse_geniusfile(text, source=source, env=env)
+
+
+def parse_geniusfile(
+    text: str, *, source: str | None = None, env: Mapping[str, str] | None = None
+) -> Geniusfile:
+    """Parse and validate Geniusfile text. ``${VAR}`` / ``${VAR:-default}`` in ``input``, ``output``,
+    ``state.uri`` and ``model.uri`` expand from ``env`` (default ``os.environ``)."""
+    try:
+        data = _load_yaml(text)
+        return _Parser(os.environ if env is None else env).parse(data, source)
+    except GeniusfileError as exc:
+        exc.source = source
+        raise
+
+
+def find_geniusfiles(folder: str | os.PathLike[str]) -> list[Path]:
+    """The ``*.genius.yaml`` files directly in ``folder``, sorted by name."""
+    return sorted(p for p in Path(folder).glob(f"*{GENIUSFILE_SUFFIX}") if p.is_file())
+
+
+def check_task_classes(geniusfile: Geniusfile) -> None:
+    """Import every task class and check its kind, method and keyword arguments.
+
+    Not part of :func:`parse_geniusfile` on purpose: the DAG processor must not import task code (it
+    may need ML libraries that live only in the runner's image). ``genius dag validate`` calls it.
+    """
+    from airflow_genius.core.discovery import load_task_class
+
+    for entry in geniusfile.tasks:
+        try:
+            cls = load_task_class(entry.class_path)
+        except GeniusError as exc:
+            raise GeniusfileError(f"{entry.where}.class", str(exc), source=geniusfile.source) from None
+        if cls.kind not in (entry.kind, "task"):
+            raise GeniusfileError(
+                f"{entry.where}.class",
+                f"{entry.class_path} is a {cls.kind}; list it under {cls.kind}s",
+                source=geniusfile.source,
+            )
+        methods = cls.task_methods()
+        if entry.method not in methods:
+            raise GeniusfileError(
+                f"{entry.where}.method",
+                f"{cls.__name__} has no task method {entry.method!r} (has: {', '.join(sorted(methods))})",
+                source=geniusfile.source,
+            )
+        signature = methods[entry.method]
+        for kwargs in entry.map_kwargs or (entry.kwargs,):
+            try:
+                signature.bind(None, *entry.args, **kwargs)  # None stands in for self
+            except TypeError as exc:
+                raise GeniusfileError(
+                    f"{entry.where}.kwargs",
+                    f"{cls.__name__}.{entry.method}{_without_self(signature)}: {exc}",
+                    source=geniusfile.source,
+                ) from None
+
+
+def _without_self(signature: inspect.Signature) -> inspect.Signature:
+    return signature.replace(parameters=list(signature.parameters.values())[1:])
+
+
+# ---------------------------------------------------------------------- YAML
+def _load_yaml(text: str) -> Any:
+    try:
+        import yaml
+    except ImportError:
+        raise missing_extra("yaml", "yaml") from None
+    try:
+        return yaml.load(text, Loader=_strict_loader())  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        problem = exc.problem or exc.context or "invalid YAML"
+        where = f"line {mark.line + 1} column {mark.column + 1}" if mark else "yaml"
+        raise GeniusfileError(where, f"invalid YAML: {problem}{_yaml_hint(problem)}") from None
+    except yaml.YAMLError as exc:
+        raise GeniusfileError("yaml", f"invalid YAML: {exc}") from None
+
+
+def _yaml_hint(problem: str) -> str:
+    # The two mistakes people make most; PyYAML's own words do not say what to do.
+    if "'@'" in problem or "'`'" in problem:
+        return ' (quote values that start with @, e.g. schedule: "@daily")'
+    if "'\\t'" in problem:
+        return " (indent with spaces, not tabs)"
+    return ""
+
+
+@lru_cache(maxsize=1)
+def _strict_loader() -> type:
+    """A SafeLoader that refuses duplicate keys (PyYAML silently keeps the last one)."""
+    import yaml
+
+    class StrictLoader(yaml.SafeLoader):
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # '<<: *anchor' merges may be overridden by explicit keys
+                key = self.construct_object(key_node, deep=True)
+                line = key_node.start_mark.line + 1
+                try:
+                    first = seen.get(key)
+                except TypeError:  # unhashable key; SafeLoader reports it below
+                    continue
+                if first is not None:
+                    raise GeniusfileError(
+                        f"line {line} column {key_node.start_mark.column + 1}",
+                        f"duplicate key {key!r} (first at line {first})",
+                    )
+                seen[key] = line
+            return super().construct_mapping(node, deep=deep)
+
+    return StrictLoader
+
+
+# ---------------------------------------------------------------------- validation
+class _Parser:
+    """Validates the decoded YAML top-down; each check raises the first problem it finds."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.params: tuple[str, ...] = ()
+
+    def parse(self, data: Any, source: str | None) -> Geniusfile:
+        if data is None:
+            raise GeniusfileError("version", "missing; the file is empty (start it with 'version: 1')")
+        top = _mapping(data, "geniusfile")
+        _only(top, "", _TOP_KEYS)
+        if "version" not in top:
+            raise GeniusfileError("version", "missing; start the file with 'version: 1'")
+        version = top["version"]
+        if isinstance(version, bool) or version not in GENIUSFILE_VERSIONS:
+            raise GeniusfileError(
+                "version",
+                f"expected one of {sorted(GENIUSFILE_VERSIONS)} (the versions this package reads)",
+                got=version,
+            )
+        if "dag" not in top:
+            raise GeniusfileError("dag", "missing; give at least 'dag: {id: my_pipeline}'")
+        dag = self.dag(top["dag"])
+        self.params = tuple(p.name for p in dag.params)
+        defaults = self.defaults(top.get("defaults"))
+        raw = self.entries(top)
+        names = {name: kind for kind, entries in raw for name in entries}
+        tasks = [
+            self.task(name, kind, body, defaults, names)
+            for kind, entries in raw
+            for name, body in entries.items()
+        ]
+        ordered = _dependency_order(tasks)  # a cycle is reported before what it would confuse
+        self.check_inputs(tasks)
+        return Geniusfile(version=version, dag=dag, defaults=defaults, tasks=ordered, source=source)
+
+    # -------------------------------------------------------------- dag
+    def dag(self, data: Any) -> DagSettings:
+        obj = _mapping(data, "dag")
+        _only(obj, "dag", _DAG_KEYS)
+        dag_id = _identifier(obj.get("id"), "dag.id")
+        schedule = obj.get("schedule")
+        if schedule is not None:
+            _check_schedule(schedule)
+        catchup = obj.get("catchup", False)
+        if not isinstance(catchup, bool):
+            raise GeniusfileError("dag.catchup", "expected true or false", got=catchup)
+        tags = obj.get("tags", [])
+        if not isinstance(tags, list) or not all(isinstance(t, str) and 0 < len(t) <= 100 for t in tags):
+            raise GeniusfileError("dag.tags", "expected a list of short texts, e.g. [genius, nlp]", got=tags)
+        return DagSettings(
+            id=dag_id,
+            schedule=schedule,
+            start_date=_start_date(obj.get("start_date")),
+            catchup=catchup,
+            tags=tuple(tags),
+            params=self.params_of(obj.get("params")),
+            description=_optional_text(obj, "description", "dag"),
+            doc=_optional_text(obj, "doc", "dag"),
+        )
+
+    def params_of(self, data: Any) -> tuple[ParamSettings, ...]:
+        if data is None:
+            return ()
+        obj = _mapping(data, "dag.params")
+        params = []
+        for name, value in obj.items():
+            where = f"dag.params.{name}"
+            if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
+                raise GeniusfileError(
+                    "dag.params",
+                    "every param name must be a Python identifier (used as params.NAME)",
+                    got=name,
+                )
+            if not isinstance(value, dict):  # a plain value is the default
+                _json_value(value, where)
+                params.append(ParamSettings(name, value, True, _inferred_type(value)))
+                continue
+            _only(value, where, PARAM_KEYS)
+            schema = {k: v for k, v in value.items() if k != "default"}
+            _json_value(schema, where)
+            declared = schema.get("type")
+            if declared is not None:
+                types = declared if isinstance(declared, list) else [declared]
+                if not types or not all(t in _JSON_TYPES for t in types):
+                    raise GeniusfileError(
+                        f"{where}.type", f"expected one of {', '.join(_JSON_TYPES)}", got=declared
+                    )
+            if "default" in value:
+                default = value["default"]
+                _json_value(default, f"{where}.default")
+                if declared is not None and not _has_type(default, declared):
+                    raise GeniusfileError(
+                        f"{where}.default", f"does not match type {declared!r}", got=default
+                    )
+                schema = {**_inferred_type(default), **schema}
+            params.append(ParamSettings(name, value.get("default"), "default" in value, schema))
+        return tuple(params)
+
+    # -------------------------------------------------------------- defaults
+    def defaults(self, data: Any) -> Defaults:
+        if data is None:
+            return Defaults()
+        obj = _mapping(data, "defaults")
+        _only(obj, "defaults", _DEFAULT_KEYS)
+        return Defaults(
+            runner=_runner(obj.get("runner", "local"), "defaults.runner"),
+            retries=_retries(obj.get("retries"), "defaults.retries"),
+            retry_delay_seconds=_seconds(obj.get("retry_delay_seconds"), "defaults.retry_delay_seconds"),
+            state=self.state(obj.get("state"), "defaults.state"),
+        )
+
+    def state(self, data: Any, where: str) -> StateSettings | None:
+        if data is None:
+            return None
+        obj = _mapping(data, where)
+        _only(obj, where, _STATE_KEYS)
+        conn_id, uri = obj.get("conn_id"), obj.get("uri")
+        if (conn_id is None) == (uri is None):
+            raise GeniusfileError(
+                where, "set either conn_id (an Airflow connection) or uri, not both or neither"
+            )
+        namespace = obj.get("namespace", DEFAULT_NAMESPACE)
+        if conn_id is not None:
+            conn_id = _identifier(conn_id, f"{where}.conn_id", what="a connection id")
+            if not isinstance(namespace, str) or not namespace:
+                raise GeniusfileError(f"{where}.namespace", "expected a non-empty string", got=namespace)
+            return StateSettings(conn_id=conn_id, namespace=namespace)
+        uri = self.expand(uri, f"{where}.uri")
+        with _renamed("state", where):
+            ref = parse_state({"uri": uri, "namespace": namespace})
+        return StateSettings(uri=ref.uri, namespace=ref.namespace)
+
+    # -------------------------------------------------------------- spouts and bolts
+    def entries(self, top: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+        found: list[tuple[str, dict[str, Any]]] = []
+        seen: dict[str, str] = {}
+        for section in ("spouts", "bolts"):
+            entries = top.get(section) or {}
+            entries = _mapping(entries, section)
+            for name in entries:
+                if not isinstance(name, str):
+                    raise GeniusfileError(section, "every task name must be a text (quote it)", got=name)
+                _identifier(name, f"{section}.{name}", what="a task name")
+                if name in seen:
+                    raise GeniusfileError(f"{section}.{name}", f"duplicate task name (also in {seen[name]})")
+                seen[name] = section
+            found.append((section[:-1], entries))
+        if not seen:
+            raise GeniusfileError("spouts", "a Geniusfile needs at least one spout or bolt")
+        return found
+
+    def task(
+        self, name: str, kind: str, data: Any, defaults: Defaults, names: Mapping[str, str]
+    ) -> TaskEntry:
+        where = f"{kind}s.{name}"
+        obj = _mapping(data, where)
+        if kind == "spout" and "input" in obj:
+            raise GeniusfileError(
+                f"{where}.input", "a spout ingests data itself and takes no input; make it a bolt"
+            )
+        _only(obj, where, _BOLT_KEYS if kind == "bolt" else _SPOUT_KEYS)
+        for required in ("class", "method"):
+            if required not in obj:
+                raise GeniusfileError(f"{where}.{required}", "missing")
+        raw_task = {k: obj[k] for k in ("class", "method", "args", "kwargs") if k in obj}
+        with _renamed("task", where):
+            ref = parse_task(raw_task)
+        _json_value(list(ref.args), f"{where}.args")
+        _json_value(ref.kwargs, f"{where}.kwargs")
+        self.check_param_refs(list(ref.args), f"{where}.args")
+        self.check_param_refs(ref.kwargs, f"{where}.kwargs")
+
+        input_task = input_uri = None
+        if kind == "bolt":
+            if "input" not in obj:
+                raise GeniusfileError(
+                    f"{where}.input",
+                    "missing; a bolt reads the output of an upstream task (its name) or a folder URI",
+                )
+            input_task, input_uri = self.input(obj["input"], f"{where}.input", names)
+        output_uri = self.data_uri(obj.get("output"), f"{where}.output")
+
+        after = obj.get("after", [])
+        if isinstance(after, str):
+            after = [after]
+        if not isinstance(after, list):
+            raise GeniusfileError(f"{where}.after", "expected a task name or a list of task names", got=after)
+        for other in after:
+            _known_task(other, f"{where}.after", names)
+        map_kwargs = self.map(obj.get("map"), f"{where}.map", ref.kwargs) if "map" in obj else None
+
+        state = self.state(obj.get("state"), f"{where}.state") if "state" in obj else defaults.state
+        model = None
+        if obj.get("model") is not None:
+            model_obj = dict(_mapping(obj["model"], f"{where}.model"))
+            if isinstance(model_obj.get("uri"), str):
+                model_obj["uri"] = self.expand(model_obj["uri"], f"{where}.model.uri")
+            with _renamed("model", f"{where}.model"):
+                model_ref = parse_model(model_obj)
+            assert model_ref is not None
+            model = ModelSettings(model_ref.uri, model_ref.name, model_ref.version)
+        return TaskEntry(
+            name=name,
+            kind=kind,
+            class_path=ref.class_path,
+            method=ref.method,
+            args=ref.args,
+            kwargs=ref.kwargs,
+            input_task=input_task,
+            input_uri=input_uri,
+            output_uri=output_uri,
+            after=tuple(dict.fromkeys(after)),
+            map_kwargs=map_kwargs,
+            runner=_runner(obj["runner"], f"{where}.runner") if "runner" in obj else defaults.runner,
+            retries=_retries(obj["retries"], f"{where}.retries") if "retries" in obj else defaults.retries,
+            retry_delay_seconds=_seconds(obj["retry_delay_seconds"], f"{where}.retry_delay_seconds")
+            if "retry_delay_seconds" in obj
+            else defaults.retry_delay_seconds,
+            state=state,
+            model=model,
+            doc=_optional_text(obj, "doc", where),
+        )
+
+    def input(self, value: Any, where: str, names: Mapping[str, str]) -> tuple[str | None, str | None]:
+        if not isinstance(value, str) or not value.strip():
+            raise GeniusfileError(
+                where,
+                "expected one upstream task name or a folder URI (order other tasks with 'after')",
+                got=value,
+            )
+        if value in names:
+            return value, None
+        if not _looks_like_uri(value):
+            raise GeniusfileError(where, f"unknown upstream {value!r} (known: {', '.join(sorted(names))})")
+        return None, self.data_uri(value, where)
+
+    def data_uri(self, value: Any, where: str) -> str | None:
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value.strip():
+            raise GeniusfileError(
+                where, "expected a folder: /abs/path, file:///abs/path or s3://bucket/prefix", got=value
+            )
+        uri = self.expand(value, where)
+        if _is_template(uri):
+            self.check_param_refs(uri, where)
+            return uri  # rendered by Airflow at run time; the operator validates the result
+        with _renamed(where, where):
+            check_data_uri(uri, where)
+        return uri
+
+    def map(self, data: Any, where: str, base: Mapping[str, Any]) -> tuple[dict[str, Any], ...]:
+        obj = _mapping(data, where)
+        _only(obj, where, _MAP_KEYS)
+        items = obj.get("kwargs")
+        if not isinstance(items, list) or not items:
+            raise GeniusfileError(
+                f"{where}.kwargs",
+                "expected a non-empty list of kwargs mappings, one per mapped run",
+                got=items,
+            )
+        merged = []
+        for index, item in enumerate(items):
+            item_where = f"{where}.kwargs[{index}]"
+            item = _mapping(item, item_where)
+            for key in item:
+                if not isinstance(key, str) or not key.isidentifier() or keyword.iskeyword(key):
+                    raise GeniusfileError(item_where, "every key must be a Python identifier", got=key)
+            _json_value(item, item_where)
+            self.check_param_refs(item, item_where)
+            merged.append({**base, **item})  # each mapped run: the task's kwargs, overridden by its item
+        return tuple(merged)
+
+    def check_inputs(self, tasks: Sequence[TaskEntry]) -> None:
+        by_name = {t.name: t for t in tasks}
+        for entry in tasks:
+            if entry.input_task is None:
+                continue
+            upstream = by_name[entry.input_task]
+            if upstream.output_uri is None:
+                raise GeniusfileError(
+                    f"{entry.where}.input",
+                    f"upstream {upstream.name!r} writes no output (give {upstream.where} an 'output')",
+                )
+            if upstream.mapped:
+                raise GeniusfileError(
+                    f"{entry.where}.input",
+                    f"upstream {upstream.name!r} is mapped and has one output per mapped run; "
+                    "read a fixed folder or use 'after' instead",
+                )
+
+    def check_param_refs(self, value: Any, where: str) -> None:
+        """``{{ params.cnt }}`` with no param ``cnt`` would fail only at run time: catch it now."""
+        for path, text in _strings(value, where):
+            if not _is_template(text):
+                continue
+            for name in _PARAM_REF.findall(text):
+                if name not in self.params:
+                    known = ", ".join(self.params) or "none; declare them in dag.params"
+                    raise GeniusfileError(path, f"unknown param {name!r} (known: {known})")
+
+    def expand(self, value: str, where: str) -> str:
+        """``${VAR}`` / ``${VAR:-default}`` from the environment; ``$$`` is a literal ``$``."""
+
+        def replace(match: re.Match[str]) -> str:
+            if match.group(0) == "$$":
+                return "$"
+            name, default = match.group(1), match.group(2)
+            found = self.env.get(name)
+            if found:
+                return found
+            if default is not None:
+                return default
+            raise GeniusfileError(
+                where,
+                f"environment variable {name!r} is not set (write ${{{name}:-default}} to give a default)",
+            )
+
+        return _ENV_VAR.sub(replace, value)
+
+
+# ---------------------------------------------------------------------- graph
+def _known_task(name: Any, where: str, names: Mapping[str, str]) -> str:
+    if not isinstance(name, str) or name not in names:
+        raise GeniusfileError(where, f"unknown task {name!r} (known: {', '.join(sorted(names))})")
+    return name
+
+
+def _dependency_order(tasks: Sequence[TaskEntry]) -> tuple[TaskEntry, ...]:
+    """Upstream first, file order otherwise; a cycle is an error naming the field that closes it."""
+    ordered: list[TaskEntry] = []
+    done: set[str] = set()
+    visiting: list[str] = []
+    by_name = {t.name: t for t in tasks}
+
+    def visit(entry: TaskEntry) -> None:
+        if entry.name in done:
+            return
+        visiting.append(entry.name)
+        for up in entry.upstream:
+            if up in visiting:
+                # Shown in data-flow order: each task feeds the next.
+                cycle = [up, *reversed(visiting[visiting.index(up) :])]
+                via = "input" if entry.input_task == up else "after"
+                raise GeniusfileError(f"{entry.where}.{via}", f"cycle: {' -> '.join(cycle)}")
+            visit(by_name[up])
+        visiting.pop()
+        done.add(entry.name)
+        ordered.append(entry)
+
+    for entry in tasks:
+        visit(entry)
+    return tuple(ordered)
+
+
+# ---------------------------------------------------------------------- small checks
+@contextmanager
+def _renamed(old: str, new: str) -> Iterator[None]:
+    """Re-raise a TaskSpec check's error under the Geniusfile's field name (``task.class`` →
+    ``spouts.fetch.class``), so one set of rules serves both formats."""
+    try:
+        yield
+    except GeniusfileError:
+        raise
+    except SpecError as exc:
+        tail = exc.field[len(old) :] if exc.field.startswith(old) else f".{exc.field}"
+        # The message is "<field>: <problem>[, got <value>]"; keep everything after the field.
+        raise GeniusfileError(new + tail, str(exc)[len(exc.field) + 2 :]) from None
+
+
+def _mapping(data: Any, where: str) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise GeniusfileError(where, "expected a mapping (key: value lines)", got=data)
+    return data
+
+
+def _only(obj: Mapping[Any, Any], where: str, known: frozenset[str]) -> None:
+    for key in obj:
+        if key in known:
+            continue
+        name = key if isinstance(key, str) else repr(key)
+        close = difflib.get_close_matches(name, sorted(known), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        path = f"{where}.{name}" if where else name
+        raise GeniusfileError(path, f"unknown key; {hint}(known: {', '.join(sorted(known))})")
+
+
+def _identifier(value: Any, where: str, *, what: str = "an id") -> str:
+    if not isinstance(value, str) or not ID_PATTERN.match(value) or len(value) > ID_MAX_LENGTH:
+        if value is None:
+            raise GeniusfileError(where, f"missing; expected {what} of letters, digits, '_', '.' and '-'")
+        raise GeniusfileError(
+            where,
+            f"expected {what} of letters, digits, '_', '.' and '-' (at most {ID_MAX_LENGTH} characters)",
+            got=value,
+        )
+    return value
+
+
+def _optional_text(obj: Mapping[str, Any], key: str, where: str) -> str | None:
+    value = obj.get(key)
+    if value is not None and not isinstance(value, str):
+        raise GeniusfileError(f"{where}.{key}", "expected a text", got=value)
+    return value
+
+
+def _check_schedule(value: Any) -> None:
+    expected = "expected a cron expression such as '0 6 * * *', a preset such as '@daily', or null"
+    if not isinstance(value, str):
+        raise GeniusfileError("dag.schedule", expected, got=value)
+    if value.startswith("@"):
+        if value not in SCHEDULE_PRESETS:
+            raise GeniusfileError(
+                "dag.schedule", f"unknown preset (known: {', '.join(SCHEDULE_PRESETS)})", got=value
+            )
+        return
+    fields = value.split()
+    if len(fields) != 5 or not all(_CRON_FIELD.match(f) for f in fields):
+        raise GeniusfileError("dag.schedule", expected + " (a cron expression has 5 fields)", got=value)
+
+
+def _start_date(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, date):
+        moment = datetime(value.year, value.month, value.day)
+    elif isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise GeniusfileError("dag.start_date", "expected a date such as 2024-01-01", got=value) from None
+    else:
+        raise GeniusfileError("dag.start_date", "expected a date such as 2024-01-01", got=value)
+    # Airflow needs an aware datetime; a bare date in a Geniusfile means midnight UTC.
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _runner(value: Any, where: str) -> str:
+    if value in RUNNERS:
+        return str(value)
+    if value in PLANNED_RUNNERS:
+        raise GeniusfileError(
+            where, f"runner {value!r} is not available yet (available: {', '.join(RUNNERS)})"
+        )
+    raise GeniusfileError(
+        where,
+        f"unknown runner (available: {', '.join(RUNNERS)}; planned: {', '.join(PLANNED_RUNNERS)})",
+        got=value,
+    )
+
+
+def _retries(value: Any, where: str) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise GeniusfileError(where, "expected an integer >= 0", got=value)
+    return value
+
+
+def _seconds(value: Any, where: str) -> float | None:
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or value < 0
+        or not math.isfinite(value)
+    ):
+        raise GeniusfileError(where, "expected a number of seconds >= 0", got=value)
+    return float(value)
+
+
+def _json_value(value: Any, where: str) -> None:
+    """Arguments travel as JSON in the TaskSpec: refuse what JSON cannot carry (YAML dates, sets)."""
+    if value is None or isinstance(value, (str, bool, int)):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise GeniusfileError(where, "expected a finite number", got=value)
+        return
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            _json_value(item, f"{where}[{index}]")
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise GeniusfileError(where, "every key must be a text (quote it)", got=key)
+            _json_value(item, f"{where}.{key}")
+        return
+    hint = "; quote dates and times" if isinstance(value, (date, datetime)) else ""
+    raise GeniusfileError(
+        where, f"expected text, a number, true/false, null, a list or a mapping{hint}", got=value
+    )
+
+
+def _inferred_type(value: Any) -> dict[str, Any]:
+    """The form field type of a plain default (so the trigger form shows a number box for 20)."""
+    for python_type, json_type in (
+        (bool, "boolean"),
+        (int, "integer"),
+        (float, "number"),
+        (str, "string"),
+        (list, "array"),
+        (dict, "object"),
+    ):
+        if isinstance(value, python_type):
+            return {"type": json_type}
+    return {}
+
+
+def _has_type(value: Any, declared: str | list[str]) -> bool:
+    checks = {
+        "string": lambda v: isinstance(v, str),
+        "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+        "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+        "boolean": lambda v: isinstance(v, bool),
+        "array": lambda v: isinstance(v, list),
+        "object": lambda v: isinstance(v, dict),
+        "null": lambda v: v is None,
+    }
+    types = declared if isinstance(declared, list) else [declared]
+    return any(checks[t](value) for t in types)
+
+
+def _looks_like_uri(value: str) -> bool:
+    return value.startswith("/") or "://" in value or "$" in value or _is_template(value)
+
+
+def _is_template(value: str) -> bool:
+    return "{{" in value or "{%" in value
+
+
+def _strings(value: Any, where: str) -> Iterator[tuple[str, str]]:
+    """Every text inside ``value`` with its field path (``kwargs.prompt``, ``args[0]``)."""
+    if isinstance(value, str):
+        yield where, value
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _strings(item, f"{where}.{key}")
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            yield from _strings(item, f"{where}[{index}]")

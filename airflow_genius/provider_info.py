@@ -17,7 +17,7 @@ def get_provider_info() -> dict[str, Any]:
     from airflow_genius.config import GENIUS_CONFIG
     from airflow_genius.hooks.forms import CONN_FIELDS, UI_FIELD_BEHAVIOUR
 
-    xcom_config: dict[str, Any] = {}  # TEMP until the xcom backend lands
+    from airflow_genius.xcom.config import XCOM_CONFIG
 
     hooks = {
         "genius_sqlite": ("GeniusSqliteStateHook", "Genius state (SQLite)"),
@@ -28,7 +28,7 @@ def get_provider_info() -> dict[str, Any]:
     config = {
         "genius": {
             "description": GENIUS_CONFIG["description"],
-            "options": {**GENIUS_CONFIG["options"], **xcom_config},
+            "options": {**GENIUS_CONFIG["options"], **XCOM_CONFIG["genius"]["options"]},
         }
     }
     return {

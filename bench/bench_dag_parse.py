@@ -10,7 +10,7 @@ What the DAG processor does per file is measured in two ways, both side by side 
 * **warm** — in one interpreter that has already imported everything, the file is parsed again and
   serialised, many times (what every later re-parse of the file costs).
 
-Goal: genius/anchor ≤ 1.1× (issue: DAG parse of 50 genius operators vs 50 raw provider operators).
+Goal: genius/anchor ≤ 1.1x (issue: DAG parse of 50 genius operators vs 50 raw provider operators).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from pathlib import Path
 
 GOAL = 1.1
 
-GENIUS_DAG = '''
+GENIUS_DAG = """
 from airflow.sdk import dag
 from airflow_genius.operators.local import GeniusBoltOperator
 
@@ -48,9 +48,9 @@ def bench_genius():
         previous = task
 
 bench_genius()
-'''
+"""
 
-RAW_DAG = '''
+RAW_DAG = """
 from airflow.sdk import dag
 from airflow.providers.standard.operators.python import PythonOperator
 
@@ -71,7 +71,7 @@ def bench_raw():
         previous = task
 
 bench_raw()
-'''
+"""
 
 CHILD = textwrap.dedent(
     """
@@ -107,7 +107,10 @@ CHILD = textwrap.dedent(
 def measure(path: Path, warm_rounds: int, env: dict[str, str]) -> dict[str, float]:
     done = subprocess.run(
         [sys.executable, "-c", CHILD, str(path), str(warm_rounds)],
-        capture_output=True, text=True, env=env, check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
     )
     if done.returncode != 0:
         raise SystemExit(f"child failed for {path.name}:\n{done.stderr[-3000:]}")
@@ -115,7 +118,9 @@ def measure(path: Path, warm_rounds: int, env: dict[str, str]) -> dict[str, floa
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--tasks", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--warm-rounds", type=int, default=15)
@@ -143,12 +148,17 @@ def main() -> None:
     print(f"{'measure':<44}{'genius ms':>11}{'raw ms':>11}{'ratio':>8}")
     print("-" * 74)
     ratios = {}
-    for field, label in (("warm", "warm re-parse + serialise (per file)"), ("cold", "cold first parse in a new process")):
+    for field, label in (
+        ("warm", "warm re-parse + serialise (per file)"),
+        ("cold", "cold first parse in a new process"),
+    ):
         ours, anchor = median("genius", field) * 1000, median("raw", field) * 1000
         ratios[field] = ours / anchor
         print(f"{label:<44}{ours:>11.1f}{anchor:>11.1f}{ratios[field]:>7.2f}x")
     verdict = "MET" if ratios["warm"] <= GOAL else "MISSED"
-    print(f"\nverdict: {verdict} — warm re-parse {ratios['warm']:.2f}x, cold {ratios['cold']:.2f}x (goal ≤ {GOAL}x)")
+    print(
+        f"\nverdict: {verdict} — warm re-parse {ratios['warm']:.2f}x, cold {ratios['cold']:.2f}x (goal ≤ {GOAL}x)"
+    )
 
 
 if __name__ == "__main__":

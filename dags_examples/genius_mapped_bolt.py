@@ -11,7 +11,9 @@ from airflow.sdk import dag
 
 from airflow_genius.operators.local import GeniusBoltOperator, GeniusSpoutOperator
 
-DATA_ROOT = os.environ.get("GENIUS_EXAMPLE_DATA", os.path.join(os.environ.get("AIRFLOW_HOME", "."), "genius", "data"))
+DATA_ROOT = os.environ.get(
+    "GENIUS_EXAMPLE_DATA", os.path.join(os.environ.get("AIRFLOW_HOME", "."), "genius", "data")
+)
 
 
 @dag(dag_id="genius_mapped_bolt", schedule=None, catchup=False, tags=["genius", "example"], doc_md=__doc__)

@@ -6,6 +6,7 @@
     genius describe pkg.mod:Class          # methods and signatures
     genius state show --dag-id D --task-id T --run-id R
     genius state list --status FAILED
+    genius dag validate pipelines/*.genius.yaml   # Geniusfiles: one OK/ERROR line each
 
 Exit codes: 0 success, 1 the task failed or was cancelled, 2 bad input (spec, class, args, path),
 3 the run's state says this try cannot run (it already runs elsewhere or has finished).
@@ -162,6 +163,45 @@ def _cmd_state_list(options: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_dag_validate(options: argparse.Namespace) -> int:
+    from airflow_genius.core.geniusfile import GeniusfileError, check_task_classes, load_geniusfile
+
+    failed = False
+    owners: dict[str, str] = {}  # dag_id -> file: the DAG factory refuses two files with one dag_id
+    for path in _geniusfile_paths(options.files):
+        try:
+            geniusfile = load_geniusfile(path)
+            dag_id = geniusfile.dag.id
+            if dag_id in owners:
+                raise GeniusfileError("dag.id", f"{dag_id!r} is already used by {owners[dag_id]}")
+            if options.import_classes:
+                check_task_classes(geniusfile)
+        except GeniusError as exc:  # also a missing PyYAML: the message names the extra
+            failed = True
+            print(f"ERROR {path}: {exc.detail if isinstance(exc, GeniusfileError) else exc}")
+            continue
+        owners[dag_id] = path
+        print(f"OK {path}: {geniusfile.summary()}")
+    return EXIT_BAD_INPUT if failed else EXIT_OK
+
+
+def _geniusfile_paths(names: Sequence[str]) -> list[str]:
+    """Files as given; a folder stands for the ``*.genius.yaml`` files in it. Each file once."""
+    from airflow_genius.core.geniusfile import find_geniusfiles
+
+    paths: dict[str, str] = {}  # real path -> the name to print
+    for name in names:
+        if os.path.isdir(name):
+            found = [str(p) for p in find_geniusfiles(name)]
+            if not found:
+                raise GeniusError(f"no *.genius.yaml file in folder {name!r}")
+        else:
+            found = [name]
+        for path in found:
+            paths.setdefault(os.path.realpath(path), path)
+    return list(paths.values())
+
+
 # ---------------------------------------------------------------------- helpers
 def _report(outcome: Any, *, print_result: bool) -> int:
     if outcome.ok:
@@ -306,6 +346,29 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument(
             "--state", default=DEFAULT_STATE_URI, help=f"state store URI (default {DEFAULT_STATE_URI})"
         )
+
+    dag = commands.add_parser(
+        "dag",
+        help="check Geniusfiles (pipelines in YAML)",
+        description="Work with Geniusfiles: pipelines written in YAML that become Airflow DAGs.",
+    )
+    dag_commands = dag.add_subparsers(dest="dag_command", required=True, metavar="ACTION")
+    validate = dag_commands.add_parser(
+        "validate",
+        help="validate Geniusfiles without Airflow",
+        description="Validate Geniusfiles: print 'OK FILE: N spouts, M bolts' or 'ERROR FILE: field: "
+        "problem' per file; exit 2 if any file is invalid.",
+    )
+    validate.add_argument(
+        "files", nargs="+", metavar="FILE", help="a Geniusfile, or a folder of *.genius.yaml files"
+    )
+    validate.add_argument(
+        "--no-import",
+        dest="import_classes",
+        action="store_false",
+        help="do not import the task classes (skips checking classes, methods and keyword arguments)",
+    )
+    validate.set_defaults(handler=_cmd_dag_validate)
     return parser
 
 

@@ -36,7 +36,6 @@ The format's reference is ``docs/geniusfile.md``.
 from __future__ import annotations
 
 import difflib
-import inspect
 import keyword
 import math
 import os
@@ -49,14 +48,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from airflow_genius.core.defaults import DEFAULT_NAMESPACE
 from airflow_genius.core.errors import GeniusError, SpecError, missing_extra
-from airflow_genius.core.spec import (
-    DEFAULT_NAMESPACE,
-    check_data_uri,
-    parse_model,
-    parse_state,
-    parse_task,
-)
+from airflow_genius.core.spec import check_data_uri, parse_model, parse_state, parse_task
 
 #: Geniusfile format versions this package reads.
 GENIUSFILE_VERSIONS = frozenset({1})
@@ -272,7 +266,7 @@ def load_geniusfile(path: str | os.PathLike[str], *, env: Mapping[str, str] | No
 
     >>> gf = load_geniusfile("dags_examples/quotes.genius.yaml")      # doctest: +SKIP
     >>> gf.summary()                                                   # doctest: +SKIP
-    '1 spout, 3 bolts'
+    '1 spout, 2 bolts'
     """
     source = str(path)
     try:
@@ -328,19 +322,19 @@ def check_task_classes(geniusfile: Geniusfile) -> None:
                 source=geniusfile.source,
             )
         signature = methods[entry.method]
-        for kwargs in entry.map_kwargs or (entry.kwargs,):
+        takes = ", ".join(list(signature.parameters)[1:]) or "no arguments"
+        calls = (
+            [(f"{entry.where}.map.kwargs[{i}]", kwargs) for i, kwargs in enumerate(entry.map_kwargs)]
+            if entry.map_kwargs is not None
+            else [(f"{entry.where}.kwargs", entry.kwargs)]
+        )
+        for where, kwargs in calls:
             try:
                 signature.bind(None, *entry.args, **kwargs)  # None stands in for self
             except TypeError as exc:
                 raise GeniusfileError(
-                    f"{entry.where}.kwargs",
-                    f"{cls.__name__}.{entry.method}{_without_self(signature)}: {exc}",
-                    source=geniusfile.source,
+                    where, f"{cls.__name__}.{entry.method}() {exc} (takes: {takes})", source=geniusfile.source
                 ) from None
-
-
-def _without_self(signature: inspect.Signature) -> inspect.Signature:
-    return signature.replace(parameters=list(signature.parameters.values())[1:])
 
 
 # ---------------------------------------------------------------------- YAML
@@ -579,7 +573,8 @@ class _Parser:
                     f"{where}.input",
                     "missing; a bolt reads the output of an upstream task (its name) or a folder URI",
                 )
-            input_task, input_uri = self.input(obj["input"], f"{where}.input", names)
+            others = {other: k for other, k in names.items() if other != name}
+            input_task, input_uri = self.input(obj["input"], f"{where}.input", names, others)
         output_uri = self.data_uri(obj.get("output"), f"{where}.output")
 
         after = obj.get("after", [])
@@ -623,7 +618,9 @@ class _Parser:
             doc=_optional_text(obj, "doc", where),
         )
 
-    def input(self, value: Any, where: str, names: Mapping[str, str]) -> tuple[str | None, str | None]:
+    def input(
+        self, value: Any, where: str, names: Mapping[str, str], others: Mapping[str, str]
+    ) -> tuple[str | None, str | None]:
         if not isinstance(value, str) or not value.strip():
             raise GeniusfileError(
                 where,
@@ -633,7 +630,9 @@ class _Parser:
         if value in names:
             return value, None
         if not _looks_like_uri(value):
-            raise GeniusfileError(where, f"unknown upstream {value!r} (known: {', '.join(sorted(names))})")
+            raise GeniusfileError(
+                where, f"unknown upstream {value!r} (known: {', '.join(sorted(others)) or 'none'})"
+            )
         return None, self.data_uri(value, where)
 
     def data_uri(self, value: Any, where: str) -> str | None:

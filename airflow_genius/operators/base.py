@@ -113,8 +113,9 @@ class GeniusOperatorMixin(BaseOperator):
         input_uri / output_uri: batch input folder and output root (templated).
         (The templated arguments are kept together in ``self.genius_call``.)
         partition_scheme: strftime pattern of output partitions.
-        state_conn_id: a genius state connection; default ``[genius] state_conn_id``, else
-            ``[genius] state_uri`` (the embedded SQLite store).
+        state_conn_id: a genius state connection (for stores with credentials).
+        state_uri: a state store URI without credentials (e.g. ``sqlite:////shared/genius.db``).
+            Neither given: ``[genius] state_conn_id``, else ``[genius] state_uri`` (embedded SQLite).
         namespace: namespace of task-scoped state.
         model_uri / model_name / model_version: model to load before the call (version templated).
         max_records / max_seconds: window of a streaming run.
@@ -133,6 +134,7 @@ class GeniusOperatorMixin(BaseOperator):
         output_uri: str | None = None,
         partition_scheme: str = DEFAULT_PARTITION_SCHEME,
         state_conn_id: str | None = None,
+        state_uri: str | None = None,
         namespace: str = DEFAULT_NAMESPACE,
         model_uri: str | None = None,
         model_name: str | None = None,
@@ -158,6 +160,7 @@ class GeniusOperatorMixin(BaseOperator):
         }
         self.partition_scheme = partition_scheme
         self.state_conn_id = state_conn_id
+        self.state_uri = state_uri
         self.namespace = namespace
         self.model_uri = model_uri
         self.model_name = model_name
@@ -166,10 +169,12 @@ class GeniusOperatorMixin(BaseOperator):
 
     # ------------------------------------------------------------------ state
     def genius_state(self) -> StateTarget:
-        """Where this task's run records live: ``state_conn_id``, else ``[genius] state_conn_id``, else
-        ``[genius] state_uri`` (the embedded SQLite store)."""
+        """Where this task's run records live: ``state_conn_id``, else ``state_uri``, else
+        ``[genius] state_conn_id``, else ``[genius] state_uri`` (the embedded SQLite store)."""
         from airflow_genius.hooks.state import state_hook
 
+        if self.state_uri and not self.state_conn_id:
+            return StateTarget(uri=self.state_uri)
         conn_id = self.state_conn_id or config.get("state_conn_id")
         if not conn_id:
             return StateTarget(uri=config.get("state_uri"))

@@ -39,7 +39,9 @@ def dag_test(run_python, env: dict[str, str], folder: Path, dag_id: str, conf: d
     env = {**env, "AIRFLOW__CORE__DAGS_FOLDER": str(folder)}
     done = run_python(DAG_TEST, env, args=[str(folder / f"{dag_id}.py"), dag_id, json.dumps(conf or {})])
     lines = [line for line in done.stdout.splitlines() if line.startswith("DAG_TEST_RESULT ")]
-    assert lines, f"dag.test() printed no result\nstdout:\n{done.stdout[-3000:]}\nstderr:\n{done.stderr[-3000:]}"
+    assert lines, (
+        f"dag.test() printed no result\nstdout:\n{done.stdout[-3000:]}\nstderr:\n{done.stderr[-3000:]}"
+    )
     return json.loads(lines[-1].removeprefix("DAG_TEST_RESULT ")), done.stdout + done.stderr
 
 
@@ -68,7 +70,7 @@ def check_batch_pipeline(result: dict, state_uri: str, env: dict[str, str], coun
 
 
 def test_batch_pipeline_on_sqlite(run_python, genius_env: dict[str, str], tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    result, log = dag_test(run_python, genius_env, EXAMPLES, "genius_batch_pipeline", {"count": 7, "top": 2})
+    result, _ = dag_test(run_python, genius_env, EXAMPLES, "genius_batch_pipeline", {"count": 7, "top": 2})
     check_batch_pipeline(result, genius_env["AIRFLOW__GENIUS__STATE_URI"], genius_env, count=7, top=2)
     # The bolt read exactly the partition the spout committed.
     (quotes,) = (tmp_path / "data" / "quotes").rglob("_SUCCESS")
@@ -82,8 +84,17 @@ def test_batch_pipeline_on_redis_state(run_python, genius_env: dict[str, str], r
     prefix = f"t{uuid.uuid4().hex[:10]}"
     host_port, db = redis_url.split("://", 1)[1].rsplit("/", 1)
     host, port = host_port.split(":")
-    conn = {"conn_type": "genius_redis", "host": host, "port": int(port), "extra": {"db": int(db), "prefix": prefix}}
-    env = {**genius_env, "AIRFLOW_CONN_GENIUS_STATE": json.dumps(conn), "AIRFLOW__GENIUS__STATE_CONN_ID": "genius_state"}
+    conn = {
+        "conn_type": "genius_redis",
+        "host": host,
+        "port": int(port),
+        "extra": {"db": int(db), "prefix": prefix},
+    }
+    env = {
+        **genius_env,
+        "AIRFLOW_CONN_GENIUS_STATE": json.dumps(conn),
+        "AIRFLOW__GENIUS__STATE_CONN_ID": "genius_state",
+    }
     result, _ = dag_test(run_python, env, EXAMPLES, "genius_batch_pipeline", {"count": 11, "top": 3})
     state_uri = f"{redis_url}?prefix={prefix}"
     try:
@@ -106,9 +117,19 @@ def test_batch_pipeline_on_postgres_state(run_python, genius_env: dict[str, str]
     login, rest = rest.split("@", 1)
     host_port, database = rest.split("/", 1)
     host, port = host_port.split(":")
-    conn = {"conn_type": "genius_postgres", "host": host, "port": int(port), "login": login, "schema": database,
-            "extra": {"table_prefix": prefix}}
-    env = {**genius_env, "AIRFLOW_CONN_GENIUS_STATE": json.dumps(conn), "AIRFLOW__GENIUS__STATE_CONN_ID": "genius_state"}
+    conn = {
+        "conn_type": "genius_postgres",
+        "host": host,
+        "port": int(port),
+        "login": login,
+        "schema": database,
+        "extra": {"table_prefix": prefix},
+    }
+    env = {
+        **genius_env,
+        "AIRFLOW_CONN_GENIUS_STATE": json.dumps(conn),
+        "AIRFLOW__GENIUS__STATE_CONN_ID": "genius_state",
+    }
     result, _ = dag_test(run_python, env, EXAMPLES, "genius_batch_pipeline", {"count": 4, "top": 1})
     try:
         check_batch_pipeline(result, f"{postgres_url}?table_prefix={prefix}", env, count=4, top=1)
@@ -131,7 +152,11 @@ def test_retry_appends_history_to_one_record(run_python, genius_env: dict[str, s
     with open_state(genius_env["AIRFLOW__GENIUS__STATE_URI"]) as state:
         (record,) = state.list_runs(dag_id="genius_retry")
     assert [(h.status.value, h.try_number) for h in record.history] == [
-        ("QUEUED", 1), ("RUNNING", 1), ("FAILED", 1), ("RUNNING", 2), ("SUCCESS", 2),
+        ("QUEUED", 1),
+        ("RUNNING", 1),
+        ("FAILED", 1),
+        ("RUNNING", 2),
+        ("SUCCESS", 2),
     ]
     assert record.error is None and record.result == 2
 
@@ -139,7 +164,9 @@ def test_retry_appends_history_to_one_record(run_python, genius_env: dict[str, s
 def test_mapped_bolt_has_one_record_per_map_index(run_python, genius_env: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
     result, _ = dag_test(run_python, genius_env, EXAMPLES, "genius_mapped_bolt")
     assert result["state"] == "success"
-    mapped = sorted((ti["map_index"], len(ti["xcom"]["top"])) for ti in result["tis"] if ti["task_id"] == "count")
+    mapped = sorted(
+        (ti["map_index"], len(ti["xcom"]["top"])) for ti in result["tis"] if ti["task_id"] == "count"
+    )
     assert mapped == [(0, 3), (1, 5), (2, 10)]
     with open_state(genius_env["AIRFLOW__GENIUS__STATE_URI"]) as state:
         records = state.list_runs(dag_id="genius_mapped_bolt", task_id="count")
@@ -151,7 +178,7 @@ def test_failing_task_fails_with_its_own_error_and_traceback(run_python, genius_
     result, log = dag_test(run_python, genius_env, TEST_DAGS, "genius_failing")
     assert result["state"] == "failed"
     assert "GeniusTaskFailed: RuntimeError: the remote task broke" in log
-    assert 'raise RuntimeError(message)' in log  # the task's own traceback, in the task log
+    assert "raise RuntimeError(message)" in log  # the task's own traceback, in the task log
     with open_state(genius_env["AIRFLOW__GENIUS__STATE_URI"]) as state:
         (record,) = state.list_runs(dag_id="genius_failing")
     assert record.status is Status.FAILED and record.error["message"] == "the remote task broke"  # type: ignore[index]

@@ -43,7 +43,11 @@ def test_providers_links_lists_the_output_link(airflow_env: dict[str, str]) -> N
 
 def test_connection_forms_are_registered(airflow_env: dict[str, str]) -> None:
     out = airflow_cli(airflow_env, "providers", "widgets")
-    for field in ("extra__genius_redis__prefix", "extra__genius_postgres__table_prefix", "extra__genius_dynamodb__table"):
+    for field in (
+        "extra__genius_redis__prefix",
+        "extra__genius_postgres__table_prefix",
+        "extra__genius_dynamodb__table",
+    ):
         assert field in out
 
 
@@ -55,7 +59,9 @@ def test_config_section_has_defaults(airflow_env: dict[str, str]) -> None:
 def test_example_dags_import_without_errors(airflow_env: dict[str, str]) -> None:
     env = {**airflow_env, "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags_examples")}
     # --local parses the folder now (not what a DAG processor stored earlier), so the check is real.
-    errors = json.loads(airflow_cli(env, "dags", "list-import-errors", "--local", "-o", "json").splitlines()[-1])
+    errors = json.loads(
+        airflow_cli(env, "dags", "list-import-errors", "--local", "-o", "json").splitlines()[-1]
+    )
     assert errors == [], errors
     listed = airflow_cli(env, "dags", "list", "--local", "-o", "plain")
     for dag_id in ("genius_batch_pipeline", "genius_mapped_bolt"):

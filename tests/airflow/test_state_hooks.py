@@ -49,16 +49,35 @@ def probe(run_python, env: dict[str, str], conns: dict[str, dict]) -> tuple[dict
 @pytest.mark.postgres
 @pytest.mark.aws
 def test_every_backend_hook_connects_and_round_trips(  # type: ignore[no-untyped-def]
-    run_python, airflow_env: dict[str, str], tmp_path: Path, redis_url: str, postgres_url: str, aws_endpoint: str
+    run_python,
+    airflow_env: dict[str, str],
+    tmp_path: Path,
+    redis_url: str,
+    postgres_url: str,
+    aws_endpoint: str,
 ) -> None:
     prefix = f"t{uuid.uuid4().hex[:10]}"
     table = f"genius-hooktest-{uuid.uuid4().hex[:8]}"
     conns = {
         "g_sqlite": {"conn_type": "genius_sqlite", "extra": {"path": str(tmp_path / "hook.db")}},
-        "g_redis": {"conn_type": "genius_redis", "host": "127.0.0.1", "port": 6379, "extra": {"db": 15, "prefix": prefix}},
-        "g_postgres": {"conn_type": "genius_postgres", "host": "127.0.0.1", "port": 5432, "login": "postgres",
-                       "schema": "genius_test", "extra": {"table_prefix": prefix}},
-        "g_dynamodb": {"conn_type": "genius_dynamodb", "extra": {"table": table, "region": "us-east-1", "create": True}},
+        "g_redis": {
+            "conn_type": "genius_redis",
+            "host": "127.0.0.1",
+            "port": 6379,
+            "extra": {"db": 15, "prefix": prefix},
+        },
+        "g_postgres": {
+            "conn_type": "genius_postgres",
+            "host": "127.0.0.1",
+            "port": 5432,
+            "login": "postgres",
+            "schema": "genius_test",
+            "extra": {"table_prefix": prefix},
+        },
+        "g_dynamodb": {
+            "conn_type": "genius_dynamodb",
+            "extra": {"table": table, "region": "us-east-1", "create": True},
+        },
     }
     results, _ = probe(run_python, airflow_env, conns)
     try:
@@ -73,7 +92,10 @@ def test_every_backend_hook_connects_and_round_trips(  # type: ignore[no-untyped
             assert entry["roundtrip"] == {"v": 1}
         assert results["g_sqlite"]["uri"] == f"sqlite:///{tmp_path}/hook.db"
         assert results["g_redis"]["uri"] == f"redis://127.0.0.1:6379/15?prefix={prefix}"
-        assert results["g_postgres"]["uri"] == f"postgresql://postgres@127.0.0.1:5432/genius_test?table_prefix={prefix}"
+        assert (
+            results["g_postgres"]["uri"]
+            == f"postgresql://postgres@127.0.0.1:5432/genius_test?table_prefix={prefix}"
+        )
         assert results["g_dynamodb"]["uri"] == f"dynamodb://{table}?region=us-east-1&create=true"
     finally:
         import boto3
@@ -85,13 +107,27 @@ def test_every_backend_hook_connects_and_round_trips(  # type: ignore[no-untyped
 
 
 @pytest.mark.redis
-def test_password_goes_to_secret_env_and_never_into_uri_or_errors(run_python, airflow_env: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
+def test_password_goes_to_secret_env_and_never_into_uri_or_errors(
+    run_python, airflow_env: dict[str, str]
+) -> None:  # type: ignore[no-untyped-def]
     conns = {
         # The test Redis has no password: AUTH fails, and the failure must not show the secret.
-        "g_auth": {"conn_type": "genius_redis", "host": "127.0.0.1", "port": 6379, "login": "app",
-                   "password": SECRET, "extra": {"db": 15}},
-        "g_down": {"conn_type": "genius_postgres", "host": "127.0.0.1", "port": 1, "login": "app",
-                   "password": SECRET, "schema": "genius"},
+        "g_auth": {
+            "conn_type": "genius_redis",
+            "host": "127.0.0.1",
+            "port": 6379,
+            "login": "app",
+            "password": SECRET,
+            "extra": {"db": 15},
+        },
+        "g_down": {
+            "conn_type": "genius_postgres",
+            "host": "127.0.0.1",
+            "port": 1,
+            "login": "app",
+            "password": SECRET,
+            "schema": "genius",
+        },
     }
     results, output = probe(run_python, airflow_env, conns)
     for conn_id, entry in results.items():

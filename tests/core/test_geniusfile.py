@@ -1,0 +1,458 @@
+"""Geniusfiles: parsing, one-line errors naming entry and field, and `genius dag validate` (no Airflow)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from airflow_genius.core.geniusfile import (
+    GeniusfileError,
+    check_task_classes,
+    find_geniusfiles,
+    load_geniusfile,
+    parse_geniusfile,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "dags_examples" / "quotes.genius.yaml"
+TESTS_DIR = ROOT / "tests"
+
+BASE = textwrap.dedent(
+    """\
+    version: 1
+    dag:
+      id: quotes
+      schedule: "@daily"
+      start_date: 2024-01-01
+      tags: [genius]
+      params: {count: 20, top: {default: 5, minimum: 1, description: Words to report}}
+    defaults:
+      runner: local
+      retries: 1
+      state: {conn_id: genius_redis_default}
+    spouts:
+      fetch:
+        class: airflow_genius.examples.tasks:QuoteSpout
+        method: fetch
+        kwargs: {count: "{{ params.count }}"}
+        output: /data/quotes
+    bolts:
+      count:
+        class: airflow_genius.examples.tasks:WordCount
+        method: count
+        input: fetch
+        output: /data/counts
+        kwargs: {top: 5}
+        map: {kwargs: [{top: 3}, {top: 5, min_length: 4}]}
+      report:
+        class: airflow_genius.examples.tasks:WordCount
+        method: count
+        input: /data/fixed
+        after: count
+        retries: 0
+    """
+)
+
+
+def parse(text: str = BASE, **env: str):  # type: ignore[no-untyped-def]
+    return parse_geniusfile(text, env=env)
+
+
+def variant(old: str, new: str) -> str:
+    """BASE with one change (the change must apply, or the test would prove nothing)."""
+    assert old in BASE, old
+    return BASE.replace(old, new, 1)
+
+
+# ---------------------------------------------------------------------- valid files
+def test_valid_geniusfile_parses_into_tasks_in_dependency_order() -> None:
+    gf = parse()
+    assert gf.version == 1 and gf.dag.id == "quotes" and gf.dag.schedule == "@daily"
+    assert gf.dag.start_date == datetime(2024, 1, 1, tzinfo=timezone.utc)
+    assert [(p.name, p.default, p.schema) for p in gf.dag.params] == [
+        ("count", 20, {"type": "integer"}),
+        ("top", 5, {"type": "integer", "minimum": 1, "description": "Words to report"}),
+    ]
+    assert [(t.name, t.kind, t.upstream) for t in gf.tasks] == [
+        ("fetch", "spout", ()),
+        ("count", "bolt", ("fetch",)),
+        ("report", "bolt", ("count",)),
+    ]
+    fetch, count, report = gf.tasks
+    assert fetch.kwargs == {"count": "{{ params.count }}"} and fetch.output_uri == "/data/quotes"
+    assert count.input_task == "fetch" and count.input_uri is None and count.mapped
+    # each mapped run: the task's kwargs overridden by its own item
+    assert count.map_kwargs == ({"top": 3}, {"top": 5, "min_length": 4})
+    assert report.input_task is None and report.input_uri == "/data/fixed" and report.after == ("count",)
+    # defaults apply unless the task sets its own
+    assert fetch.retries == 1 and report.retries == 0
+    assert fetch.state is not None and fetch.state.conn_id == "genius_redis_default"
+    assert gf.summary() == "1 spout, 2 bolts"
+    assert gf.task("count") is count
+
+
+def test_minimal_geniusfile_and_defaults() -> None:
+    gf = parse(
+        "version: 1\ndag: {id: tiny}\n"
+        "spouts:\n  hello: {class: 'airflow_genius.examples.tasks:Echo', method: say}\n"
+    )
+    (task,) = gf.tasks
+    assert gf.dag.schedule is None and gf.dag.params == () and gf.dag.catchup is False
+    assert task.runner == "local" and task.retries is None and task.state is None and task.output_uri is None
+
+
+def test_environment_variables_expand_in_data_and_state_uris() -> None:
+    text = variant("output: /data/quotes", "output: ${DATA_ROOT}/quotes").replace(
+        "state: {conn_id: genius_redis_default}", "state: {uri: 'sqlite:///${STATE_DIR:-/var/genius}/s.db'}"
+    )
+    gf = parse(text, DATA_ROOT="/lake")
+    assert gf.task("fetch").output_uri == "/lake/quotes"
+    assert gf.task("fetch").state.uri == "sqlite:////var/genius/s.db"  # type: ignore[union-attr]
+    templated = parse(variant("input: /data/fixed", 'input: "{{ params.top }}/in"'))
+    assert templated.task("report").input_uri == "{{ params.top }}/in"  # left for Airflow to render
+
+
+def test_example_geniusfile_is_valid_and_its_classes_check_out() -> None:
+    gf = load_geniusfile(EXAMPLE, env={})
+    assert gf.source == str(EXAMPLE)
+    assert [t.name for t in gf.tasks] == ["fetch", "count", "long_words"]
+    assert gf.task("long_words").mapped
+    check_task_classes(gf)
+    assert find_geniusfiles(EXAMPLE.parent) == [EXAMPLE]
+
+
+def test_yaml_anchors_and_merge_keys_work() -> None:
+    text = textwrap.dedent(
+        """\
+        version: 1
+        dag: {id: anchors}
+        spouts:
+          a: &base {class: 'airflow_genius.examples.tasks:Echo', method: say, kwargs: {message: hi}}
+          b:
+            <<: *base
+            kwargs: {message: again}
+        """
+    )
+    gf = parse(text)
+    assert gf.task("b").kwargs == {"message": "again"} and gf.task("b").class_path.endswith(":Echo")
+
+
+# ---------------------------------------------------------------------- malformed files
+MALFORMED = [
+    pytest.param(
+        variant('schedule: "@daily"', "schedule: @daily"),
+        "line 4 column 13: invalid YAML: found character '@' that cannot start any token "
+        '(quote values that start with @, e.g. schedule: "@daily")',
+        id="yaml-syntax",
+    ),
+    pytest.param(
+        variant("  tags: [genius]\n", "  tags: [genius]\n  id: again\n"),
+        "line 7 column 3: duplicate key 'id' (first at line 3)",
+        id="yaml-duplicate-key",
+    ),
+    pytest.param(
+        variant("bolts:", "bolt:"),
+        "bolt: unknown key; did you mean 'bolts'? (known: bolts, dag, defaults, spouts, version)",
+        id="unknown-top-key",
+    ),
+    pytest.param(
+        variant("    input: fetch", "    inptu: fetch"),
+        "bolts.count.inptu: unknown key; did you mean 'input'? (known: after, args, class, doc, input, "
+        "kwargs, map, method, model, output, retries, retry_delay_seconds, runner, state)",
+        id="unknown-task-key",
+    ),
+    pytest.param(
+        variant("input: fetch", "input: fech"),
+        "bolts.count.input: unknown upstream 'fech' (known: fetch, report)",
+        id="unknown-upstream",
+    ),
+    pytest.param(
+        variant("airflow_genius.examples.tasks:QuoteSpout", "airflow_genius.examples.tasks.QuoteSpout"),
+        "spouts.fetch.class: expected an import path 'package.module:ClassName', "
+        "got 'airflow_genius.examples.tasks.QuoteSpout'",
+        id="bad-class-path",
+    ),
+    pytest.param(
+        variant("method: fetch", "method: _fetch"),
+        "spouts.fetch.method: private and dunder methods cannot be run, got '_fetch'",
+        id="private-method",
+    ),
+    pytest.param(
+        variant("  report:", "  fetch:"),
+        "bolts.fetch: duplicate task name (also in spouts)",
+        id="duplicate-task-name",
+    ),
+    pytest.param(
+        variant("input: fetch", "input: report"),
+        "bolts.report.after: cycle: count -> report -> count",
+        id="cycle",
+    ),
+    pytest.param(
+        variant("    output: /data/quotes", "    input: /data/in\n    output: /data/quotes"),
+        "spouts.fetch.input: a spout ingests data itself and takes no input; make it a bolt",
+        id="spout-with-input",
+    ),
+    pytest.param(
+        variant("    input: /data/fixed\n", ""),
+        "bolts.report.input: missing; a bolt reads the output of an upstream task (its name) or a folder URI",
+        id="bolt-without-input",
+    ),
+    pytest.param(
+        variant('schedule: "@daily"', "schedule: 5"),
+        "dag.schedule: expected a cron expression such as '0 6 * * *', a preset such as '@daily', "
+        "or null, got 5",
+        id="schedule-type",
+    ),
+    pytest.param(
+        variant('schedule: "@daily"', 'schedule: "0 6 * *"'),
+        "dag.schedule: expected a cron expression such as '0 6 * * *', a preset such as '@daily', or null "
+        "(a cron expression has 5 fields), got '0 6 * *'",
+        id="schedule-cron-fields",
+    ),
+    pytest.param(
+        variant("id: quotes", "id: quotes pipeline"),
+        "dag.id: expected an id of letters, digits, '_', '.' and '-' (at most 250 characters), "
+        "got 'quotes pipeline'",
+        id="bad-dag-id",
+    ),
+    pytest.param(
+        variant("  fetch:", "  fetch/all:").replace("input: fetch", "input: fetch/all"),
+        "spouts.fetch/all: expected a task name of letters, digits, '_', '.' and '-' "
+        "(at most 250 characters), got 'fetch/all'",
+        id="bad-task-name",
+    ),
+    pytest.param(
+        variant("runner: local", "runner: docker"),
+        "defaults.runner: runner 'docker' is not available yet (available: local)",
+        id="planned-runner",
+    ),
+    pytest.param(
+        variant("    retries: 0", "    retries: 0\n    runner: kubernetes"),
+        "bolts.report.runner: runner 'kubernetes' is not available yet (available: local)",
+        id="planned-runner-per-task",
+    ),
+    pytest.param(
+        variant("runner: local", "runner: lokal"),
+        "defaults.runner: unknown runner (available: local; planned: batch, docker, ecs, kubernetes, slurm), "
+        "got 'lokal'",
+        id="unknown-runner",
+    ),
+    pytest.param(
+        variant("version: 1", "version: 2"),
+        "version: expected one of [1] (the versions this package reads), got 2",
+        id="version",
+    ),
+    pytest.param(
+        variant("kwargs: {top: 5}", "kwargs: {top: 5, since: 2024-05-01}"),
+        "bolts.count.kwargs.since: expected text, a number, true/false, null, a list or a mapping; "
+        "quote dates and times, got datetime.date(2024, 5, 1)",
+        id="kwargs-not-json",
+    ),
+    pytest.param(
+        variant("{{ params.count }}", "{{ params.cuont }}"),
+        "spouts.fetch.kwargs.count: unknown param 'cuont' (known: count, top)",
+        id="unknown-param",
+    ),
+    pytest.param(
+        variant("input: /data/fixed", "input: count"),
+        "bolts.report.input: upstream 'count' is mapped and has one output per mapped run; "
+        "read a fixed folder or use 'after' instead",
+        id="mapped-upstream-as-input",
+    ),
+    pytest.param(
+        variant("map: {kwargs: [{top: 3}, {top: 5, min_length: 4}]}", "map: {kwargs: []}"),
+        "bolts.count.map.kwargs: expected a non-empty list of kwargs mappings, one per mapped run, got []",
+        id="empty-map",
+    ),
+    pytest.param(
+        variant("output: /data/counts", "output: data/counts"),
+        "bolts.count.output: expected an absolute path, file:///abs/path or s3://bucket/prefix, "
+        "got 'data/counts'",
+        id="relative-output",
+    ),
+    pytest.param(
+        variant("    output: /data/quotes\n", ""),
+        "bolts.count.input: upstream 'fetch' writes no output (give spouts.fetch an 'output')",
+        id="upstream-without-output",
+    ),
+    pytest.param(
+        variant("{conn_id: genius_redis_default}", "{uri: 'postgresql://app:secret@db/genius'}"),
+        "defaults.state.uri: must not embed a password; pass it in GENIUS_STATE_PASSWORD, "
+        "got 'postgresql://app:***@db/genius'",
+        id="state-password",
+    ),
+    pytest.param(
+        variant("{conn_id: genius_redis_default}", "{conn_id: genius_redis_default, uri: 'memory://'}"),
+        "defaults.state: set either conn_id (an Airflow connection) or uri, not both or neither",
+        id="state-both",
+    ),
+    pytest.param(
+        variant("output: /data/quotes", "output: ${NOT_SET_ANYWHERE}/quotes"),
+        "spouts.fetch.output: environment variable 'NOT_SET_ANYWHERE' is not set "
+        "(write ${NOT_SET_ANYWHERE:-default} to give a default)",
+        id="env-unset",
+    ),
+    pytest.param(
+        variant("after: count", "after: [count, cuont]"),
+        "bolts.report.after: unknown task 'cuont' (known: count, fetch, report)",
+        id="unknown-after",
+    ),
+    pytest.param(
+        variant("top: {default: 5,", "top: {type: integer, default: five,"),
+        "dag.params.top.default: does not match type 'integer', got 'five'",
+        id="param-type",
+    ),
+    pytest.param(
+        variant("kwargs: {top: 5}", "kwargs: {top-n: 5}"),
+        "bolts.count.kwargs: every key must be a Python identifier, got 'top-n'",
+        id="kwargs-key",
+    ),
+    pytest.param(
+        variant("retries: 1", "retries: -1"),
+        "defaults.retries: expected an integer >= 0, got -1",
+        id="retries",
+    ),
+    pytest.param("", "version: missing; the file is empty (start it with 'version: 1')", id="empty-file"),
+    pytest.param(
+        "version: 1\ndag: {id: x}\nspouts: {}\n",
+        "spouts: a Geniusfile needs at least one spout or bolt",
+        id="no-tasks",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), MALFORMED)
+def test_malformed_geniusfile_gives_one_line_naming_entry_and_field(text: str, message: str) -> None:
+    with pytest.raises(GeniusfileError) as caught:
+        parse(text)
+    assert str(caught.value) == message
+    assert "\n" not in str(caught.value)
+    assert str(caught.value).startswith(caught.value.field + ": ")
+
+
+def test_error_from_a_file_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "bad.genius.yaml"
+    path.write_text(variant("input: fetch", "input: fech"))
+    with pytest.raises(GeniusfileError) as caught:
+        load_geniusfile(path)
+    assert str(caught.value) == f"{path}: bolts.count.input: unknown upstream 'fech' (known: fetch, report)"
+    assert caught.value.field == "bolts.count.input" and caught.value.source == str(path)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        (
+            "tasks:QuoteSpout",
+            "tasks:QuoteSpot",
+            "spouts.fetch.class: task class 'airflow_genius.examples.tasks:QuoteSpot': "
+            "module 'airflow_genius.examples.tasks' has no 'QuoteSpot'",
+        ),
+        (
+            "tasks:QuoteSpout",
+            "tasks:WordCount",
+            "spouts.fetch.class: airflow_genius.examples.tasks:WordCount is a bolt; list it under bolts",
+        ),
+        (
+            "method: fetch",
+            "method: fletch",
+            "spouts.fetch.method: QuoteSpout has no task method 'fletch' (has: fetch)",
+        ),
+        (
+            "min_length: 4",
+            "min_len: 4",
+            "bolts.count.map.kwargs[1]: WordCount.count() got an unexpected keyword argument 'min_len' "
+            "(takes: top, min_length)",
+        ),
+    ],
+)
+def test_check_task_classes_imports_and_binds(old: str, new: str, message: str) -> None:
+    with pytest.raises(GeniusfileError) as caught:
+        check_task_classes(parse(variant(old, new)))
+    assert str(caught.value) == message
+
+
+# ---------------------------------------------------------------------- genius dag validate
+def genius(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "airflow_genius.core.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(TESTS_DIR)},
+        cwd=cwd,
+        timeout=60,
+    )
+
+
+def test_validate_ok(tmp_path: Path) -> None:
+    done = genius("dag", "validate", str(EXAMPLE))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"OK {EXAMPLE}: 1 spout, 2 bolts\n"
+    # a folder stands for its *.genius.yaml files; a file named twice is checked once
+    done = genius("dag", "validate", str(EXAMPLE.parent), str(EXAMPLE))
+    assert done.returncode == 0 and done.stdout == f"OK {EXAMPLE}: 1 spout, 2 bolts\n"
+
+
+def test_validate_reports_every_file_and_exits_2(tmp_path: Path) -> None:
+    (tmp_path / "a.genius.yaml").write_text(BASE)
+    (tmp_path / "b.genius.yaml").write_text(variant("input: fetch", "input: fech"))
+    (tmp_path / "c.genius.yaml").write_text(BASE)  # same dag id as a.genius.yaml
+    (tmp_path / "d.genius.yaml").write_text(
+        variant("tasks:QuoteSpout", "tasks:QuoteSpot").replace("id: quotes", "id: d")
+    )
+    done = genius(
+        "dag", "validate", "a.genius.yaml", "b.genius.yaml", "c.genius.yaml", "d.genius.yaml", cwd=tmp_path
+    )
+    assert done.returncode == 2
+    assert done.stdout.splitlines() == [
+        "OK a.genius.yaml: 1 spout, 2 bolts",
+        "ERROR b.genius.yaml: bolts.count.input: unknown upstream 'fech' (known: fetch, report)",
+        "ERROR c.genius.yaml: dag.id: 'quotes' is already used by a.genius.yaml",
+        "ERROR d.genius.yaml: spouts.fetch.class: task class 'airflow_genius.examples.tasks:QuoteSpot': "
+        "module 'airflow_genius.examples.tasks' has no 'QuoteSpot'",
+    ]
+    # --no-import checks the structure only
+    done = genius("dag", "validate", "--no-import", "d.genius.yaml", cwd=tmp_path)
+    assert done.returncode == 0 and done.stdout == "OK d.genius.yaml: 1 spout, 2 bolts\n"
+
+
+def test_validate_missing_file_empty_folder_and_usage(tmp_path: Path) -> None:
+    done = genius("dag", "validate", str(tmp_path / "nope.genius.yaml"))
+    assert done.returncode == 2
+    assert (
+        done.stdout
+        == f"ERROR {tmp_path / 'nope.genius.yaml'}: file: cannot read: No such file or directory\n"
+    )
+    done = genius("dag", "validate", str(tmp_path))
+    assert done.returncode == 2 and f"no *.genius.yaml file in folder {str(tmp_path)!r}" in done.stderr
+    assert genius("dag", "validate").returncode == 2  # argparse: FILE is required
+    assert "validate" in genius("dag", "--help").stdout
+
+
+def test_validate_runs_without_airflow() -> None:
+    # `import airflow` fails in the child as on a lean image; validation must not need it.
+    child = textwrap.dedent(
+        f"""
+        import sys
+
+        class NoAirflow:
+            def find_spec(self, name, path=None, target=None):
+                if name == "airflow" or name.startswith("airflow."):
+                    raise ModuleNotFoundError(name)
+
+        sys.meta_path.insert(0, NoAirflow())
+        from airflow_genius.core.cli import main
+        code = main(["dag", "validate", {str(EXAMPLE)!r}])
+        assert not [m for m in sys.modules if m == "airflow" or m.startswith("airflow.")]
+        sys.exit(code)
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("OK ")

@@ -16,7 +16,6 @@ def get_provider_info() -> dict[str, Any]:
     """Provider metadata: hooks, connection forms, operators, links and the ``[genius]`` config."""
     from airflow_genius.config import GENIUS_CONFIG
     from airflow_genius.hooks.forms import CONN_FIELDS, UI_FIELD_BEHAVIOUR
-
     from airflow_genius.xcom.config import XCOM_CONFIG
 
     hooks = {

@@ -70,3 +70,14 @@ class Echo(Task):
     def fail(self, message: str = "boom") -> None:
         """Raise a RuntimeError with ``message`` (to see a failure recorded)."""
         raise RuntimeError(message)
+
+
+class Vectors(Task):
+    """Produces a large, deterministic result (pseudo-embeddings): an XCom worth offloading."""
+
+    def embed(self, rows: int = 1000, dim: int = 64) -> list[list[float]]:
+        """``rows`` vectors of ``dim`` floats; about ``rows * dim * 20`` bytes as JSON."""
+        if rows < 0 or dim < 1:
+            raise ValueError(f"rows must be >= 0 and dim >= 1, got rows={rows} dim={dim}")
+        self.log_metric("rows", rows)
+        return [[((r * 31 + c * 17) % 1000) / 1000.0 for c in range(dim)] for r in range(rows)]

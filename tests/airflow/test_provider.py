@@ -64,5 +64,10 @@ def test_example_dags_import_without_errors(airflow_env: dict[str, str]) -> None
     )
     assert errors == [], errors
     listed = airflow_cli(env, "dags", "list", "--local", "-o", "plain")
-    for dag_id in ("genius_batch_pipeline", "genius_mapped_bolt"):
+    for dag_id in (
+        "genius_batch_pipeline",
+        "genius_mapped_bolt",
+        "genius_large_xcom",
+        "genius_quotes_geniusfile",
+    ):
         assert dag_id in listed

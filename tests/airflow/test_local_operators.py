@@ -182,3 +182,29 @@ def test_failing_task_fails_with_its_own_error_and_traceback(run_python, genius_
     with open_state(genius_env["AIRFLOW__GENIUS__STATE_URI"]) as state:
         (record,) = state.list_runs(dag_id="genius_failing")
     assert record.status is Status.FAILED and record.error["message"] == "the remote task broke"  # type: ignore[index]
+
+
+def test_large_xcom_example_offloads_the_genius_result(
+    run_python, genius_env: dict[str, str], tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    import sqlite3
+
+    env = {
+        **genius_env,
+        "AIRFLOW__CORE__XCOM_BACKEND": "airflow_genius.xcom.GeniusXComBackend",
+        "AIRFLOW__GENIUS__XCOM_PATH": (tmp_path / "xcom").as_uri(),
+    }
+    result, _ = dag_test(run_python, env, EXAMPLES, "genius_large_xcom", {"rows": 5000})
+    assert result["state"] == "success"
+    summary = next(ti["xcom"] for ti in result["tis"] if ti["task_id"] == "summarize")
+    assert summary["rows"] == 5000 and summary["dim"] == 64
+    with sqlite3.connect(Path(genius_env["AIRFLOW_HOME"]) / "airflow.db") as db:
+        (row,) = db.execute(
+            "SELECT CAST(value AS TEXT) FROM xcom WHERE dag_id = 'genius_large_xcom' AND task_id = 'embed' "
+            "AND key = 'return_value' AND run_id = ?",
+            (result["run_id"],),
+        ).fetchall()
+    reference = json.loads(row[0])
+    assert reference["__genius_xcom__"] == 1 and len(row[0]) < 1024
+    assert reference["uri"].startswith((tmp_path / "xcom").as_uri())
+    assert list((tmp_path / "xcom").rglob("*.xcom"))

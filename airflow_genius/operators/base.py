@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
@@ -48,20 +47,9 @@ class GeniusTaskFailed(Exception):
     """The genius task ended FAILED or CANCELLED; the message carries the remote error type and text."""
 
 
-@dataclass(frozen=True)
-class RunIdentityFromContext:
-    """dag_id, task_id, run_id, map_index, try_number and the partition date of a running task."""
-
-    dag_id: str
-    task_id: str
-    run_id: str
-    map_index: int
-    try_number: int
-    logical_date: datetime | None = field(default=None)
-
-
-def identity_from_context(context: Mapping[str, Any]) -> RunIdentityFromContext:
-    """Read the run identity from an Airflow context.
+def identity_from_context(context: Mapping[str, Any]) -> dict[str, Any]:
+    """The run identity of a running task instance, as :func:`~airflow_genius.core.spec.build_spec`
+    takes it (dag_id, task_id, run_id, map_index, try_number, logical_date).
 
     Airflow 3 runs may have no logical date (manual runs without one): the partition date then falls
     back to the run's ``run_after``.
@@ -72,14 +60,14 @@ def identity_from_context(context: Mapping[str, Any]) -> RunIdentityFromContext:
         dag_run = context.get("dag_run")
         logical_date = getattr(dag_run, "run_after", None)
     map_index = getattr(ti, "map_index", -1)
-    return RunIdentityFromContext(
-        dag_id=ti.dag_id,
-        task_id=ti.task_id,
-        run_id=ti.run_id,
-        map_index=-1 if map_index is None else int(map_index),
-        try_number=int(getattr(ti, "try_number", 1) or 1),
-        logical_date=logical_date,
-    )
+    return {
+        "dag_id": ti.dag_id,
+        "task_id": ti.task_id,
+        "run_id": ti.run_id,
+        "map_index": -1 if map_index is None else int(map_index),
+        "try_number": int(getattr(ti, "try_number", 1) or 1),
+        "logical_date": logical_date,
+    }
 
 
 @dataclass(frozen=True)
@@ -186,7 +174,6 @@ class GeniusOperatorMixin(BaseOperator):
         """The TaskSpec of this task instance (rendered arguments + identity from the context)."""
         from airflow_genius.core.spec import build_spec
 
-        identity = identity_from_context(context)
         call = self.genius_call  # rendered by now
         return build_spec(
             self.task_class,
@@ -202,12 +189,7 @@ class GeniusOperatorMixin(BaseOperator):
             model_uri=self.model_uri,
             model_name=self.model_name,
             model_version=call["model_version"],
-            dag_id=identity.dag_id,
-            task_id=identity.task_id,
-            run_id=identity.run_id,
-            map_index=identity.map_index,
-            try_number=identity.try_number,
-            logical_date=identity.logical_date,
+            **identity_from_context(context),
             max_records=self.max_records,
             max_seconds=self.max_seconds,
         )

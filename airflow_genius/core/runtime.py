@@ -123,15 +123,22 @@ def _run(spec: TaskSpec, state: StateManager, env: Mapping[str, str], work_dir: 
         with _heartbeat(
             state, key, try_number, float(env.get("GENIUS_HEARTBEAT_SECONDS", DEFAULT_HEARTBEAT_SECONDS))
         ):
-            task = _build_task(spec, state, work_dir)
+            task = _build_task(spec, state, work_dir, env=env)
             method = bound_method(task, spec.task.method)
             call_args = _bind(method, spec)
             result = method(*call_args.args, **call_args.kwargs)
             _check_json(result, spec)
             metrics = _collect_metrics(task, started)
-            if task.output is not None:
+            window = getattr(task.input, "window", None)
+            if window is not None:
+                # Stream input: flush output, ack, checkpoint — in that order (docs/streams.md).
+                metrics.update(window.commit(task.input, task.output))
+                if task.output is not None:
+                    metrics["output_location"] = task.output.location
+            elif task.output is not None:
                 manifest = task.output.commit()
-                metrics["output_files"] = len(manifest.files)
+                if manifest is not None:
+                    metrics["output_files"] = len(manifest.files)
                 metrics["output_location"] = task.output.location
         record = state.finish_run(key, Status.SUCCESS, try_number=try_number, result=result, metrics=metrics)
         log.info("run %s try %d succeeded in %.2fs", key, try_number, time.monotonic() - started)
@@ -165,6 +172,13 @@ def _run(spec: TaskSpec, state: StateManager, env: Mapping[str, str], work_dir: 
 
 def _close_managers(task: Task | None) -> None:
     """Release what the task's managers hold (model caches, connections)."""
+    for side in ("input", "output"):
+        log_ = getattr(getattr(task, side, None), "log", None)
+        if log_ is not None and hasattr(log_, "close"):
+            try:
+                log_.close()
+            except Exception:
+                log.warning("could not close the stream %s", side, exc_info=True)
     if task is not None and task.model is not None:
         try:
             task.model.close()
@@ -197,7 +211,9 @@ def _run_info(spec: TaskSpec) -> dict[str, Any]:
     }
 
 
-def _build_task(spec: TaskSpec, state: StateManager, work_dir: Path) -> Task:
+def _build_task(
+    spec: TaskSpec, state: StateManager, work_dir: Path, *, env: Mapping[str, str] | None = None
+) -> Task:
     cls = load_task_class(spec.task.class_path)
     if spec.kind != "task" and cls.kind not in (spec.kind, "task"):
         raise SpecError(
@@ -207,11 +223,28 @@ def _build_task(spec: TaskSpec, state: StateManager, work_dir: Path) -> Task:
         "state": ScopedState(state, task_scope(spec)),
         "identity": spec.run,
     }
-    if spec.input is not None:
+    if spec.input is not None and spec.input.type == "stream":
+        managers["input"] = _open_stream_window(spec, state, env)
+    elif spec.input is not None:
         from airflow_genius.core.data import BatchInput
 
         managers["input"] = BatchInput(spec.input.uri, cache_dir=work_dir / "input-cache")
-    if spec.output is not None:
+    if spec.output is not None and spec.output.type == "stream":
+        from airflow_genius.core.streams import StreamingInput, StreamingOutput, open_stream_log
+        from airflow_genius.core.streams.io import DEFAULT_FLUSH_EVERY
+
+        source = managers.get("input")
+        sink = open_stream_log(spec.output.uri, env)
+        managers["output"] = StreamingOutput(
+            sink,
+            flush_every=int(sink.address.params.get("flush_every") or DEFAULT_FLUSH_EVERY),
+            # Dedup scope = the window's origin (a replayed window keeps the run that first read it).
+            scope=source.window.origin
+            if isinstance(source, StreamingInput) and source.window
+            else str(run_key(spec)),
+            source=source if isinstance(source, StreamingInput) else None,
+        )
+    elif spec.output is not None:
         from airflow_genius.core.data import BatchOutput, PartitionKey
 
         partition = PartitionKey(
@@ -237,6 +270,31 @@ def _build_task(spec: TaskSpec, state: StateManager, work_dir: Path) -> Task:
             f"{spec.task.class_path}.__init__ must accept the genius keyword arguments "
             f"(input, output, state, model, model_path, identity) and pass them to super().__init__: {exc}"
         ) from exc
+
+
+def _open_stream_window(spec: TaskSpec, state: StateManager, env: Mapping[str, str] | None) -> Any:
+    """Open this run's window of the stream input; its bounds are in the run record when this returns."""
+    from airflow_genius.core.streams import open_stream_log
+    from airflow_genius.core.streams.window import DEFAULT_READ_BATCH, StreamWindow
+
+    assert spec.input is not None
+    stream = open_stream_log(spec.input.uri, env, need_group=True)
+    params = stream.address.params
+    claim = params.get("claim_idle")  # seconds a pending record must idle before another consumer takes it
+    window = StreamWindow(
+        state,
+        task_scope(spec),
+        run_key(spec),
+        stream,
+        group=stream.address.group or "",
+        consumer=params.get("consumer") or f"{spec.run.dag_id}.{spec.run.task_id}.{spec.run.map_index}",
+        bounds=spec.window,
+        claim_idle_ms=int(float(claim) * 1000) if claim else None,
+        read_batch=int(params.get("batch") or DEFAULT_READ_BATCH),
+    )
+    source = window.open()
+    source.window = window
+    return source
 
 
 def _bind(method: Any, spec: TaskSpec) -> inspect.BoundArguments:

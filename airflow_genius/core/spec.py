@@ -24,16 +24,18 @@ from typing import Any
 from airflow_genius.core.defaults import DEFAULT_NAMESPACE, DEFAULT_PARTITION_SCHEME
 from airflow_genius.core.errors import SpecError
 from airflow_genius.core.state import DEFAULT_STATE_URI, STATE_SCHEMES
-from airflow_genius.core.uris import has_password, redact, split_uri
+from airflow_genius.core.uris import has_password, query_params, redact, split_uri
 
 SPEC_VERSION = 1
 SUPPORTED_SPEC_VERSIONS = frozenset({1})
 KINDS = ("spout", "bolt", "task")
-DATA_TYPES = ("batch",)
+DATA_TYPES = ("batch", "stream")
 
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 _CLASS_PATH = re.compile(rf"^{_IDENT}(\.{_IDENT})*:{_IDENT}(\.{_IDENT})*$")
 _DATA_SCHEMES = ("file", "s3")
+#: Schemes of stream URIs (Redis Streams, or the embedded SQLite log).
+_STREAM_SCHEMES = ("redis", "rediss", "sqlite")
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,9 @@ class TaskRef:
 
 @dataclass(frozen=True)
 class DataRef:
-    """Input or output of a task: a batch folder (``/abs``, ``file:///abs`` or ``s3://bucket/prefix``)."""
+    """Input or output of a task: a batch folder (``/abs``, ``file:///abs`` or ``s3://bucket/prefix``)
+    or, with ``type="stream"``, a stream (``redis://host:6379/0?stream=s&group=g``,
+    ``sqlite:///path.db?stream=s&group=g``; ``group`` is required on an input)."""
 
     uri: str
     type: str = "batch"
@@ -169,10 +173,13 @@ def build_spec(
     logical_date: datetime | str | None = None,
     max_records: int | None = None,
     max_seconds: float | None = None,
+    input_type: str | None = None,
+    output_type: str | None = None,
 ) -> TaskSpec:
     """The one place a TaskSpec is assembled from plain values (CLI flags, operator arguments).
 
-    The result is validated exactly as a spec read from JSON is.
+    The result is validated exactly as a spec read from JSON is. ``input_type``/``output_type``
+    default to ``"stream"`` for ``redis``/``rediss``/``sqlite`` URIs and ``"batch"`` otherwise.
     """
     if isinstance(logical_date, datetime):
         logical_date = logical_date.isoformat()
@@ -180,8 +187,12 @@ def build_spec(
         "spec_version": SPEC_VERSION,
         "kind": kind,
         "task": {"class": class_path, "method": method, "args": list(args), "kwargs": dict(kwargs or {})},
-        "input": {"type": "batch", "uri": input_uri} if input_uri else None,
-        "output": {"type": "batch", "uri": output_uri, "partition_scheme": partition_scheme}
+        "input": {"type": input_type or _data_type_of(input_uri), "uri": input_uri} if input_uri else None,
+        "output": {
+            "type": output_type or _data_type_of(output_uri),
+            "uri": output_uri,
+            "partition_scheme": partition_scheme,
+        }
         if output_uri
         else None,
         "state": {"uri": state_uri, "namespace": namespace},
@@ -199,6 +210,13 @@ def build_spec(
         else None,
     }
     return _parse_spec(raw)
+
+
+def _data_type_of(uri: str | None) -> str:
+    """``stream`` for a stream URI scheme, ``batch`` for anything else (paths, file://, s3://)."""
+    if uri and not uri.startswith("/") and split_uri(uri).scheme.lower() in _STREAM_SCHEMES:
+        return "stream"
+    return "batch"
 
 
 # ---------------------------------------------------------------------- validation
@@ -267,7 +285,18 @@ def _parse_data(data: Any, where: str) -> DataRef | None:
     if data_type not in DATA_TYPES:
         raise SpecError(f"{where}.type", f"expected one of {', '.join(DATA_TYPES)}", got=data_type)
     uri = _string(obj, "uri", where)
-    check_data_uri(uri, f"{where}.uri")
+    if data_type == "stream":
+        if uri.startswith("/") or split_uri(uri).scheme.lower() not in _STREAM_SCHEMES:
+            # The type contradicts the URI (a folder): name the type, the field most likely wrong.
+            raise SpecError(
+                f"{where}.type",
+                f"expected one of {', '.join(DATA_TYPES)} matching the URI ('stream' needs redis://, "
+                "rediss:// or sqlite:// with ?stream=)",
+                got=data_type,
+            )
+        check_stream_uri(uri, f"{where}.uri", need_group=where == "input")
+    else:
+        check_data_uri(uri, f"{where}.uri")
     scheme = obj.get("partition_scheme", DEFAULT_PARTITION_SCHEME)
     if not isinstance(scheme, str) or not scheme or "\x00" in scheme:
         raise SpecError(
@@ -296,6 +325,25 @@ def check_data_uri(uri: str, where: str) -> None:
         raise SpecError(where, "an s3 URI needs a bucket: s3://bucket/prefix", got=uri)
     if parts.scheme == "file" and (parts.netloc not in ("", "localhost") or not parts.path.startswith("/")):
         raise SpecError(where, "a file URI needs an absolute local path: file:///abs/path", got=uri)
+
+
+def check_stream_uri(uri: str, where: str, *, need_group: bool) -> None:
+    """A stream URI: redis/rediss/sqlite scheme, ``stream=`` always, ``group=`` to be read."""
+    if "\x00" in uri:
+        raise SpecError(where, "contains a NUL byte")
+    if has_password(uri):
+        raise SpecError(where, "must not embed a password; pass it in GENIUS_STATE_PASSWORD", got=redact(uri))
+    if split_uri(uri).scheme.lower() not in _STREAM_SCHEMES:
+        raise SpecError(
+            where,
+            "expected a stream URI redis://host:6379/0?stream=s&group=g or sqlite:///f.db?stream=s",
+            got=uri,
+        )
+    params = query_params(uri)
+    if not params.get("stream"):
+        raise SpecError(where, "a stream URI needs ?stream=<name>", got=uri)
+    if need_group and not params.get("group"):
+        raise SpecError(where, "a stream input needs &group=<consumer group>", got=uri)
 
 
 def parse_state(data: Any) -> StateRef:

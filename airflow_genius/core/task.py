@@ -31,14 +31,18 @@ if TYPE_CHECKING:
     from airflow_genius.core.models import ModelManager
     from airflow_genius.core.spec import RunIdentity
     from airflow_genius.core.state.scoped import ScopedState
+    from airflow_genius.core.streams import StreamingInput, StreamingOutput
 
 
 class Task:
     """Base of every genius task. Subclass :class:`Spout` or :class:`Bolt` rather than this directly.
 
     Attributes set by the runtime:
-        input: the batch input (bolts), ``None`` otherwise.
-        output: the batch output of this run's partition, ``None`` without an output.
+        input: the batch input (bolts), or for a stream input one bounded window
+            (:class:`~airflow_genius.core.streams.StreamingInput`: ``for record in self.input``),
+            ``None`` otherwise.
+        output: the batch output of this run's partition, or a stream output
+            (``self.output.send(record)``), ``None`` without an output.
         state: task-scoped key/value state (:class:`ScopedState`), kept across runs.
         model: the model manager, ``None`` without a model in the spec.
         model_path: local folder of the model named in the spec, already loaded.
@@ -57,8 +61,8 @@ class Task:
     def __init__(
         self,
         *,
-        input: BatchInput | None = None,
-        output: BatchOutput | None = None,
+        input: BatchInput | StreamingInput | None = None,
+        output: BatchOutput | StreamingOutput | None = None,
         state: ScopedState | None = None,
         model: ModelManager | None = None,
         model_path: Path | None = None,

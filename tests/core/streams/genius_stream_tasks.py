@@ -1,0 +1,32 @@
+"""Stream tasks used by the stream tests (imported by `genius run` subprocesses via PYTHONPATH)."""
+
+from __future__ import annotations
+
+from airflow_genius.core import Bolt, Spout
+
+
+class PassThrough(Bolt):
+    """Sends each input record ``fanout`` times tagged with its position; counts records in operator state."""
+
+    def process(self, fanout: int = 1, fail_on_try: int | None = None) -> dict:
+        assert self.input is not None and self.output is not None
+        sources = []
+        for record in self.input:
+            for k in range(fanout):
+                self.output.send({"src": record["n"], "k": k})
+            sources.append(record["n"])
+        seen = self.input.state.get("seen", 0) + len(sources)
+        self.input.state["seen"] = seen
+        if self.identity is not None and self.identity.try_number == fail_on_try:
+            raise RuntimeError(f"failing try {fail_on_try} on purpose")
+        return {"sources": sources, "seen": seen}
+
+
+class Counter(Spout):
+    """Emits ``count`` numbered records to a stream output."""
+
+    def emit(self, count: int = 3) -> int:
+        assert self.output is not None
+        for n in range(count):
+            self.output.send({"n": n})
+        return count

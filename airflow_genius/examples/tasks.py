@@ -81,3 +81,27 @@ class Vectors(Task):
             raise ValueError(f"rows must be >= 0 and dim >= 1, got rows={rows} dim={dim}")
         self.log_metric("rows", rows)
         return [[((r * 31 + c * 17) % 1000) / 1000.0 for c in range(dim)] for r in range(rows)]
+
+
+class QuoteStreamSpout(Spout):
+    """Publishes quotes to a stream (a stand-in for a firehose, a queue, a crawler)."""
+
+    def publish(self, count: int = 20) -> int:
+        """Send ``count`` quote records to the stream output; a retried run sends nothing twice."""
+        assert self.output is not None and self.identity is not None
+        for i in range(count):
+            self.output.send({"n": i, "run": self.identity.run_id, "text": QUOTES[i % len(QUOTES)]})
+        return count
+
+
+class Enrich(Bolt):
+    """Adds word counts to each stream record; keeps a running total as exactly-once operator state."""
+
+    def process(self) -> dict[str, int]:
+        """Enrich this run's window of the input stream into the output stream."""
+        assert self.input is not None and self.output is not None
+        for record in self.input:
+            self.output.send({**record, "words": len(str(record.get("text", "")).split())})
+        seen = self.input.state.get("seen", 0) + len(self.input)
+        self.input.state["seen"] = seen
+        return {"window": len(self.input), "seen": seen}

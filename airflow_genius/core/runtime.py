@@ -172,18 +172,15 @@ def _run(spec: TaskSpec, state: StateManager, env: Mapping[str, str], work_dir: 
 
 def _close_managers(task: Task | None) -> None:
     """Release what the task's managers hold (model caches, connections)."""
-    for side in ("input", "output"):
-        log_ = getattr(getattr(task, side, None), "log", None)
-        if log_ is not None and hasattr(log_, "close"):
+    if task is None:
+        return
+    for name, manager in (("input", task.input), ("output", task.output), ("model", task.model)):
+        close = getattr(manager, "close", None)  # streams and model managers hold connections/caches
+        if close is not None:
             try:
-                log_.close()
+                close()
             except Exception:
-                log.warning("could not close the stream %s", side, exc_info=True)
-    if task is not None and task.model is not None:
-        try:
-            task.model.close()
-        except Exception:
-            log.warning("could not close the model manager", exc_info=True)
+                log.warning("could not close the %s manager", name, exc_info=True)
 
 
 def error_of(exc: BaseException) -> dict[str, Any]:

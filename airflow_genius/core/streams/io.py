@@ -51,6 +51,10 @@ class StreamingInput:
         #: The :class:`~airflow_genius.core.streams.window.StreamWindow` that opened this input (runtime).
         self.window: Any = None
 
+    def close(self) -> None:
+        """Release the stream connection (the runtime calls it when the run ends)."""
+        self.log.close()
+
     def messages(self) -> Iterator[Message]:
         """The window's messages (id and data), in stream order."""
         for message in self._messages:
@@ -99,6 +103,10 @@ class StreamingOutput:
         self.written = 0
         self.skipped = 0
         self.flushes = 0
+
+    def close(self) -> None:
+        """Release the stream connection (the runtime calls it when the run ends)."""
+        self.log.close()
 
     def send(self, record: Any) -> None:
         """Queue one JSON record for the output stream."""

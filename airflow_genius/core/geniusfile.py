@@ -50,7 +50,7 @@ from typing import Any
 
 from airflow_genius.core.defaults import DEFAULT_NAMESPACE
 from airflow_genius.core.errors import GeniusError, SpecError, missing_extra
-from airflow_genius.core.spec import check_data_uri, parse_model, parse_state, parse_task
+from airflow_genius.core.spec import ModelRef, check_data_uri, parse_model, parse_state, parse_task
 
 #: Geniusfile format versions this package reads.
 GENIUSFILE_VERSIONS = frozenset({1})
@@ -145,15 +145,6 @@ class StateSettings:
 
 
 @dataclass(frozen=True)
-class ModelSettings:
-    """A model manager URI and the model loaded before the method runs."""
-
-    uri: str
-    name: str | None = None
-    version: str = "latest"
-
-
-@dataclass(frozen=True)
 class ParamSettings:
     """One DAG param (a field of the trigger form): its default and JSON-schema keywords."""
 
@@ -210,7 +201,7 @@ class TaskEntry:
     retries: int | None = None
     retry_delay_seconds: float | None = None
     state: StateSettings | None = None
-    model: ModelSettings | None = None
+    model: ModelRef | None = None
     doc: str | None = None
 
     @property
@@ -593,9 +584,7 @@ class _Parser:
             if isinstance(model_obj.get("uri"), str):
                 model_obj["uri"] = self.expand(model_obj["uri"], f"{where}.model.uri")
             with _renamed("model", f"{where}.model"):
-                model_ref = parse_model(model_obj)
-            assert model_ref is not None
-            model = ModelSettings(model_ref.uri, model_ref.name, model_ref.version)
+                model = parse_model(model_obj)
         return TaskEntry(
             name=name,
             kind=kind,

@@ -126,20 +126,9 @@ def _run(spec: TaskSpec, state: StateManager, env: Mapping[str, str], work_dir: 
             task = _build_task(spec, state, work_dir, env=env)
             method = bound_method(task, spec.task.method)
             call_args = _bind(method, spec)
-            result = method(*call_args.args, **call_args.kwargs)
-            _check_json(result, spec)
-            metrics = _collect_metrics(task, started)
-            window = getattr(task.input, "window", None)
-            if window is not None:
-                # Stream input: flush output, ack, checkpoint — in that order (docs/streams.md).
-                metrics.update(window.commit(task.input, task.output))
-                if task.output is not None:
-                    metrics["output_location"] = task.output.location
-            elif task.output is not None:
-                manifest = task.output.commit()
-                if manifest is not None:
-                    metrics["output_files"] = len(manifest.files)
-                metrics["output_location"] = task.output.location
+            result, metrics = _execute(
+                spec, task, lambda: method(*call_args.args, **call_args.kwargs), state, key, started
+            )
         record = state.finish_run(key, Status.SUCCESS, try_number=try_number, result=result, metrics=metrics)
         log.info("run %s try %d succeeded in %.2fs", key, try_number, time.monotonic() - started)
     except RunCancelled as exc:
@@ -168,6 +157,40 @@ def _run(spec: TaskSpec, state: StateManager, env: Mapping[str, str], work_dir: 
         )
     _close_managers(task)
     return RunOutcome(record, failure)
+
+
+def _execute(
+    spec: TaskSpec, task: Task, call: Any, state: StateManager, key: RunKey, started: float
+) -> tuple[Any, dict[str, Any]]:
+    """Call the method and make its output durable: per window for streams, one commit for batch."""
+    if spec.window is not None and spec.window.unbounded:
+        from airflow_genius.core.streams.unbounded import run_unbounded
+
+        # Successive windows until SIGTERM/SIGINT or max_windows (docs/streams.md).
+        result, loop_metrics = run_unbounded(
+            task,
+            call,
+            state=state,
+            key=key,
+            max_windows=spec.window.max_windows,
+            check_result=lambda value: _check_json(value, spec),
+        )
+        metrics = {**_collect_metrics(task, started), **loop_metrics}
+    else:
+        result = call()
+        _check_json(result, spec)
+        metrics = _collect_metrics(task, started)
+        window = getattr(task.input, "window", None)
+        if window is not None:
+            # Stream input: flush output, ack, checkpoint — in that order (docs/streams.md).
+            metrics.update(window.commit(task.input, task.output))
+        elif task.output is not None:
+            manifest = task.output.commit()
+            if manifest is not None:
+                metrics["output_files"] = len(manifest.files)
+    if task.output is not None:
+        metrics["output_location"] = task.output.location
+    return result, metrics
 
 
 def _close_managers(task: Task | None) -> None:
@@ -271,7 +294,7 @@ def _build_task(
 
 def _open_stream_window(spec: TaskSpec, state: StateManager, env: Mapping[str, str] | None) -> Any:
     """Open this run's window of the stream input; its bounds are in the run record when this returns."""
-    from airflow_genius.core.streams import open_stream_log
+    from airflow_genius.core.streams import StreamingInput, open_stream_log
     from airflow_genius.core.streams.window import DEFAULT_READ_BATCH, StreamWindow
 
     assert spec.input is not None
@@ -289,6 +312,11 @@ def _open_stream_window(spec: TaskSpec, state: StateManager, env: Mapping[str, s
         claim_idle_ms=int(float(claim) * 1000) if claim else None,
         read_batch=int(params.get("batch") or DEFAULT_READ_BATCH),
     )
+    if spec.window is not None and spec.window.unbounded:
+        # Unbounded: an empty placeholder; the loop opens each window (streams/unbounded.py).
+        source = StreamingInput(stream, window.group, [])
+        source.window = window
+        return source
     source = window.open()
     source.window = window
     return source

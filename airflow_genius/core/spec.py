@@ -94,10 +94,16 @@ class RunIdentity:
 
 @dataclass(frozen=True)
 class Window:
-    """Bounds of one run of a streaming task (at most ``max_records`` or ``max_seconds``)."""
+    """Bounds of one run of a streaming task (at most ``max_records`` or ``max_seconds``).
+
+    With ``unbounded``, the run processes successive windows until stopped (SIGTERM/SIGINT, or after
+    ``max_windows`` windows) and the bounds apply to each window (= each checkpoint interval).
+    """
 
     max_records: int | None = None
     max_seconds: float | None = None
+    unbounded: bool = False
+    max_windows: int | None = None
 
 
 @dataclass(frozen=True)
@@ -173,6 +179,8 @@ def build_spec(
     logical_date: datetime | str | None = None,
     max_records: int | None = None,
     max_seconds: float | None = None,
+    unbounded: bool = False,
+    max_windows: int | None = None,
     input_type: str | None = None,
     output_type: str | None = None,
 ) -> TaskSpec:
@@ -205,8 +213,13 @@ def build_spec(
             "try_number": try_number,
             "logical_date": logical_date,
         },
-        "window": {"max_records": max_records, "max_seconds": max_seconds}
-        if (max_records is not None or max_seconds is not None)
+        "window": {
+            "max_records": max_records,
+            "max_seconds": max_seconds,
+            "unbounded": unbounded,
+            "max_windows": max_windows,
+        }
+        if (max_records is not None or max_seconds is not None or unbounded)
         else None,
     }
     return _parse_spec(raw)
@@ -240,6 +253,9 @@ def _parse_spec(data: Any) -> TaskSpec:
         raise SpecError("input", "a spout ingests data itself and takes no input; use kind 'bolt' or 'task'")
     if kind == "bolt" and input_ref is None:
         raise SpecError("input", "a bolt needs an input (an object with 'uri')", got=None)
+    window = _parse_window(obj.get("window"))
+    if window is not None and window.unbounded and (input_ref is None or input_ref.type != "stream"):
+        raise SpecError("window.unbounded", "an unbounded task needs a stream input", got=True)
     return TaskSpec(
         spec_version=version,
         kind=kind,
@@ -249,7 +265,7 @@ def _parse_spec(data: Any) -> TaskSpec:
         state=parse_state(obj.get("state")),
         model=parse_model(obj.get("model")),
         run=_parse_run(obj.get("run")),
-        window=_parse_window(obj.get("window")),
+        window=window,
     )
 
 
@@ -409,7 +425,7 @@ def _parse_window(data: Any) -> Window | None:
     if data is None:
         return None
     obj = _object(data, "window")
-    _only(obj, "window", {"max_records", "max_seconds"})
+    _only(obj, "window", {"max_records", "max_seconds", "unbounded", "max_windows"})
     max_records = obj.get("max_records")
     if max_records is not None and (
         not isinstance(max_records, int) or isinstance(max_records, bool) or max_records < 1
@@ -422,7 +438,19 @@ def _parse_window(data: Any) -> Window | None:
         raise SpecError("window.max_seconds", "expected a positive number or null", got=max_seconds)
     if max_records is None and max_seconds is None:
         raise SpecError("window", "set max_records, max_seconds or both (or leave window null)")
-    return Window(max_records=max_records, max_seconds=max_seconds)
+    unbounded = obj.get("unbounded", False)
+    if not isinstance(unbounded, bool):
+        raise SpecError("window.unbounded", "expected true or false", got=unbounded)
+    max_windows = obj.get("max_windows")
+    if max_windows is not None and (
+        not isinstance(max_windows, int) or isinstance(max_windows, bool) or max_windows < 1
+    ):
+        raise SpecError("window.max_windows", "expected a positive integer or null", got=max_windows)
+    if max_windows is not None and not unbounded:
+        raise SpecError("window.max_windows", "only meaningful with unbounded: true", got=max_windows)
+    return Window(
+        max_records=max_records, max_seconds=max_seconds, unbounded=unbounded, max_windows=max_windows
+    )
 
 
 # ---------------------------------------------------------------------- small checks

@@ -129,20 +129,52 @@ class StreamWindow:
             messages = self._read_new()
             self.ids = [m.id for m in messages]
             crash_point("after_read")
-            opened = {**checkpoint, "open": {"origin": self.origin, "ids": self.ids}}
-            if not self.state.compare_and_set_state(self.scope, self.ckpt_key, current, opened):
-                raise TransitionConflict(
-                    f"{self.key}: another run moved checkpoint {self.ckpt_key!r} while this window opened"
-                )
-            self._expected = opened
-            crash_point("after_open")
-            self._record()
+            self._mark_open(current)
         # Operator state as it was before this window, so a replay computes the same output.
         latest = committed.get("window") == self.origin
         before = (
             committed.get("state_before") if self.already_committed and latest else committed.get("state")
         )
         return StreamingInput(self.log, self.group, messages, state=before)
+
+    def next(self) -> StreamingInput | None:
+        """Unbounded mode: open the run's next window, or return None when no record arrived.
+
+        Adopts the checkpoint's open window first (a run stopped or died mid-window), else reads a new
+        one under a fresh origin ``<run key>#<committed windows + 1>`` (distinct for every window: the
+        count only grows, and a window is opened only while none is open). The run record's window
+        is not replayed: in this mode it only reports the window in progress.
+        """
+        self.ids, self.replayed, self.already_committed = [], False, False
+        current = self.state.get_state(self.scope, self.ckpt_key)
+        checkpoint = current or {}
+        committed = checkpoint.get("committed") or {}
+        pending = checkpoint.get("open")
+        if pending:
+            self.origin, self.ids, self.replayed = pending["origin"], list(pending["ids"]), True
+            messages = self.log.get(self.ids)
+            self._expected = current
+            self._record()
+        else:
+            messages = self._read_new()
+            if not messages:
+                return None  # nothing opened, nothing to commit
+            self.origin = f"{self.key}#{int(committed.get('windows', 0)) + 1}"
+            self.ids = [m.id for m in messages]
+            crash_point("after_read")
+            self._mark_open(current)
+        return StreamingInput(self.log, self.group, messages, state=committed.get("state"))
+
+    def _mark_open(self, current: Any) -> None:
+        """Compare-and-set the checkpoint's ``open`` window, then record the bounds in the run record."""
+        opened = {**(current or {}), "open": {"origin": self.origin, "ids": self.ids}}
+        if not self.state.compare_and_set_state(self.scope, self.ckpt_key, current, opened):
+            raise TransitionConflict(
+                f"{self.key}: another run moved checkpoint {self.ckpt_key!r} while this window opened"
+            )
+        self._expected = opened
+        crash_point("after_open")
+        self._record()
 
     def _read_new(self) -> list[Message]:
         limit = self.bounds.max_records or 1_000_000

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import time
+
 from airflow_genius.core import Bolt, Spout
 
 
 class PassThrough(Bolt):
     """Sends each input record ``fanout`` times tagged with its position; counts records in operator state."""
 
-    def process(self, fanout: int = 1, fail_on_try: int | None = None) -> dict:
+    def process(self, fanout: int = 1, fail_on_try: int | None = None, pause: float = 0.0) -> dict:
         assert self.input is not None and self.output is not None
         sources = []
         for record in self.input:
             for k in range(fanout):
                 self.output.send({"src": record["n"], "k": k})
             sources.append(record["n"])
+        if pause:
+            time.sleep(pause)  # unbounded tests: let a SIGTERM land mid-window
         seen = self.input.state.get("seen", 0) + len(sources)
         self.input.state["seen"] = seen
         if self.identity is not None and self.identity.try_number == fail_on_try:

@@ -256,6 +256,9 @@ def _parse_spec(data: Any) -> TaskSpec:
     window = _parse_window(obj.get("window"))
     if window is not None and window.unbounded and (input_ref is None or input_ref.type != "stream"):
         raise SpecError("window.unbounded", "an unbounded task needs a stream input", got=True)
+    if window is not None and window.unbounded and output_ref is not None and output_ref.type != "stream":
+        # A batch output is one partition per run: successive windows would replace each other.
+        raise SpecError("window.unbounded", "an unbounded task writes to a stream output (or none)", got=True)
     return TaskSpec(
         spec_version=version,
         kind=kind,

@@ -222,10 +222,14 @@ class StreamWindow:
 
     # ------------------------------------------------------------------ commit
     def commit(self, source: StreamingInput, output: StreamingOutput | Any | None) -> dict[str, Any]:
-        """Flush output, ack input, advance the checkpoint; returns metrics for the run record."""
+        """Make the output durable (flush a stream, publish a batch partition), ack the input, advance
+        the checkpoint; returns metrics for the run record."""
         crash_point("before_output")
+        manifest = None
         if isinstance(output, StreamingOutput):
             output.flush()
+        elif output is not None:
+            manifest = output.commit()  # a batch output: publish the run's partition (replaced on replay)
         crash_point("after_output")
         self.log.ack(self.group, self.ids)  # output is durable: the input may go
         crash_point("after_ack")
@@ -238,6 +242,8 @@ class StreamWindow:
             metrics.update(
                 output_sent=output.sent, output_written=output.written, output_skipped=output.skipped
             )
+        if manifest is not None:
+            metrics["output_files"] = len(manifest.files)
         return metrics
 
     def _advance(self, source: StreamingInput) -> None:

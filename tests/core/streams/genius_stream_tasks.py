@@ -34,3 +34,25 @@ class Counter(Spout):
         for n in range(count):
             self.output.send({"n": n})
         return count
+
+
+class StreamToFiles(Bolt):
+    """Stream input, batch output: writes the window's records into one file of the run's partition."""
+
+    def dump(self) -> int:
+        assert self.input is not None and self.output is not None
+        self.output.save([record["n"] for record in self.input], "window.json")
+        return len(self.input)
+
+
+class FilesToStream(Bolt):
+    """Batch input, stream output: sends every line of every input file."""
+
+    def send_lines(self) -> int:
+        assert self.input is not None and self.output is not None
+        sent = 0
+        for name in self.input.files():
+            for line in self.input.read_text(name).splitlines():
+                self.output.send({"line": line})
+                sent += 1
+        return sent

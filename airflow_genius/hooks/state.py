@@ -126,11 +126,8 @@ class GeniusRedisStateHook(GeniusStateHook):
     def uri_for(cls, conn: Any) -> str:
         extra = conn.extra_dejson
         scheme = "rediss" if str(extra.get("ssl", "")).lower() in ("1", "true", "yes") else "redis"
-        user = f"{quote(conn.login, safe='')}@" if conn.login else ""
-        query = {"prefix": extra["prefix"]} if extra.get("prefix") else {}
         db = extra.get("db", conn.schema or 0)
-        suffix = f"?{urlencode(query)}" if query else ""
-        return f"{scheme}://{user}{conn.host or '127.0.0.1'}:{conn.port or 6379}/{db}{suffix}"
+        return _server_uri(scheme, conn, 6379, str(db), {"prefix": extra.get("prefix")})
 
 
 class GeniusPostgresStateHook(GeniusStateHook):
@@ -143,11 +140,9 @@ class GeniusPostgresStateHook(GeniusStateHook):
     @classmethod
     def uri_for(cls, conn: Any) -> str:
         extra = conn.extra_dejson
-        user = f"{quote(conn.login, safe='')}@" if conn.login else ""
-        query = {k: extra[k] for k in ("table_prefix", "sslmode") if extra.get(k)}
-        suffix = f"?{urlencode(query)}" if query else ""
         database = quote(conn.schema or "postgres", safe="")
-        return f"postgresql://{user}{conn.host or '127.0.0.1'}:{conn.port or 5432}/{database}{suffix}"
+        query = {k: extra.get(k) for k in ("table_prefix", "sslmode")}
+        return _server_uri("postgresql", conn, 5432, database, query)
 
 
 class GeniusDynamoDBStateHook(GeniusStateHook):
@@ -191,6 +186,14 @@ class GeniusDynamoDBStateHook(GeniusStateHook):
             create=str(extra.get("create", "")).lower() == "true",
             client=client,
         )
+
+
+def _server_uri(scheme: str, conn: Any, default_port: int, path: str, query: dict[str, Any]) -> str:
+    """``scheme://[login@]host:port/path[?query]`` from a connection; never the password."""
+    user = f"{quote(conn.login, safe='')}@" if conn.login else ""
+    kept = {key: value for key, value in query.items() if value}
+    suffix = f"?{urlencode(kept)}" if kept else ""
+    return f"{scheme}://{user}{conn.host or '127.0.0.1'}:{conn.port or default_port}/{path}{suffix}"
 
 
 STATE_HOOKS: dict[str, type[GeniusStateHook]] = {

@@ -14,6 +14,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
+# airflow_env / run_python: real Airflow in child processes, for tests/airflow, tests/slurm, tests/xcom …
+pytest_plugins = ["airflow_fixtures"]
+
 REDIS_URL = os.environ.get("GENIUS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 POSTGRES_URL = os.environ.get("GENIUS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/genius_test")
 AWS_ENDPOINT = os.environ.get("GENIUS_TEST_AWS_ENDPOINT", "http://127.0.0.1:5055")

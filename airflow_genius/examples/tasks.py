@@ -9,6 +9,10 @@ Run them without Airflow::
 from __future__ import annotations
 
 import json
+import os
+import statistics
+import time
+import urllib.request
 from collections import Counter
 from typing import Any
 
@@ -70,6 +74,48 @@ class Echo(Task):
     def fail(self, message: str = "boom") -> None:
         """Raise a RuntimeError with ``message`` (to see a failure recorded)."""
         raise RuntimeError(message)
+
+    def environment(self, names: list[str]) -> dict[str, str | None]:
+        """The values of these environment variables where the task runs (to check a runner)."""
+        return {name: os.environ.get(name) for name in names}
+
+    def exit(self, code: int = 3) -> None:
+        """End the process with ``code`` before any result is recorded (a crash, as a runner sees it)."""
+        os._exit(code)
+
+    def sleep(self, seconds: float = 60.0) -> float:
+        """Sleep, then return how long (to test timeouts and cancellation)."""
+        time.sleep(seconds)
+        return seconds
+
+    def hog(self, megabytes: int = 500, seconds: float = 10.0) -> int:
+        """Hold ``megabytes`` of memory for ``seconds`` (to test memory limits)."""
+        block = bytearray(megabytes * 1024 * 1024)
+        for offset in range(0, len(block), 4096):  # touch every page so it is really resident
+            block[offset] = 1
+        time.sleep(seconds)
+        return len(block)
+
+
+class ServiceClient(Task):
+    """Calls the service a Slurm service task started (``SERVICE_URL`` in the environment) and
+    records the latencies in its run record's metrics."""
+
+    def call(self, times: int = 5, path: str = "/") -> dict[str, Any]:
+        base = os.environ.get("SERVICE_URL")
+        if not base:
+            raise RuntimeError("SERVICE_URL is not set: run this task with service=<the service task id>")
+        url = base.rstrip("/") + path
+        latencies = []
+        for _ in range(times):
+            started = time.perf_counter()
+            with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - http(s) service URL
+                response.read()
+            latencies.append((time.perf_counter() - started) * 1000)
+        self.log_metric("calls", times)
+        self.log_metric("latency_ms_median", round(statistics.median(latencies), 3))
+        self.log_metric("latency_ms_max", round(max(latencies), 3))
+        return {"url": url, "calls": times, "service": os.environ.get("SERVICE_NAME")}
 
 
 class Vectors(Task):

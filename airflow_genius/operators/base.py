@@ -194,13 +194,48 @@ class GeniusOperatorMixin(BaseOperator):
             max_seconds=self.max_seconds,
         )
 
+    def publish_output(self, context: Context, record: RunRecord) -> None:
+        """Push the committed output location (XCom ``genius_output`` + the extra link), if any."""
+        location = record.metrics.get("output_location")
+        if record.status is Status.SUCCESS and location:
+            from airflow_genius.links.output import GeniusOutputLink
+
+            self.log.info("output committed at %s", location)
+            # Downstream bolts read it with input_uri="{{ ti.xcom_pull('<task>', key='genius_output') }}"
+            context["ti"].xcom_push(key=OUTPUT_XCOM_KEY, value=location)
+            GeniusOutputLink.persist(context, location)
+
+    def finish_remote(self, context: Context, *, failure: str | None = None) -> Any:
+        """After a remote job ended, its run record decides (DESIGN §5): the result, or the task's own
+        error. ``failure`` is what the platform says went wrong (None: the job exited cleanly); it fails
+        the task even if the record looks fine, and is combined with the record's error when there is one.
+        """
+        from airflow_genius.core.state.base import RunKey
+
+        who = identity_from_context(context)
+        key = RunKey(who["dag_id"], who["task_id"], who["run_id"], who["map_index"])
+        target = self.genius_state()
+        with target.open() as state:
+            record = state.get_run(key)
+        if failure is not None:
+            if record is not None and record.status is Status.FAILED and record.error:
+                error = _log_traceback(record)
+                raise GeniusTaskFailed(f"{error.get('type', 'Error')}: {error.get('message', '')} ({failure})")
+            status = record.status.value if record else "missing"
+            raise GeniusTaskFailed(f"{failure} (run record: {status})")
+        if record is None:
+            raise GeniusTaskFailed(
+                f"the remote job ended but left no run record for {key} in {target.uri}: "
+                "did it reach `genius run`, and can it reach that state store? (see the job output above)"
+            )
+        self.publish_output(context, record)
+        return self.result_from_record(record)
+
     def result_from_record(self, record: RunRecord) -> Any:
         """SUCCESS → the result (the XCom); FAILED/CANCELLED → raise with the task's own error."""
         if record.status is Status.SUCCESS:
             return record.result
-        error = record.error or {}
-        if error.get("traceback"):
-            log.error("genius task %s failed; its traceback:\n%s", record.key, error["traceback"])
+        error = _log_traceback(record)
         if record.status is Status.CANCELLED:
             raise GeniusTaskFailed(f"genius task {record.key} was cancelled")
         if record.status is Status.FAILED:
@@ -208,3 +243,11 @@ class GeniusOperatorMixin(BaseOperator):
         raise GeniusTaskFailed(
             f"genius task {record.key} ended without a result (status {record.status.value})"
         )
+
+
+def _log_traceback(record: RunRecord) -> dict[str, Any]:
+    """Put the task's own traceback into the Airflow task log; returns the record's error dict."""
+    error = record.error or {}
+    if error.get("traceback"):
+        log.error("genius task %s failed; its traceback:\n%s", record.key, error["traceback"])
+    return error

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow_genius import config
 from airflow_genius.links.output import GeniusOutputLink
-from airflow_genius.operators.base import GENIUS_TEMPLATE_FIELDS, OUTPUT_XCOM_KEY, GeniusOperatorMixin
+from airflow_genius.operators.base import GENIUS_TEMPLATE_FIELDS, GeniusOperatorMixin
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -57,12 +57,7 @@ class GeniusTaskOperator(GeniusOperatorMixin):
         self.log.info("running %s.%s (state %s)", spec.task.class_path, spec.task.method, target.uri)
         with target.open() as state:
             outcome = run_spec(spec, state=state, work_dir=config.get("work_dir"))
-        location = outcome.record.metrics.get("output_location")
-        if outcome.ok and location:
-            self.log.info("output committed at %s", location)
-            # Downstream bolts read it with input_uri="{{ ti.xcom_pull('<task>', key='genius_output') }}"
-            context["ti"].xcom_push(key=OUTPUT_XCOM_KEY, value=location)
-            GeniusOutputLink.persist(context, location)
+        self.publish_output(context, outcome.record)
         return self.result_from_record(outcome.record)
 
 

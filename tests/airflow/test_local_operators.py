@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import textwrap
 import uuid
 from pathlib import Path
 
 import pytest
+from genius_dagtest import dag_test
 
 from airflow_genius.core import RunKey, Status, open_state
 
@@ -16,34 +16,6 @@ pytestmark = [pytest.mark.airflow, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "dags_examples"
 TEST_DAGS = ROOT / "tests" / "airflow_dags"
-
-# Runs one DAG file with dag.test() in the child and prints one JSON line with what the test checks.
-DAG_TEST = textwrap.dedent(
-    """
-    import importlib.util, json, sys
-    path, dag_id, conf = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
-    spec = importlib.util.spec_from_file_location(dag_id, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    dag = getattr(module, dag_id)()
-    run = dag.test(run_conf=conf or None)
-    tis = [{"task_id": ti.task_id, "map_index": ti.map_index, "state": str(ti.state), "try": ti.try_number,
-            "xcom": ti.xcom_pull(task_ids=ti.task_id, map_indexes=ti.map_index)}
-           for ti in run.get_task_instances()]
-    print("DAG_TEST_RESULT " + json.dumps({"state": str(run.state), "run_id": run.run_id, "tis": tis}, default=str))
-    """
-)
-
-
-def dag_test(run_python, env: dict[str, str], folder: Path, dag_id: str, conf: dict | None = None):  # type: ignore[no-untyped-def, type-arg]
-    env = {**env, "AIRFLOW__CORE__DAGS_FOLDER": str(folder)}
-    done = run_python(DAG_TEST, env, args=[str(folder / f"{dag_id}.py"), dag_id, json.dumps(conf or {})])
-    lines = [line for line in done.stdout.splitlines() if line.startswith("DAG_TEST_RESULT ")]
-    assert lines, (
-        f"dag.test() printed no result\nstdout:\n{done.stdout[-3000:]}\nstderr:\n{done.stderr[-3000:]}"
-    )
-    return json.loads(lines[-1].removeprefix("DAG_TEST_RESULT ")), done.stdout + done.stderr
-
 
 @pytest.fixture
 def genius_env(airflow_env: dict[str, str], tmp_path: Path) -> dict[str, str]:

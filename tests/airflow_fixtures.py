@@ -1,4 +1,5 @@
-"""Fixtures for tests that run real Airflow (marker ``airflow``).
+"""Fixtures for tests that run real Airflow (marker ``airflow``), for every test folder (registered in
+tests/conftest.py as a plugin).
 
 Airflow runs in child processes, never in the pytest process: each child gets a fresh, migrated
 ``AIRFLOW_HOME`` through its environment, so tests cannot leak Airflow configuration into each other or
@@ -20,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-TESTS_DIR = ROOT / "tests"
+TESTS_DIR = Path(__file__).resolve().parent
+ROOT = TESTS_DIR.parent
 #: The venv's interpreter and CLI (pytest runs from the project's .venv).
 PYTHON = sys.executable
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))

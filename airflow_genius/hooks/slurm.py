@@ -1,0 +1,189 @@
+"""Slurm over SSH, on top of the ssh provider's :class:`~airflow.providers.ssh.hooks.ssh.SSHHook`.
+
+One SSH connection per hook, reused for every command (submit, poll, cancel). Commands and parsing
+live in :mod:`airflow_genius.hooks.slurm_protocol`; the deferrable trigger speaks the same protocol
+over ``SSHHookAsync``.
+
+.. code-block:: python
+
+    hook = SlurmHook(ssh_conn_id="hpc_login")
+    job_id = hook.submit(script, work_dir="/home/me/.genius/slurm/job1")
+    poll = hook.poll(job_id, output_path=".../slurm-1234.out", offset=0)
+    poll.verdict.state, poll.output          # 'RUNNING', b'first lines of output\\n'
+    hook.cancel(job_id)                      # idempotent
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseHook
+
+from airflow_genius.hooks import slurm_protocol as protocol
+
+if TYPE_CHECKING:
+    import paramiko
+    from airflow.providers.ssh.hooks.ssh import SSHHook
+
+
+class SlurmCommandError(RuntimeError):
+    """A Slurm command on the login node exited non-zero; the message carries its stderr."""
+
+
+class SlurmHook(BaseHook):
+    """Talk to a Slurm cluster through an Airflow SSH connection to a login node.
+
+    Args:
+        ssh_conn_id: an ``ssh`` connection (host, user, key) of a machine with the Slurm client
+            commands (``sbatch``, ``squeue``, ``sacct``, ``scancel``).
+        command_timeout: seconds one remote command may take.
+    """
+
+    conn_name_attr = "ssh_conn_id"
+    default_conn_name = "ssh_default"
+    conn_type = "ssh"
+    hook_name = "Slurm (SSH)"
+
+    def __init__(self, ssh_conn_id: str = default_conn_name, *, command_timeout: float = 60.0) -> None:
+        super().__init__()
+        self.ssh_conn_id = ssh_conn_id
+        self.command_timeout = command_timeout
+        self._client: paramiko.SSHClient | None = None
+
+    @cached_property
+    def ssh_hook(self) -> SSHHook:
+        from airflow.providers.ssh.hooks.ssh import SSHHook
+
+        return SSHHook(ssh_conn_id=self.ssh_conn_id, cmd_timeout=self.command_timeout)
+
+    def get_conn(self) -> paramiko.SSHClient:
+        """The open SSH client (connected on first use, then reused)."""
+        transport = self._client.get_transport() if self._client else None
+        if self._client is None or transport is None or not transport.is_active():
+            self._client = self.ssh_hook.get_conn()
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def __enter__(self) -> SlurmHook:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ transport
+    def run(
+        self, command: str, *, stdin: bytes | None = None, check: bool = True
+    ) -> tuple[int, bytes, bytes]:
+        """Run one shell command on the login node; ``stdin`` (e.g. a script, a secret) never
+        appears in the command line. Returns ``(exit status, stdout, stderr)``."""
+        _, stdout, stderr = self.get_conn().exec_command(command, timeout=self.command_timeout)
+        channel = stdout.channel
+        if stdin:
+            channel.sendall(stdin)
+        channel.shutdown_write()
+        out, err = stdout.read(), stderr.read()
+        status = channel.recv_exit_status()
+        if check and status != 0:
+            raise SlurmCommandError(
+                f"{command.split()[0] if command else 'command'} exited {status} on the login node: "
+                f"{err.decode(errors='replace').strip() or out.decode(errors='replace').strip()}"
+            )
+        return status, out, err
+
+    def write_file(self, path: str, data: bytes) -> None:
+        """Create ``path`` (and its folder) with mode 0600; the content travels on stdin."""
+        self.run(protocol.write_file_command(path), stdin=data)
+
+    def resolve_path(self, path: str) -> str:
+        """An absolute path on the login node (``~`` and relative paths resolved against $HOME)."""
+        if path.startswith("/"):
+            return path
+        relative = path[2:] if path.startswith("~/") else ("" if path == "~" else path)
+        _, out, _ = self.run('printf %s "$HOME"')
+        home = out.decode().strip() or "/"
+        return f"{home.rstrip('/')}/{relative}".rstrip("/")
+
+    # ------------------------------------------------------------------ Slurm
+    def submit(self, script: str, *, work_dir: str) -> str:
+        """``sbatch --parsable`` with the script on stdin, from ``work_dir``; returns the job id."""
+        _, out, _ = self.run(protocol.submit_command(work_dir), stdin=script.encode())
+        return protocol.parse_job_id(out.decode())
+
+    def find_live_job(self, job_name: str) -> tuple[str, str] | None:
+        """The newest queued/running job of ours called ``job_name`` as ``(id, state)``, or None."""
+        _, out, _ = self.run(protocol.find_live_job_command(job_name))
+        jobs = protocol.parse_live_jobs(out.decode(errors="replace"))
+        return jobs[-1] if jobs else None
+
+    def poll(self, job_id: str, *, output_path: str | None = None, offset: int = 0) -> protocol.Poll:
+        """State of the job and new output bytes (see :func:`~.slurm_protocol.poll_command`)."""
+        _, out, _ = self.run(protocol.poll_command(job_id, output_path, offset), check=False)
+        return protocol.parse_poll(out, offset=offset, job_id=job_id)
+
+    def wait(
+        self,
+        job_id: str,
+        *,
+        output_path: str | None = None,
+        poll_interval: float = 10.0,
+        lost_after: float = 120.0,
+        pending_timeout: float | None = None,
+        log: Any = None,
+    ) -> dict[str, Any]:
+        """Poll until the job ends, logging its output lines; returns the same event dict as the
+        deferrable trigger (see :class:`~.slurm_protocol.JobWatch`)."""
+        watch = protocol.JobWatch(job_id, lost_after=lost_after, pending_timeout=pending_timeout)
+        offset = 0
+        while True:
+            poll = self.poll(job_id, output_path=output_path, offset=offset)
+            offset = self._log_output(job_id, poll, log)
+            event = watch.observe(poll.verdict, time.monotonic())
+            if event is not None:
+                break
+            time.sleep(poll_interval)
+        for _ in range(64):  # what the job wrote after the last poll
+            _, out, _ = self.run(protocol.poll_command(job_id, output_path, offset), check=False)
+            poll = protocol.parse_poll(out, offset=offset, final_read=True)
+            if not poll.output:
+                break
+            offset = self._log_output(job_id, poll, log)
+        return {**event, "log_offset": offset}
+
+    @staticmethod
+    def _log_output(job_id: str, poll: protocol.Poll, log: Any) -> int:
+        if log is not None:
+            for line in poll.output.decode(errors="replace").splitlines():
+                log.info("[slurm %s] %s", job_id, line)
+        return poll.offset
+
+    def cancel(self, job_id: str) -> None:
+        """``scancel`` the job; a job that already ended is fine."""
+        self.run(protocol.cancel_command(job_id), check=False)
+
+    def cancel_by_name(self, job_name: str) -> None:
+        """``scancel`` every job of ours called ``job_name``."""
+        self.run(protocol.cancel_by_name_command(job_name), check=False)
+
+    def read_file(self, path: str) -> bytes:
+        _, out, _ = self.run(f"cat {shlex.quote(path)}")
+        return out
+
+    def test_connection(self) -> tuple[bool, str]:
+        try:
+            _, out, _ = self.run("sinfo --version")
+        except Exception as exc:  # reported in the connection form, not raised
+            return False, str(exc)
+        return True, out.decode().strip()
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        from airflow.providers.ssh.hooks.ssh import SSHHook
+
+        return SSHHook.get_ui_field_behaviour()

@@ -1,0 +1,285 @@
+"""Run a genius task as a Slurm job over SSH.
+
+.. code-block:: python
+
+    from airflow_genius.operators.slurm import GeniusSlurmBoltOperator
+
+    count = GeniusSlurmBoltOperator(
+        task_id="count",
+        ssh_conn_id="hpc_login",
+        task_class="my_project.tasks:WordCount",
+        method="count",
+        input_uri="s3://lake/quotes/",
+        output_uri="s3://lake/counts/",
+        state_conn_id="genius_postgres",        # the compute node must reach it
+        partition="cpu", time="00:30:00", cpus_per_task=4, mem="8G",
+        setup=["module load python/3.11", "source ~/venvs/genius/bin/activate"],
+        deferrable=True,
+    )
+
+What happens: the TaskSpec is written to ``<remote_base_dir>/<job name>/spec.json`` (mode 0600; the
+state password, if any, to ``secret.env`` next to it), and an sbatch script that runs
+``genius run --spec …`` is submitted with ``sbatch --parsable`` on stdin. The job name is the same on
+every try of the task instance, so a retry after a worker crash finds the job still queued or running
+and waits for it instead of submitting another. The job's output is tailed into the task log; the
+result comes from the run record. Killing the task ``scancel``s the job, from the worker or, when
+deferred, from the triggerer.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from airflow_genius.operators.base import GENIUS_TEMPLATE_FIELDS, GeniusOperatorMixin, identity_from_context
+from airflow_genius.operators.slurm_script import SlurmContainer, SlurmJobOptions
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from airflow_genius.hooks.slurm import SlurmHook
+
+#: task_state_store key of the submitted job id (Airflow 3.3+), checked before squeue on a retry.
+JOB_ID_KEY = "slurm_job_id"
+SERVICE_ENV = ("SERVICE_NAME", "SERVICE_HOSTNAME", "SERVICE_PORT", "SERVICE_URL")
+
+
+class SlurmJobMixin:
+    """Submit-or-reattach, wait (in the worker or deferred) and cancel: shared by the genius Slurm
+    operator and the service operator. Expects ``ssh_conn_id``, ``poll_interval``, ``lost_after``,
+    ``pending_timeout``, ``remote_base_dir`` and ``deferrable`` attributes."""
+
+    ssh_conn_id: str
+    poll_interval: float
+    lost_after: float
+    pending_timeout: float | None
+    remote_base_dir: str
+    deferrable: bool
+    job_id: str | None = None
+
+    def slurm_hook(self) -> SlurmHook:
+        from airflow_genius.hooks.slurm import SlurmHook
+
+        return SlurmHook(self.ssh_conn_id)
+
+    def job_name_for(self, context: Context) -> str:
+        from airflow_genius.hooks.slurm_protocol import job_name
+
+        who = identity_from_context(context)
+        return job_name(who["dag_id"], who["task_id"], who["run_id"], who["map_index"])
+
+    def find_previous_job(self, hook: SlurmHook, context: Context, name: str) -> str | None:
+        """A job an earlier try of this task instance left queued or running (or finished
+        successfully, when Airflow's task_state_store remembers it), else None."""
+        from airflow_genius.hooks.slurm_protocol import check_job_id
+
+        stored = _state_store_get(context, JOB_ID_KEY)
+        if stored:
+            verdict = hook.poll(check_job_id(str(stored))).verdict
+            if (not verdict.finished and not verdict.missing) or verdict.succeeded:
+                self.log.info("reattaching to Slurm job %s (%s) from an earlier try", stored, verdict.state)  # type: ignore[attr-defined]
+                return str(stored)
+        live = hook.find_live_job(name)
+        if live:
+            self.log.info(
+                "reattaching to Slurm job %s (%s) named %s from an earlier try", live[0], live[1], name
+            )  # type: ignore[attr-defined]
+            return live[0]
+        return None
+
+    def remember_job(self, context: Context, job_id: str) -> None:
+        self.job_id = job_id
+        _state_store_set(context, JOB_ID_KEY, job_id)
+
+    def wait_for_job(
+        self, context: Context, hook: SlurmHook, job_id: str, output_path: str
+    ) -> dict[str, Any]:
+        """Wait for the job to end (deferred to the triggerer when ``deferrable``), tailing its output."""
+        if self.deferrable:
+            from airflow_genius.triggers.slurm import GeniusSlurmTrigger
+
+            hook.close()
+            self.defer(  # type: ignore[attr-defined]
+                trigger=GeniusSlurmTrigger(
+                    ssh_conn_id=self.ssh_conn_id,
+                    job_id=job_id,
+                    output_path=output_path,
+                    poll_interval=self.poll_interval,
+                    lost_after=self.lost_after,
+                    pending_timeout=self.pending_timeout,
+                    started_at=time.time(),
+                ),
+                method_name="execute_complete",
+            )
+        return hook.wait(
+            job_id,
+            output_path=output_path,
+            poll_interval=self.poll_interval,
+            lost_after=self.lost_after,
+            pending_timeout=self.pending_timeout,
+            log=self.log,  # type: ignore[attr-defined]
+        )
+
+    def on_kill(self) -> None:
+        """Cancel the Slurm job this worker submitted or reattached to (idempotent)."""
+        if self.job_id:
+            with self.slurm_hook() as hook:
+                hook.cancel(self.job_id)
+            self.log.info("cancelled Slurm job %s", self.job_id)  # type: ignore[attr-defined]
+
+
+class GeniusSlurmOperator(SlurmJobMixin, GeniusOperatorMixin):
+    """Run a genius task on a Slurm cluster reached over SSH; the run record's result is the XCom.
+
+    Args (besides the genius arguments of :class:`~airflow_genius.operators.base.GeniusOperatorMixin`):
+        ssh_conn_id: SSH connection to a login node with ``sbatch``/``squeue``/``sacct``/``scancel``.
+        partition, time, nodes, ntasks, cpus_per_task, mem, gpus, account, qos, constraint,
+        reservation, extra_directives: sbatch options (see
+            :class:`~airflow_genius.operators.slurm_script.SlurmJobOptions`).
+        setup: shell lines before the task (``module load …``, activating a virtualenv).
+        env: environment of the job (templated); values are shell-quoted.
+        genius_command: ``genius`` on the compute node (default: on PATH after ``setup``).
+        container: run in an image (``SlurmContainer(image=…, runtime="podman"|"apptainer")``).
+        service: task id of a :class:`~airflow_genius.operators.slurm_service.SlurmServiceOperator`;
+            its ``SERVICE_NAME/HOSTNAME/PORT/URL`` are added to the job's environment.
+        remote_base_dir: where job folders live on the cluster (default ``~/.genius/slurm``).
+        deferrable: wait in the triggerer instead of a worker slot.
+        poll_interval: seconds between polls.
+        lost_after: seconds a job may be missing from both squeue and sacct before it counts as lost.
+        pending_timeout: give up (and cancel) a job still pending after this many seconds.
+    """
+
+    template_fields: ClassVar[tuple[str, ...]] = (*GENIUS_TEMPLATE_FIELDS, "env")
+    template_fields_renderers: ClassVar[dict[str, str]] = {"genius_call": "json", "env": "json"}
+    ui_color = "#b58900"
+    ui_fgcolor = "#ffffff"
+
+    def __init__(
+        self,
+        *,
+        ssh_conn_id: str,
+        partition: str | None = None,
+        time: str | None = None,
+        nodes: int | None = None,
+        ntasks: int | None = None,
+        cpus_per_task: int | None = None,
+        mem: str | None = None,
+        gpus: str | int | None = None,
+        account: str | None = None,
+        qos: str | None = None,
+        constraint: str | None = None,
+        reservation: str | None = None,
+        extra_directives: Sequence[str] = (),
+        setup: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+        genius_command: str = "genius",
+        container: SlurmContainer | None = None,
+        service: str | None = None,
+        remote_base_dir: str = "~/.genius/slurm",
+        deferrable: bool = False,
+        poll_interval: float = 10.0,
+        lost_after: float = 120.0,
+        pending_timeout: float | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.ssh_conn_id = ssh_conn_id
+        self.sbatch_options = {
+            "partition": partition, "time": time, "nodes": nodes, "ntasks": ntasks,
+            "cpus_per_task": cpus_per_task, "mem": mem, "gpus": gpus, "account": account, "qos": qos,
+            "constraint": constraint, "reservation": reservation,
+            "extra_directives": tuple(extra_directives), "setup": tuple(setup),
+            "genius_command": genius_command, "container": container,
+        }  # fmt: skip
+        self.env: dict[str, str] = dict(env or {})
+        self.service = service
+        self.remote_base_dir = remote_base_dir
+        self.deferrable = deferrable
+        self.poll_interval = poll_interval
+        self.lost_after = lost_after
+        self.pending_timeout = pending_timeout
+        self.job_id: str | None = None
+
+    def job_options(self, context: Context) -> SlurmJobOptions:
+        """The typed sbatch options of this task instance (rendered env + the service's env)."""
+        env = dict(self.env)
+        if self.service:
+            published = context["ti"].xcom_pull(task_ids=self.service) or {}
+            env.update({name: str(published[name.lower()[len("service_"):]]) for name in SERVICE_ENV
+                        if name.lower()[len("service_"):] in published})  # fmt: skip
+        return SlurmJobOptions(**self.sbatch_options, env=env)
+
+    def execute(self, context: Context) -> Any:
+        from airflow_genius.operators.slurm_script import (
+            SECRET_FILE,
+            SPEC_FILE,
+            genius_body,
+            render_sbatch_script,
+            secret_file_content,
+        )
+
+        target = self.genius_state()
+        spec = self.build_task_spec(context, state_uri=target.uri)
+        options = self.job_options(context)  # validated before anything reaches the cluster
+        name = self.job_name_for(context)
+        hook = self.slurm_hook()
+        job_dir = hook.resolve_path(f"{self.remote_base_dir.rstrip('/')}/{name}")
+        job_id = self.find_previous_job(hook, context, name)
+        if job_id is None:
+            script = render_sbatch_script(
+                job_name=name, job_dir=job_dir, options=options, body=genius_body(job_dir, options)
+            )
+            hook.write_file(f"{job_dir}/{SPEC_FILE}", spec.to_json().encode())
+            hook.write_file(f"{job_dir}/{SECRET_FILE}", secret_file_content(target.secret_env))
+            job_id = hook.submit(script, work_dir=job_dir)
+            self.log.info(
+                "submitted Slurm job %s (%s) for %s.%s", job_id, name, spec.task.class_path, spec.task.method
+            )
+        self.remember_job(context, job_id)
+        event = self.wait_for_job(context, hook, job_id, f"{job_dir}/slurm-{job_id}.out")
+        hook.close()
+        return self.execute_complete(context, event)
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
+        """The job ended (in the worker or the triggerer): the run record decides the result."""
+        self.job_id = str(event["job_id"])
+        if event.get("cancel"):
+            with self.slurm_hook() as hook:
+                hook.cancel(self.job_id)
+        failure = None if event.get("succeeded") else str(event.get("reason") or event.get("state"))
+        if failure:
+            self.log.error("%s", failure)
+        return self.finish_remote(context, failure=failure)
+
+
+class GeniusSlurmSpoutOperator(GeniusSlurmOperator):
+    """A genius :class:`~airflow_genius.core.task.Spout` on Slurm."""
+
+    genius_kind = "spout"
+
+
+class GeniusSlurmBoltOperator(GeniusSlurmOperator):
+    """A genius :class:`~airflow_genius.core.task.Bolt` on Slurm."""
+
+    genius_kind = "bolt"
+
+
+def _state_store_get(context: Context, key: str) -> Any:
+    store = context.get("task_state_store")  # Airflow ≥ 3.3 with a task runner
+    if store is None:
+        return None
+    try:
+        return store.get(key)
+    except Exception:  # no supervisor (e.g. a unit test calling execute directly)
+        return None
+
+
+def _state_store_set(context: Context, key: str, value: Any) -> None:
+    store = context.get("task_state_store")
+    if store is None:
+        return
+    try:
+        store.set(key, value)
+    except Exception:  # reattach by job name still works
+        return

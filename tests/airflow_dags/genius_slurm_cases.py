@@ -1,0 +1,70 @@
+"""Test DAGs for the Slurm runner (tests/slurm/test_slurm_dags.py): failures, hostile values, a sleeper.
+
+``GENIUS_TEST_GENIUS`` is the ``genius`` executable on the compute node (this machine in the rig).
+"""
+
+from __future__ import annotations
+
+import os
+
+from airflow.sdk import DAG
+
+from airflow_genius.operators.slurm import GeniusSlurmOperator
+
+ECHO = "airflow_genius.examples.tasks:Echo"
+SLURM = {
+    "ssh_conn_id": "genius_slurm",
+    "genius_command": os.environ.get("GENIUS_TEST_GENIUS", "genius"),
+    "poll_interval": 0.5,
+    "lost_after": 30.0,
+}
+CANARY = os.environ.get("GENIUS_TEST_CANARY", "/tmp/genius-canary")
+HOSTILE = [
+    "it's",
+    'say "hi"',
+    f"$(touch {CANARY})",
+    f"`touch {CANARY}`",
+    f"x; touch {CANARY}",
+    f"line\ntouch {CANARY}",
+    f"&& touch {CANARY} #",
+    "${HOME} \\ $'\\n'",
+]
+HOSTILE_ENV = {f"HOSTILE_{n}": value for n, value in enumerate(HOSTILE)}
+
+with DAG(dag_id="genius_slurm_failures", schedule=None, catchup=False) as genius_slurm_failures:
+    GeniusSlurmOperator(task_id="exits_3", task_class=ECHO, method="exit", method_kwargs={"code": 3}, **SLURM)
+    GeniusSlurmOperator(
+        task_id="raises", task_class=ECHO, method="fail", method_kwargs={"message": "the remote task broke"}, **SLURM
+    )
+    GeniusSlurmOperator(
+        task_id="times_out", task_class=ECHO, method="sleep", method_kwargs={"seconds": 600}, time="1", **SLURM
+    )
+    GeniusSlurmOperator(
+        task_id="over_memory",
+        task_class=ECHO,
+        method="hog",
+        method_kwargs={"megabytes": 400, "seconds": 20},
+        mem="100M",
+        **SLURM,
+    )
+
+with DAG(dag_id="genius_slurm_hostile", schedule=None, catchup=False) as genius_slurm_hostile:
+    GeniusSlurmOperator(
+        task_id="env", task_class=ECHO, method="environment", method_args=[sorted(HOSTILE_ENV)], env=HOSTILE_ENV,
+        **SLURM,
+    )  # fmt: skip
+    GeniusSlurmOperator(task_id="args", task_class=ECHO, method="say", method_args=[HOSTILE], deferrable=True, **SLURM)
+    GeniusSlurmOperator(
+        task_id="bad_option", task_class=ECHO, method="say", method_args=["x"], partition=f"debug\ntouch {CANARY}",
+        **SLURM,
+    )  # fmt: skip
+
+with DAG(dag_id="genius_slurm_sleeper", schedule=None, catchup=False) as genius_slurm_sleeper:
+    GeniusSlurmOperator(
+        task_id="sleep",
+        task_class=ECHO,
+        method="sleep",
+        method_kwargs={"seconds": float(os.environ.get("GENIUS_TEST_SLEEP", "15"))},
+        retries=0,
+        **SLURM,
+    )

@@ -1,0 +1,126 @@
+"""The sbatch script renderer: typed options, quoting, secrets kept out of the script."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from airflow_genius.operators.slurm_script import (
+    SECRET_FILE,
+    SPEC_FILE,
+    SlurmContainer,
+    SlurmJobOptions,
+    SlurmOptionError,
+    genius_body,
+    render_sbatch_script,
+    secret_file_content,
+)
+
+HOSTILE = [
+    "a'b",
+    'a"b',
+    "$(touch {canary})",
+    "`touch {canary}`",
+    "x; touch {canary}",
+    "line1\ntouch {canary}",
+    "$HOME ${{PATH}}",
+    "back\\slash",
+    "&& touch {canary} &",
+]
+
+
+def test_typed_options_render_as_directives() -> None:
+    options = SlurmJobOptions(
+        partition="gpu", time="1-02:00:00", nodes=1, ntasks=2, cpus_per_task=4, mem="8G", gpus="a100:2",
+        account="proj", qos="high", constraint="v100|a100", extra_directives=["--exclusive", "--signal=B:USR1@60"],
+    )  # fmt: skip
+    script = render_sbatch_script(job_name="genius-j", job_dir="/h/jobs/j", options=options, body=["true"])
+    for line in (
+        "#SBATCH --job-name=genius-j", "#SBATCH --output=/h/jobs/j/slurm-%j.out", "#SBATCH --partition=gpu",
+        "#SBATCH --time=1-02:00:00", "#SBATCH --nodes=1", "#SBATCH --ntasks=2", "#SBATCH --cpus-per-task=4",
+        "#SBATCH --mem=8G", "#SBATCH --gpus=a100:2", "#SBATCH --account=proj", "#SBATCH --qos=high",
+        "#SBATCH --constraint=v100|a100", "#SBATCH --exclusive", "#SBATCH --signal=B:USR1@60",
+    ):  # fmt: skip
+        assert line in script.splitlines()
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"partition": "debug\n#SBATCH --uid=0"},
+        {"partition": "a b"},
+        {"account": "x\r"},
+        {"time": "1:00; rm -rf ~"},
+        {"mem": "8G\nrm"},
+        {"cpus_per_task": 0},
+        {"nodes": True},
+        {"gpus": "1\ntouch x"},
+        {"extra_directives": ["--comment=ok\ntouch x"]},
+        {"extra_directives": ["touch x"]},
+        {"env": {"BAD NAME": "x"}},
+        {"env": {"X;touch y": "x"}},
+    ],
+)
+def test_unsafe_options_are_refused(options: dict) -> None:
+    with pytest.raises(SlurmOptionError):
+        render_sbatch_script(job_name="j", job_dir="/h/j", options=SlurmJobOptions(**options), body=["true"])
+
+
+def test_job_folder_and_name_are_checked() -> None:
+    with pytest.raises(SlurmOptionError):
+        render_sbatch_script(job_name="j\nx", job_dir="/h/j", options=SlurmJobOptions(), body=[])
+    with pytest.raises(SlurmOptionError):
+        render_sbatch_script(job_name="j", job_dir="relative/j", options=SlurmJobOptions(), body=[])
+
+
+def test_hostile_environment_values_arrive_verbatim_and_never_execute(tmp_path: Path) -> None:
+    canary = tmp_path / "canary"
+    job_dir = tmp_path / "job dir"
+    job_dir.mkdir()
+    env = {f"V{i}": value.format(canary=canary) for i, value in enumerate(HOSTILE)}
+    secret = {"GENIUS_STATE_PASSWORD": "p'w $(touch " + str(canary) + ")\n`x`"}
+    (job_dir / SECRET_FILE).write_bytes(secret_file_content(secret))
+    (job_dir / SPEC_FILE).write_text("{}")
+    # A stand-in for `genius`: prints its argv and the environment it got.
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "import json, os, sys\n"
+        "print(json.dumps({'argv': sys.argv[1:], 'env': {k: v for k, v in os.environ.items()"
+        " if k.startswith('V') or k == 'GENIUS_STATE_PASSWORD'}}))\n"
+    )
+    options = SlurmJobOptions(env=env, genius_command=f"{sys.executable} {probe}")
+    script = render_sbatch_script(
+        job_name="j", job_dir=str(job_dir), options=options, body=genius_body(str(job_dir), options)
+    )
+    assert "p'w" not in script  # the secret stays in its file
+    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True)
+    seen = json.loads(done.stdout)
+    assert seen["env"] == {**env, **secret}
+    assert seen["argv"] == ["run", "--spec", f"{job_dir}/{SPEC_FILE}", "--work-dir", f"{job_dir}/work"]
+    assert not canary.exists()
+
+
+def test_container_wrappers_pass_environment_by_name_only() -> None:
+    options = SlurmJobOptions(
+        env={"TOKEN_LIKE": "s3cr3t"},
+        container=SlurmContainer(image="localhost/genius:1", options=["--pull=never"]),
+    )
+    podman = genius_body("/h/j", options)[0]
+    assert podman.startswith('podman run --rm --network=host --user "$(id -u):$(id -g)" ')
+    assert "-e TOKEN_LIKE" in podman and "s3cr3t" not in podman
+    assert podman.endswith("localhost/genius:1 run --spec /h/j/spec.json --work-dir /h/j/work")
+    apptainer = genius_body(
+        "/h/j", SlurmJobOptions(container=SlurmContainer(image="genius.sif", runtime="apptainer"))
+    )[0]
+    assert (
+        apptainer
+        == "apptainer exec --bind /h/j genius.sif genius run --spec /h/j/spec.json --work-dir /h/j/work"
+    )
+    with pytest.raises(SlurmOptionError):
+        SlurmContainer(image="x", runtime="docker")
+    with pytest.raises(SlurmOptionError):
+        SlurmContainer(image="x y")

@@ -1,0 +1,167 @@
+"""GeniusSlurmOperator in real Airflow ``dag.test()`` runs against the real Slurm + sshd rig."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from genius_dagtest import DAG_TEST, dag_test
+
+from airflow_genius.core import RunKey, Status, open_state
+from airflow_genius.hooks.slurm_protocol import job_name
+from slurm.rig import CONN_ID, GENIUS, sacct_rows, wait_for_running
+
+pytestmark = [pytest.mark.slurm, pytest.mark.airflow, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "dags_examples"
+TEST_DAGS = ROOT / "tests" / "airflow_dags"
+AIRFLOW = str(Path(sys.executable).with_name("airflow"))
+
+
+@pytest.fixture
+def slurm_env(airflow_env: dict[str, str], slurm_conn: str, tmp_path: Path) -> dict[str, str]:
+    """Airflow env + the SSH connection + a private SQLite state store (the node is this machine)."""
+    return {
+        **airflow_env,
+        f"AIRFLOW_CONN_{CONN_ID.upper()}": slurm_conn,
+        "AIRFLOW__GENIUS__STATE_URI": f"sqlite:///{tmp_path}/state.db",
+        "AIRFLOW__GENIUS__WORK_DIR": str(tmp_path / "work"),
+        "GENIUS_EXAMPLE_DATA": str(tmp_path / "data"),
+        "GENIUS_EXAMPLE_SSH_CONN_ID": CONN_ID,
+        "GENIUS_EXAMPLE_SLURM_SETUP": f"export PATH={Path(GENIUS).parent}:$PATH",
+        "GENIUS_TEST_GENIUS": GENIUS,
+        "GENIUS_TEST_CANARY": str(tmp_path / "canary"),
+    }
+
+
+def tis_by_id(result: dict) -> dict[str, dict]:  # type: ignore[type-arg]
+    return {ti["task_id"]: ti for ti in result["tis"]}
+
+
+def test_pipeline_on_slurm_worker_and_deferred(run_python, slurm_env: dict[str, str], tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    result, output = dag_test(
+        run_python, slurm_env, EXAMPLES, "genius_slurm_pipeline", {"count": 12}, file="genius_slurm"
+    )
+    assert result["state"] == "success", output[-4000:]
+    tis = tis_by_id(result)
+    assert tis["fetch"]["xcom"]["records"] == 12  # spout: waited in the worker
+    assert tis["count"]["xcom"]["records"] == 12  # bolt: deferred, waited in the (inline) triggerer
+    # the bolt read the partition the spout wrote on the node, and wrote its own
+    (counts,) = (tmp_path / "data" / "slurm" / "counts").rglob("_SUCCESS")
+    assert json.loads((counts.parent / "top_words.json").read_text())
+    with open_state(slurm_env["AIRFLOW__GENIUS__STATE_URI"]) as state:
+        for task_id in ("fetch", "count"):
+            record = state.require_run(RunKey("genius_slurm_pipeline", task_id, result["run_id"]))
+            assert record.status is Status.SUCCESS and record.result == tis[task_id]["xcom"]
+    # job output reached the Airflow task log in both modes (the runtime logs the task it runs)
+    for name in ("fetch", "count"):
+        jobs = sacct_rows(name=job_name("genius_slurm_pipeline", name, result["run_id"]))
+        assert [row["state"] for row in jobs] == ["COMPLETED"], jobs
+        assert f"[slurm {jobs[0]['id']}]" in output
+
+
+def test_failures_fail_the_task_with_slurms_reason(run_python, slurm_env: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
+    result, output = dag_test(
+        run_python, slurm_env, TEST_DAGS, "genius_slurm_failures", file="genius_slurm_cases", timeout=600
+    )
+    tis = tis_by_id(result)
+    assert {task: ti["state"] for task, ti in tis.items()} == dict.fromkeys(
+        ("exits_3", "raises", "times_out", "over_memory"), "failed"
+    ), output[-4000:]
+
+    def state_of(task_id: str) -> dict[str, str]:
+        (row,) = sacct_rows(name=job_name("genius_slurm_failures", task_id, result["run_id"]))
+        return row
+
+    assert (state_of("exits_3")["state"], state_of("exits_3")["exit"]) == ("FAILED", "3:0")
+    assert "FAILED (exit code 3)" in output
+    # a task that raised: the remote error type, message and traceback, from the run record
+    assert "RuntimeError: the remote task broke" in output
+    assert "Traceback (most recent call last)" in output and "in fail" in output
+    assert state_of("times_out")["state"] == "TIMEOUT"
+    assert "TIMEOUT" in output and "ran past its --time limit" in output
+    assert state_of("over_memory")["state"] == "OUT_OF_MEMORY"
+    assert "used more memory than --mem allows" in output
+
+
+def test_hostile_values_never_execute(run_python, slurm_env: dict[str, str], tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    sys.path.insert(0, str(TEST_DAGS))
+    os.environ["GENIUS_TEST_CANARY"] = slurm_env["GENIUS_TEST_CANARY"]
+    try:
+        import genius_slurm_cases as cases
+    finally:
+        sys.path.remove(str(TEST_DAGS))
+    result, output = dag_test(
+        run_python, slurm_env, TEST_DAGS, "genius_slurm_hostile", file="genius_slurm_cases"
+    )
+    tis = tis_by_id(result)
+    assert tis["env"]["state"] == "success", output[-4000:]
+    assert tis["env"]["xcom"] == cases.HOSTILE_ENV  # every value arrived verbatim
+    assert tis["args"]["state"] == "success" and tis["args"]["xcom"] == cases.HOSTILE
+    # an option that would smuggle a line into the script is refused before anything is submitted
+    assert tis["bad_option"]["state"] == "failed"
+    assert "must be one word without spaces or control characters" in output
+    assert sacct_rows(name=job_name("genius_slurm_hostile", "bad_option", result["run_id"])) == []
+    assert not (tmp_path / "canary").exists()
+
+
+def start_dag_test(env: dict[str, str], dag_id: str, logical_date: str) -> subprocess.Popen[str]:
+    env = {**env, "AIRFLOW__CORE__DAGS_FOLDER": str(TEST_DAGS)}
+    args = [str(TEST_DAGS / "genius_slurm_cases.py"), dag_id, "{}", logical_date]
+    return subprocess.Popen(
+        [sys.executable, "-c", DAG_TEST, *args], env=env, cwd=env["AIRFLOW_HOME"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
+
+
+def test_killing_the_task_cancels_the_job(slurm_env: dict[str, str]) -> None:
+    env = {**slurm_env, "GENIUS_TEST_SLEEP": "120"}
+    logical_date = "2031-01-01T00:00:00+00:00"
+    child = start_dag_test(env, "genius_slurm_sleeper", logical_date)
+    try:
+        job_id, name = wait_for_running("genius-genius_slurm_sleeper-sleep-")
+        os.kill(child.pid, signal.SIGTERM)  # what the supervisor sends; the task runner calls on_kill()
+        rows = sacct_rows(name=name, wait_for="CANCELLED")  # the name reaches accounting a moment later
+        assert [(row["id"], row["state"].split()[0]) for row in rows] == [(job_id, "CANCELLED")]
+        output, _ = child.communicate(timeout=120)
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+    assert f"cancelled Slurm job {job_id}" in output
+
+
+def airflow_cli(env: dict[str, str], *args: str, **popen: object) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [AIRFLOW, *args], env={**env, "AIRFLOW__CORE__DAGS_FOLDER": str(TEST_DAGS)}, cwd=env["AIRFLOW_HOME"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True, **popen,
+    )  # fmt: skip
+
+
+def test_retry_after_a_worker_crash_reattaches(slurm_env: dict[str, str]) -> None:
+    """One DAG run, two tries of its task through the real task runner (``airflow tasks test <run id>``):
+    the first is SIGKILLed while its job runs (a worker crash); the second finds the job and waits for it."""
+    env = {**slurm_env, "GENIUS_TEST_SLEEP": "15"}
+    run_id = f"crash_{uuid.uuid4().hex[:8]}"
+    for args in (["dags", "reserialize"], ["dags", "trigger", "genius_slurm_sleeper", "--run-id", run_id]):
+        output, _ = airflow_cli(env, *args).communicate(timeout=120)
+    name = job_name("genius_slurm_sleeper", "sleep", run_id)
+    first = airflow_cli(env, "tasks", "test", "genius_slurm_sleeper", "sleep", run_id)
+    try:
+        job_id, _ = wait_for_running(name)
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)  # the worker dies; the job keeps running
+        first.communicate(timeout=30)
+    second = airflow_cli(env, "tasks", "test", "genius_slurm_sleeper", "sleep", run_id)
+    output, _ = second.communicate(timeout=300)
+    assert second.returncode == 0, output[-4000:]
+    assert f"reattaching to Slurm job {job_id}" in output
+    assert "Pushing xcom" in output and "15.0" in output
+    rows = sacct_rows(name=name, wait_for="COMPLETED")
+    assert [row["id"] for row in rows] == [job_id], rows  # exactly one job ran for this task instance

@@ -10,6 +10,7 @@ import os
 from airflow.sdk import DAG
 
 from airflow_genius.operators.slurm import GeniusSlurmOperator
+from airflow_genius.operators.slurm_script import SlurmContainer
 
 ECHO = "airflow_genius.examples.tasks:Echo"
 SLURM = {
@@ -34,10 +35,19 @@ HOSTILE_ENV = {f"HOSTILE_{n}": value for n, value in enumerate(HOSTILE)}
 with DAG(dag_id="genius_slurm_failures", schedule=None, catchup=False) as genius_slurm_failures:
     GeniusSlurmOperator(task_id="exits_3", task_class=ECHO, method="exit", method_kwargs={"code": 3}, **SLURM)
     GeniusSlurmOperator(
-        task_id="raises", task_class=ECHO, method="fail", method_kwargs={"message": "the remote task broke"}, **SLURM
+        task_id="raises",
+        task_class=ECHO,
+        method="fail",
+        method_kwargs={"message": "the remote task broke"},
+        **SLURM,
     )
     GeniusSlurmOperator(
-        task_id="times_out", task_class=ECHO, method="sleep", method_kwargs={"seconds": 600}, time="1", **SLURM
+        task_id="times_out",
+        task_class=ECHO,
+        method="sleep",
+        method_kwargs={"seconds": 600},
+        time="1",
+        **SLURM,
     )
     GeniusSlurmOperator(
         task_id="over_memory",
@@ -53,7 +63,9 @@ with DAG(dag_id="genius_slurm_hostile", schedule=None, catchup=False) as genius_
         task_id="env", task_class=ECHO, method="environment", method_args=[sorted(HOSTILE_ENV)], env=HOSTILE_ENV,
         **SLURM,
     )  # fmt: skip
-    GeniusSlurmOperator(task_id="args", task_class=ECHO, method="say", method_args=[HOSTILE], deferrable=True, **SLURM)
+    GeniusSlurmOperator(
+        task_id="args", task_class=ECHO, method="say", method_args=[HOSTILE], deferrable=True, **SLURM
+    )
     GeniusSlurmOperator(
         task_id="bad_option", task_class=ECHO, method="say", method_args=["x"], partition=f"debug\ntouch {CANARY}",
         **SLURM,
@@ -66,5 +78,32 @@ with DAG(dag_id="genius_slurm_sleeper", schedule=None, catchup=False) as genius_
         method="sleep",
         method_kwargs={"seconds": float(os.environ.get("GENIUS_TEST_SLEEP", "15"))},
         retries=0,
+        **SLURM,
+    )
+
+with DAG(dag_id="genius_slurm_secret", schedule=None, catchup=False) as genius_slurm_secret:
+    # The state connection has a password: it must reach the job only through the 0600 secret file.
+    GeniusSlurmOperator(
+        task_id="probe",
+        task_class="genius_samples.tasks:SecretProbe",
+        method="check",
+        method_kwargs={"seconds": 4},
+        state_conn_id="genius_pg_secret",
+        env={"PYTHONPATH": os.environ.get("GENIUS_TEST_PYTHONPATH", "")},
+        **SLURM,
+    )
+
+with DAG(dag_id="genius_slurm_container", schedule=None, catchup=False) as genius_slurm_container:
+    # genius runs in the runtime image (podman on the node), the state store is Redis on the host network
+    GeniusSlurmOperator(
+        task_id="echo",
+        task_class=ECHO,
+        method="say",
+        method_args=["hello from a container on Slurm"],
+        state_uri=os.environ.get("GENIUS_TEST_REDIS_STATE", "redis://127.0.0.1:6379/15"),
+        container=SlurmContainer(
+            image=os.environ.get("GENIUS_TEST_IMAGE", "localhost/airflow-genius-runtime:dev"),
+            options=["--pull=never"],
+        ),
         **SLURM,
     )

@@ -100,3 +100,12 @@ class Flaky(Task):
         if self.identity.try_number == 1:
             raise ConnectionError("first try always fails")
         return self.identity.try_number
+
+
+class SecretProbe(Task):
+    """Says whether a secret reached the task's environment, without ever returning it."""
+
+    def check(self, name: str = "GENIUS_STATE_PASSWORD", seconds: float = 0.0) -> dict[str, object]:
+        time.sleep(seconds)  # time for a test to look at every process's argv
+        value = os.environ.get(name)
+        return {"present": bool(value), "length": len(value or "")}

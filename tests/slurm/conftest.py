@@ -9,11 +9,22 @@ The rig's sshd listens on 127.0.0.1:${GENIUS_SSH_PORT:-2222} and accepts the key
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import sys
+import tempfile
 from collections.abc import Iterator
 
 import pytest
 
 from slurm.rig import CONN_ID, CONN_JSON, require_rig
+
+# The hook tests import the task SDK in this process: give it a throwaway AIRFLOW_HOME.
+if "airflow" not in sys.modules:
+    _home = tempfile.mkdtemp(prefix="genius-slurm-home-")
+    os.environ["AIRFLOW_HOME"] = _home
+    atexit.register(shutil.rmtree, _home, True)
 
 
 @pytest.fixture(scope="session")
@@ -21,6 +32,11 @@ def slurm_conn() -> str:
     """The connection URI (JSON) of the rig's login node, after checking the rig is up."""
     require_rig()
     return CONN_JSON
+
+
+@pytest.fixture(autouse=True)
+def _slurm_connection(slurm_conn: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", slurm_conn)
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import uuid
@@ -165,3 +166,100 @@ def test_retry_after_a_worker_crash_reattaches(slurm_env: dict[str, str]) -> Non
     assert "Pushing xcom" in output and "15.0" in output
     rows = sacct_rows(name=name, wait_for="COMPLETED")
     assert [row["id"] for row in rows] == [job_id], rows  # exactly one job ran for this task instance
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize("path", ["/", "/missing"])
+def test_service_with_two_clients_and_teardown(run_python, slurm_env: dict[str, str], path: str) -> None:  # type: ignore[no-untyped-def]
+    """A service job (setup), two genius clients on Slurm calling it, a teardown that cancels it —
+    also when the clients fail (``/missing`` answers 404)."""
+    env = {**slurm_env, "GENIUS_EXAMPLE_SERVICE_PORT": str(free_port())}
+    result, output = dag_test(
+        run_python, env, EXAMPLES, "genius_slurm_service", {"calls": 3, "path": path}, file="genius_slurm"
+    )
+    tis = tis_by_id(result)
+    service = tis["start_service"]["xcom"]
+    assert tis["start_service"]["state"] == "success", output[-4000:]
+    assert service["url"] == f"http://{service['hostname']}:{env['GENIUS_EXAMPLE_SERVICE_PORT']}"
+    assert tis["stop_service"]["state"] == "success"
+    rows = sacct_rows(job_id=service["job_id"], wait_for="CANCELLED")
+    assert rows[0]["name"] == service["job_name"] or rows[0]["state"].startswith("CANCELLED")
+    run_id = result["run_id"]
+    with open_state(env["AIRFLOW__GENIUS__STATE_URI"]) as state:
+        for client in ("client_1", "client_2"):
+            record = state.require_run(RunKey("genius_slurm_service", client, run_id))
+            if path == "/":
+                assert tis[client]["state"] == "success", output[-4000:]
+                assert record.result == {"url": service["url"] + "/", "calls": 3, "service": "quotes-http"}
+                assert record.metrics["calls"] == 3 and record.metrics["latency_ms_median"] > 0
+            else:
+                assert tis[client]["state"] == "failed"
+                assert record.status is Status.FAILED and "404" in record.error["message"]
+    assert result["state"] == ("success" if path == "/" else "failed")
+
+
+def all_command_lines() -> str:
+    lines = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            lines.append(cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+        except OSError:
+            continue  # the process ended meanwhile
+    return "\n".join(lines)
+
+
+def test_the_state_password_reaches_the_job_only_through_its_secret_file(slurm_env: dict[str, str]) -> None:
+    password = f"pw-{uuid.uuid4().hex}-'$(touch /tmp/never)'"
+    conn = {
+        "conn_type": "genius_postgres", "host": "127.0.0.1", "port": 5432, "login": "postgres",
+        "password": password, "schema": "genius_test", "extra": {"table_prefix": f"slurm_{uuid.uuid4().hex[:8]}"},
+    }  # fmt: skip
+    env = {
+        **slurm_env,
+        "AIRFLOW_CONN_GENIUS_PG_SECRET": json.dumps(conn),
+        "GENIUS_TEST_PYTHONPATH": str(ROOT / "tests"),
+    }
+    child = start_dag_test(env, "genius_slurm_secret", "2031-04-01T00:00:00+00:00")
+    try:
+        job_id, _ = wait_for_running("genius-genius_slurm_secret-probe-")
+        script = subprocess.run(
+            ["scontrol", "write", "batch_script", job_id, "-"], capture_output=True, text=True, check=True
+        ).stdout
+        assert "secret.env" in script and password not in script
+        assert password not in all_command_lines()
+        output, _ = child.communicate(timeout=300)
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+    lines = [line for line in output.splitlines() if line.startswith("DAG_TEST_RESULT ")]
+    assert lines, output[-4000:]
+    result = json.loads(lines[-1].removeprefix("DAG_TEST_RESULT "))
+    assert tis_by_id(result)["probe"]["xcom"] == {"present": True, "length": len(password)}, output[-4000:]
+    assert password not in output
+
+
+def test_genius_in_a_podman_container_on_the_node(
+    run_python, slurm_env: dict[str, str], redis_url: str
+) -> None:  # type: ignore[no-untyped-def]
+    state_uri = f"{redis_url}?prefix=slurm_{uuid.uuid4().hex[:8]}"
+    env = {**slurm_env, "GENIUS_TEST_REDIS_STATE": state_uri}
+    result, output = dag_test(run_python, env, TEST_DAGS, "genius_slurm_container", file="genius_slurm_cases")
+    assert result["state"] == "success", output[-4000:]
+    assert tis_by_id(result)["echo"]["xcom"] == "hello from a container on Slurm"
+    with open_state(state_uri) as state:
+        record = state.require_run(RunKey("genius_slurm_container", "echo", result["run_id"]))
+    # the runtime in the image recorded the run (its host is the container's, its python the image's)
+    assert record.status is Status.SUCCESS and record.result == "hello from a container on Slurm"
+    # only the image has genius on this job's PATH (no setup line): the job really ran podman
+    (row,) = sacct_rows(
+        name=job_name("genius_slurm_container", "echo", result["run_id"]), wait_for="COMPLETED"
+    )
+    script = subprocess.run(
+        ["scontrol", "write", "batch_script", row["id"], "-"], capture_output=True, text=True, check=True
+    ).stdout
+    assert 'podman run --rm --network=host --user "$(id -u):$(id -g)"' in script

@@ -10,6 +10,13 @@ from typing import Any
 from airflow_genius import __version__
 
 PACKAGE_NAME = "airflow-provider-genius"
+#: One module per runner (DESIGN §8); each imports its official provider only when used.
+OPERATOR_MODULES = (
+    "airflow_genius.operators.local",
+    "airflow_genius.operators.slurm",
+    "airflow_genius.operators.slurm_service",
+)
+TRIGGER_MODULES = ("airflow_genius.triggers.slurm",)
 
 
 def get_provider_info() -> dict[str, Any]:
@@ -43,8 +50,14 @@ def get_provider_info() -> dict[str, Any]:
                 "tags": ["software"],
             }
         ],
-        "operators": [{"integration-name": "Genius", "python-modules": ["airflow_genius.operators.local"]}],
-        "hooks": [{"integration-name": "Genius", "python-modules": ["airflow_genius.hooks.state"]}],
+        "operators": [{"integration-name": "Genius", "python-modules": list(OPERATOR_MODULES)}],
+        "hooks": [
+            {
+                "integration-name": "Genius",
+                "python-modules": ["airflow_genius.hooks.state", "airflow_genius.hooks.slurm"],
+            }
+        ],
+        "triggers": [{"integration-name": "Genius", "python-modules": list(TRIGGER_MODULES)}],
         "connection-types": [
             {
                 "hook-class-name": f"airflow_genius.hooks.state.{class_name}",

@@ -141,13 +141,13 @@ class SlurmHook(BaseHook):
         deferrable trigger (see :class:`~.slurm_protocol.JobWatch`)."""
         watch = protocol.JobWatch(job_id, lost_after=lost_after, pending_timeout=pending_timeout)
         offset = 0
-        while True:
+        for delay in protocol.poll_delays(poll_interval):
             poll = self.poll(job_id, output_path=output_path, offset=offset)
             offset = self._log_output(job_id, poll, log)
             event = watch.observe(poll.verdict, time.monotonic())
             if event is not None:
                 break
-            time.sleep(poll_interval)
+            time.sleep(delay)
         for _ in range(64):  # what the job wrote after the last poll
             _, out, _ = self.run(protocol.poll_command(job_id, output_path, offset), check=False)
             poll = protocol.parse_poll(out, offset=offset, final_read=True)

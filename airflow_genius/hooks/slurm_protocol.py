@@ -10,8 +10,10 @@ JobVerdict(state='FAILED', finished=True, succeeded=False, reason='Slurm job 42 
 
 from __future__ import annotations
 
+import itertools  # noqa: F401 - used by the doctests
 import re
 import shlex
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 #: sacct columns we ask for, in this order (``--parsable2``: ``|``-separated, no trailing ``|``).
@@ -232,6 +234,20 @@ def job_name(dag_id: str, task_id: str, run_id: str, map_index: int = -1, *, pre
     digest = hashlib.sha256(f"{dag_id}\x00{task_id}\x00{run_id}\x00{map_index}".encode()).hexdigest()[:12]
     readable = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{dag_id}-{task_id}")[:80]
     return f"{prefix}-{readable}-{digest}"
+
+
+def poll_delays(poll_interval: float, first: float = 0.25) -> Iterator[float]:
+    """Seconds to sleep between polls: start at ``first`` and double up to ``poll_interval``, so a
+    short job is seen finishing within a fraction of a second while a long one costs one poll per
+    ``poll_interval``.
+
+    >>> list(itertools.islice(poll_delays(3.0), 6))
+    [0.25, 0.5, 1.0, 2.0, 3.0, 3.0]
+    """
+    delay = min(first, poll_interval)
+    while True:
+        yield delay
+        delay = min(delay * 2, poll_interval)
 
 
 @dataclass

@@ -122,12 +122,12 @@ class SlurmServiceOperator(SlurmJobMixin, BaseOperator):
         }  # fmt: skip
 
     def _wait_until_serving(self, hook: Any, job_id: str, output_path: str) -> str:
-        from airflow_genius.hooks.slurm_protocol import JobWatch
+        from airflow_genius.hooks.slurm_protocol import JobWatch, poll_delays
 
         watch = JobWatch(job_id, lost_after=self.lost_after)
         deadline = time.monotonic() + self.startup_timeout
         offset = 0
-        while True:
+        for delay in poll_delays(self.poll_interval):
             poll = hook.poll(job_id, output_path=output_path, offset=offset)
             offset = hook._log_output(job_id, poll, self.log)
             event = watch.observe(poll.verdict, time.monotonic())
@@ -146,7 +146,8 @@ class SlurmServiceOperator(SlurmJobMixin, BaseOperator):
                     f"service job {job_id} not serving after {self.startup_timeout:.0f} s "
                     f"(state {poll.verdict.state}); it is cancelled"
                 )
-            time.sleep(self.poll_interval)
+            time.sleep(delay)
+        raise AssertionError("unreachable: poll_delays never ends")
 
     @staticmethod
     def _healthy(hook: Any, url: str) -> bool:

@@ -84,6 +84,7 @@ class GeniusSlurmTrigger(BaseTrigger):
         )
         conn: SSHClientConnection | None = None
         failures = 0
+        delays = protocol.poll_delays(self.poll_interval)
         try:
             while True:
                 try:
@@ -116,7 +117,7 @@ class GeniusSlurmTrigger(BaseTrigger):
                     event = await self._drain_output(conn, event)
                     yield TriggerEvent({**event, "log_offset": self.log_offset})
                     return
-                await asyncio.sleep(self.poll_interval)
+                await asyncio.sleep(next(delays))
         finally:
             if conn is not None:
                 conn.close()

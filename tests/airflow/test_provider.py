@@ -69,5 +69,12 @@ def test_example_dags_import_without_errors(airflow_env: dict[str, str]) -> None
         "genius_mapped_bolt",
         "genius_large_xcom",
         "genius_quotes_geniusfile",
+        "genius_slurm_pipeline",
+        "genius_slurm_service",
     ):
         assert dag_id in listed
+
+
+def test_providers_triggers_lists_the_runner_triggers(airflow_env: dict[str, str]) -> None:
+    out = airflow_cli(airflow_env, "providers", "triggers")
+    assert "airflow_genius.triggers.slurm" in out

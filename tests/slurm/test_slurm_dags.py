@@ -263,3 +263,19 @@ def test_genius_in_a_podman_container_on_the_node(
         ["scontrol", "write", "batch_script", row["id"], "-"], capture_output=True, text=True, check=True
     ).stdout
     assert 'podman run --rm --network=host --user "$(id -u):$(id -g)"' in script
+
+
+def test_an_external_scancel_fails_the_task_with_the_reason(slurm_env: dict[str, str]) -> None:
+    env = {**slurm_env, "GENIUS_TEST_SLEEP": "120"}
+    child = start_dag_test(env, "genius_slurm_sleeper", "2031-05-01T00:00:00+00:00")
+    try:
+        job_id, _ = wait_for_running("genius-genius_slurm_sleeper-sleep-")
+        subprocess.run(["scancel", job_id], check=True)  # an administrator, not Airflow
+        output, _ = child.communicate(timeout=120)
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+    lines = [line for line in output.splitlines() if line.startswith("DAG_TEST_RESULT ")]
+    assert lines, output[-4000:]
+    assert tis_by_id(json.loads(lines[-1].removeprefix("DAG_TEST_RESULT ")))["sleep"]["state"] == "failed"
+    assert f"Slurm job {job_id} CANCELLED" in output and "scancel" in output

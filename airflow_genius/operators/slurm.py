@@ -32,6 +32,8 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from airflow.sdk import BaseOperator
+
 from airflow_genius.operators.base import GENIUS_TEMPLATE_FIELDS, GeniusOperatorMixin, identity_from_context
 from airflow_genius.operators.slurm_script import SlurmContainer, SlurmJobOptions
 
@@ -42,10 +44,16 @@ if TYPE_CHECKING:
 
 #: task_state_store key of the submitted job id (Airflow 3.3+), checked before squeue on a retry.
 JOB_ID_KEY = "slurm_job_id"
-SERVICE_ENV = ("SERVICE_NAME", "SERVICE_HOSTNAME", "SERVICE_PORT", "SERVICE_URL")
+#: Environment of a client job ← keys of the service task's XCom (see SlurmServiceOperator).
+SERVICE_ENV = {
+    "SERVICE_NAME": "name",
+    "SERVICE_HOSTNAME": "hostname",
+    "SERVICE_PORT": "port",
+    "SERVICE_URL": "url",
+}
 
 
-class SlurmJobMixin:
+class SlurmJobMixin(BaseOperator):
     """Submit-or-reattach, wait (in the worker or deferred) and cancel: shared by the genius Slurm
     operator and the service operator. Expects ``ssh_conn_id``, ``poll_interval``, ``lost_after``,
     ``pending_timeout``, ``remote_base_dir`` and ``deferrable`` attributes."""
@@ -78,13 +86,13 @@ class SlurmJobMixin:
         if stored:
             verdict = hook.poll(check_job_id(str(stored))).verdict
             if (not verdict.finished and not verdict.missing) or verdict.succeeded:
-                self.log.info("reattaching to Slurm job %s (%s) from an earlier try", stored, verdict.state)  # type: ignore[attr-defined]
+                self.log.info("reattaching to Slurm job %s (%s) from an earlier try", stored, verdict.state)
                 return str(stored)
         live = hook.find_live_job(name)
         if live:
             self.log.info(
                 "reattaching to Slurm job %s (%s) named %s from an earlier try", live[0], live[1], name
-            )  # type: ignore[attr-defined]
+            )
             return live[0]
         return None
 
@@ -99,8 +107,7 @@ class SlurmJobMixin:
         if self.deferrable:
             from airflow_genius.triggers.slurm import GeniusSlurmTrigger
 
-            hook.close()
-            self.defer(  # type: ignore[attr-defined]
+            self.defer(
                 trigger=GeniusSlurmTrigger(
                     ssh_conn_id=self.ssh_conn_id,
                     job_id=job_id,
@@ -118,7 +125,7 @@ class SlurmJobMixin:
             poll_interval=self.poll_interval,
             lost_after=self.lost_after,
             pending_timeout=self.pending_timeout,
-            log=self.log,  # type: ignore[attr-defined]
+            log=self.log,
         )
 
     def on_kill(self) -> None:
@@ -126,7 +133,7 @@ class SlurmJobMixin:
         if self.job_id:
             with self.slurm_hook() as hook:
                 hook.cancel(self.job_id)
-            self.log.info("cancelled Slurm job %s", self.job_id)  # type: ignore[attr-defined]
+            self.log.info("cancelled Slurm job %s", self.job_id)
 
 
 class GeniusSlurmOperator(SlurmJobMixin, GeniusOperatorMixin):
@@ -206,8 +213,7 @@ class GeniusSlurmOperator(SlurmJobMixin, GeniusOperatorMixin):
         env = dict(self.env)
         if self.service:
             published = context["ti"].xcom_pull(task_ids=self.service) or {}
-            env.update({name: str(published[name.lower()[len("service_"):]]) for name in SERVICE_ENV
-                        if name.lower()[len("service_"):] in published})  # fmt: skip
+            env.update({name: str(published[key]) for name, key in SERVICE_ENV.items() if key in published})
         return SlurmJobOptions(**self.sbatch_options, env=env)
 
     def execute(self, context: Context) -> Any:
@@ -223,22 +229,25 @@ class GeniusSlurmOperator(SlurmJobMixin, GeniusOperatorMixin):
         spec = self.build_task_spec(context, state_uri=target.uri)
         options = self.job_options(context)  # validated before anything reaches the cluster
         name = self.job_name_for(context)
-        hook = self.slurm_hook()
-        job_dir = hook.resolve_path(f"{self.remote_base_dir.rstrip('/')}/{name}")
-        job_id = self.find_previous_job(hook, context, name)
-        if job_id is None:
-            script = render_sbatch_script(
-                job_name=name, job_dir=job_dir, options=options, body=genius_body(job_dir, options)
-            )
-            hook.write_file(f"{job_dir}/{SPEC_FILE}", spec.to_json().encode())
-            hook.write_file(f"{job_dir}/{SECRET_FILE}", secret_file_content(target.secret_env))
-            job_id = hook.submit(script, work_dir=job_dir)
-            self.log.info(
-                "submitted Slurm job %s (%s) for %s.%s", job_id, name, spec.task.class_path, spec.task.method
-            )
-        self.remember_job(context, job_id)
-        event = self.wait_for_job(context, hook, job_id, f"{job_dir}/slurm-{job_id}.out")
-        hook.close()
+        with self.slurm_hook() as hook:
+            job_dir = hook.resolve_path(f"{self.remote_base_dir.rstrip('/')}/{name}")
+            job_id = self.find_previous_job(hook, context, name)
+            if job_id is None:
+                script = render_sbatch_script(
+                    job_name=name, job_dir=job_dir, options=options, body=genius_body(job_dir, options)
+                )
+                hook.write_file(f"{job_dir}/{SPEC_FILE}", spec.to_json().encode())
+                hook.write_file(f"{job_dir}/{SECRET_FILE}", secret_file_content(target.secret_env))
+                job_id = hook.submit(script, work_dir=job_dir)
+                self.log.info(
+                    "submitted Slurm job %s (%s) for %s.%s",
+                    job_id,
+                    name,
+                    spec.task.class_path,
+                    spec.task.method,
+                )
+            self.remember_job(context, job_id)
+            event = self.wait_for_job(context, hook, job_id, f"{job_dir}/slurm-{job_id}.out")
         return self.execute_complete(context, event)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:

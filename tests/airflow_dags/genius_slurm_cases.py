@@ -58,6 +58,16 @@ with DAG(dag_id="genius_slurm_failures", schedule=None, catchup=False) as genius
         **SLURM,
     )
 
+    GeniusSlurmOperator(
+        task_id="never_starts",
+        task_class=ECHO,
+        method="say",
+        method_args=["x"],
+        extra_directives=["--begin=now+1hour"],
+        pending_timeout=3,
+        **SLURM,
+    )
+
 with DAG(dag_id="genius_slurm_hostile", schedule=None, catchup=False) as genius_slurm_hostile:
     GeniusSlurmOperator(
         task_id="env", task_class=ECHO, method="environment", method_args=[sorted(HOSTILE_ENV)], env=HOSTILE_ENV,

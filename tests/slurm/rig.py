@@ -50,7 +50,8 @@ def sacct_rows(*, job_id: str | None = None, name: str | None = None, wait_for: 
                timeout: float = 30) -> list[dict[str, str]]:  # fmt: skip
     """sacct rows (JobIDRaw, JobName, State, ExitCode) of a job id or a job name; with ``wait_for``,
     poll until some row's State starts with that word (accounting lags a little)."""
-    selector = ["-j", job_id] if job_id else ["--name", str(name), "-S", "now-1days"]
+    # with --name, sacct only lists jobs eligible inside -S..-E: a job held with --begin is in the future
+    selector = ["-j", job_id] if job_id else ["--name", str(name), "-S", "now-1days", "-E", "now+2days"]
     deadline = time.monotonic() + timeout
     while True:
         done = subprocess.run(

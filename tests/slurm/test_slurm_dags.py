@@ -75,22 +75,25 @@ def test_failures_fail_the_task_with_slurms_reason(run_python, slurm_env: dict[s
     )
     tis = tis_by_id(result)
     assert {task: ti["state"] for task, ti in tis.items()} == dict.fromkeys(
-        ("exits_3", "raises", "times_out", "over_memory"), "failed"
+        ("exits_3", "raises", "times_out", "over_memory", "never_starts"), "failed"
     ), output[-4000:]
 
-    def state_of(task_id: str) -> dict[str, str]:
-        (row,) = sacct_rows(name=job_name("genius_slurm_failures", task_id, result["run_id"]))
+    def state_of(task_id: str, expected: str) -> dict[str, str]:
+        (row,) = sacct_rows(name=job_name("genius_slurm_failures", task_id, result["run_id"]), wait_for=expected)
         return row
 
-    assert (state_of("exits_3")["state"], state_of("exits_3")["exit"]) == ("FAILED", "3:0")
+    assert state_of("exits_3", "FAILED")["exit"] == "3:0"
     assert "FAILED (exit code 3)" in output
     # a task that raised: the remote error type, message and traceback, from the run record
     assert "RuntimeError: the remote task broke" in output
     assert "Traceback (most recent call last)" in output and "in fail" in output
-    assert state_of("times_out")["state"] == "TIMEOUT"
+    state_of("times_out", "TIMEOUT")
     assert "TIMEOUT" in output and "ran past its --time limit" in output
-    assert state_of("over_memory")["state"] == "OUT_OF_MEMORY"
+    state_of("over_memory", "OUT_OF_MEMORY")
     assert "used more memory than --mem allows" in output
+    # pending longer than pending_timeout: given up and cancelled
+    assert "was still PENDING after 3 s (BeginTime); it was cancelled" in output
+    state_of("never_starts", "CANCELLED")
 
 
 def test_hostile_values_never_execute(run_python, slurm_env: dict[str, str], tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

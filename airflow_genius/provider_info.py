@@ -13,6 +13,7 @@ PACKAGE_NAME = "airflow-provider-genius"
 #: One module per runner (DESIGN §8); each imports its official provider only when used.
 OPERATOR_MODULES = (
     "airflow_genius.operators.local",
+    "airflow_genius.operators.docker",
     "airflow_genius.operators.slurm",
     "airflow_genius.operators.slurm_service",
 )

@@ -20,7 +20,11 @@ import os
 
 from airflow.sdk import DAG, Param
 
-from airflow_genius.operators.slurm import GeniusSlurmBoltOperator, GeniusSlurmOperator, GeniusSlurmSpoutOperator
+from airflow_genius.operators.slurm import (
+    GeniusSlurmBoltOperator,
+    GeniusSlurmOperator,
+    GeniusSlurmSpoutOperator,
+)
 from airflow_genius.operators.slurm_script import SlurmJobOptions
 from airflow_genius.operators.slurm_service import SlurmServiceOperator, SlurmServiceStopOperator
 
@@ -41,7 +45,9 @@ with DAG(
     tags=["genius", "example", "slurm"],
     params={
         "count": Param(20, type="integer", minimum=1, maximum=10_000, description="Quotes to ingest"),
-        "deferrable": Param(True, type="boolean", description="(informational) the bolt waits in the triggerer"),
+        "deferrable": Param(
+            True, type="boolean", description="(informational) the bolt waits in the triggerer"
+        ),
     },
     doc_md=__doc__,
 ) as genius_slurm_pipeline:

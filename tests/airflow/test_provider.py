@@ -71,6 +71,7 @@ def test_example_dags_import_without_errors(airflow_env: dict[str, str]) -> None
         "genius_quotes_geniusfile",
         "genius_slurm_pipeline",
         "genius_slurm_service",
+        "genius_docker_pipeline",
     ):
         assert dag_id in listed
 

@@ -1,0 +1,245 @@
+"""Run a genius task in a Docker container: the official ``DockerOperator`` plus the genius launch.
+
+.. code-block:: python
+
+    from docker.types import Mount
+
+    from airflow_genius.operators.docker import GeniusDockerBoltOperator
+
+    count = GeniusDockerBoltOperator(
+        task_id="count",
+        task_class="my_project.tasks:WordCount",   # importable inside the image
+        method="count",
+        input_uri="/data/quotes/",                 # paths as the container sees them
+        output_uri="/data/counts/",
+        state_conn_id="genius_redis",               # the container must reach the store
+        image="my-genius-tasks:1.4",                # FROM airflow-genius-runtime (ENTRYPOINT genius)
+        docker_url="unix://var/run/docker.sock",
+        network_mode="host",
+        mounts=[Mount(target="/data", source="/srv/data", type="bind")],
+    )
+
+What reaches the container: the image's ``genius`` ENTRYPOINT is kept and ``command`` is
+``run --spec-env GENIUS_TASK_SPEC``; the TaskSpec (no credentials) is in the plain ``environment``;
+the state store's password travels only in ``private_environment`` (never templated, rendered, logged
+or put in argv). The container's output is streamed into the task log. The **result** (the XCom) comes
+from the run record the runtime writes, not from stdout; a non-zero exit fails the task with the
+task's own error and traceback from that record.
+
+The container is named after the task instance (:func:`container_name_for`, the same on every try).
+DockerOperator has neither a deferrable mode nor reattach; this operator adds the cheap sound part: a
+retry that finds the container of an earlier try still running (the worker died, the container did
+not) follows its output and waits for it instead of starting a second one on the same run record. An
+earlier try's container that already ended is removed and the task runs again (runs are idempotent).
+Killing the task (``on_kill``) stops the container; the runtime records the run CANCELLED.
+See docs/runners/docker.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from contextlib import suppress
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from airflow.providers.docker.operators.docker import DockerOperator
+
+from airflow_genius import __version__
+from airflow_genius.operators.base import GENIUS_TEMPLATE_FIELDS, identity_from_context
+from airflow_genius.operators.container import GeniusContainerMixin
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+#: Default image: docker/Dockerfile built and tagged with the package version (see docker/README.md).
+#: The test rig builds ``localhost/airflow-genius-runtime:dev``.
+DEFAULT_IMAGE = f"airflow-genius-runtime:{__version__}"
+
+RemovePolicy = Literal["never", "success", "force"]
+
+
+class GeniusDockerOperator(GeniusContainerMixin, DockerOperator):
+    """Run a genius task in a Docker container; the run record's result is the XCom.
+
+    Takes the genius arguments of :class:`~airflow_genius.operators.base.GeniusOperatorMixin` and every
+    ``DockerOperator`` argument except ``command`` (the genius launch sets it). Defaults that differ:
+
+    Args:
+        image: an image built from docker/Dockerfile (default :data:`DEFAULT_IMAGE`).
+        auto_remove: ``"force"`` (default: the container is removed once its exit code and output are
+            read; the run record and the task log keep what matters), ``"success"`` or ``"never"``
+            (kept for inspection; the next try of the same task instance removes it).
+        mount_tmp_dir: ``False`` (the runtime does not use ``AIRFLOW_TMP_DIR``, and the worker's
+            0700 temporary folder is not writable by the image's uid 50000 anyway).
+        container_name: default :func:`container_name_for` of the task instance (reattach uses it).
+        stop_timeout: seconds ``on_kill`` gives the container between SIGTERM (the runtime records the
+            run CANCELLED) and SIGKILL.
+    """
+
+    template_fields: Sequence[str] = (*GENIUS_TEMPLATE_FIELDS, *DockerOperator.template_fields)
+    template_fields_renderers: ClassVar[dict[str, str]] = {
+        **DockerOperator.template_fields_renderers,
+        "genius_call": "json",
+        "environment": "json",
+    }
+    ui_color = "#2496ed"
+    ui_fgcolor = "#ffffff"
+
+    def __init__(
+        self,
+        *,
+        image: str = DEFAULT_IMAGE,
+        auto_remove: RemovePolicy = "force",
+        mount_tmp_dir: bool = False,
+        stop_timeout: int = 10,
+        **kwargs: Any,
+    ) -> None:
+        if kwargs.get("command") is not None:
+            raise ValueError("GeniusDockerOperator sets `command` itself (genius run --spec-env …); drop it")
+        super().__init__(image=image, auto_remove=auto_remove, mount_tmp_dir=mount_tmp_dir, **kwargs)
+        self.stop_timeout = stop_timeout
+
+    def execute(self, context: Context) -> Any:
+        from airflow.providers.docker.exceptions import DockerContainerFailedException
+
+        from airflow_genius.operators.docker_request import container_name_for, docker_request
+
+        who = identity_from_context(context)
+        launch = self.prepare_launch(context, extra_env=self.environment)
+        request = docker_request(launch, private_environment=self._private_environment, labels=self.labels)
+        self.command = request.command
+        self.environment = request.environment
+        self._private_environment = request.private_environment
+        self.labels = request.labels
+        self.container_name = self.container_name or container_name_for(
+            who["dag_id"], who["task_id"], who["run_id"], who["map_index"]
+        )
+        # DockerOperator would remove the container before we read its exit code; we remove it
+        # ourselves afterwards (and on_kill then only stops it, leaving removal to this thread).
+        remove, self.auto_remove = self.auto_remove, "never"
+        self._warn_if_state_unreachable(launch.spec.state.uri)
+        self.log.info(
+            "running %s.%s in container %s (image %s)",
+            launch.spec.task.class_path, launch.spec.task.method, self.container_name, self.image,
+        )  # fmt: skip
+        exit_code: int | None = None
+        failure: str | None = None
+        try:
+            previous = self._previous_container(who)
+            if previous is not None and previous["State"].get("Running"):
+                exited_zero = self._reattach(previous)
+            else:
+                if previous is not None:
+                    self.log.info("removing the ended container %s of an earlier try", previous["Id"][:12])
+                    self.cli.remove_container(previous["Id"], force=True)
+                # Streams the container's output into this log. Its return value (the last log line) is
+                # not the result: the run record is. It raises on a non-zero exit, read below.
+                exited_zero = False
+                with suppress(DockerContainerFailedException):
+                    super().execute(context)
+                    exited_zero = True
+            exit_code, failure = (0, None) if exited_zero else self._exit_status()
+        finally:
+            self._remove_container(remove, exit_code)
+        if failure:
+            self.log.error("%s", failure)
+        return self.finish_remote(context, failure=failure)
+
+    def on_kill(self) -> None:
+        """Stop the container: SIGTERM, then SIGKILL after ``stop_timeout`` seconds.
+
+        DockerOperator's ``on_kill`` stops without a timeout, which podman's Docker API takes as 0 (an
+        immediate SIGKILL: the runtime could not record the run CANCELLED). The execute thread, which
+        is still waiting on the container, reads its exit code and removes it afterwards.
+        """
+        if self.container is None or not self.hook.client_created:
+            self.log.info("on_kill: no container was created, nothing to stop")
+            return
+        self.log.info(
+            "Stopping docker container %s (SIGTERM, SIGKILL after %ss)",
+            self.container["Id"][:12],
+            self.stop_timeout,
+        )
+        self.cli.stop(self.container["Id"], timeout=self.stop_timeout)
+
+    # ------------------------------------------------------------------ reattach
+    def _previous_container(self, who: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The container of an earlier try of this task instance (by name), if any."""
+        from docker.errors import NotFound
+
+        from airflow_genius.operators.docker_request import belongs_to
+
+        try:
+            found: dict[str, Any] = self.cli.inspect_container(self.container_name)
+        except NotFound:
+            return None
+        if not belongs_to(found.get("Config", {}).get("Labels"), who):
+            # A user-chosen name taken by someone else's container: never follow, stop or remove it.
+            raise RuntimeError(
+                f"container name {self.container_name!r} is taken by container {found['Id'][:12]}, "
+                "which does not belong to this task instance; choose another container_name"
+            )
+        return found
+
+    def _reattach(self, previous: dict[str, Any]) -> bool:
+        """Follow the output of an earlier try's running container and wait for it to end; whether it
+        exited 0."""
+        from airflow.providers.docker.operators.docker import fetch_logs
+
+        labels = previous.get("Config", {}).get("Labels") or {}
+        self.log.info(
+            "reattaching to container %s (%s) started by try %s; its output from the start follows",
+            previous["Id"][:12], self.container_name, labels.get("airflow_genius.try_number", "?"),
+        )  # fmt: skip
+        self.container = {"Id": previous["Id"]}  # on_kill stops this one now
+        stream = self.cli.logs(previous["Id"], stdout=True, stderr=True, stream=True, follow=True)
+        fetch_logs(stream, self.log)
+        return bool(self.cli.wait(previous["Id"]).get("StatusCode") == 0)
+
+    # ------------------------------------------------------------------ ending
+    def _exit_status(self) -> tuple[int, str | None]:
+        """The container's exit code and, unless 0, what the platform says went wrong."""
+        state = self.cli.inspect_container(self.container["Id"])["State"]
+        code = int(state.get("ExitCode", -1))
+        if code == 0:
+            return code, None
+        detail = " (killed: out of memory)" if state.get("OOMKilled") else ""
+        if state.get("Error"):
+            detail += f" ({state['Error']})"
+        return code, f"container {self.container_name} exited {code}{detail}"
+
+    def _remove_container(self, policy: str, exit_code: int | None) -> None:
+        """Remove our container per ``auto_remove``, after its output and exit code were read."""
+        from docker.errors import APIError
+
+        if self.container is None or policy == "never" or (policy == "success" and exit_code != 0):
+            return
+        try:
+            self.cli.remove_container(self.container["Id"], force=True)
+        except APIError as exc:  # best effort: the next try of this task instance removes it too
+            self.log.warning("could not remove container %s: %s", self.container["Id"][:12], exc)
+
+    def _warn_if_state_unreachable(self, state_uri: str) -> None:
+        """An embedded SQLite store is a file on the worker: the container sees it only through a mount."""
+        if not state_uri.startswith("sqlite:///"):
+            return
+        path = state_uri.removeprefix("sqlite://").split("?", 1)[0]
+        targets = [str(m.get("Target") or m.get("target") or "") for m in self.mounts]
+        if not any(t and path.startswith(t.rstrip("/") + "/") for t in targets):
+            self.log.warning(
+                "state store %s is a SQLite file the container cannot see unless its folder is "
+                "bind-mounted at the same path; set [genius] state_conn_id/state_uri (or state_conn_id=) "
+                "to a store the container reaches (Redis, PostgreSQL, DynamoDB)",
+                state_uri,
+            )
+
+
+class GeniusDockerSpoutOperator(GeniusDockerOperator):
+    """A genius :class:`~airflow_genius.core.task.Spout` in a Docker container."""
+
+    genius_kind = "spout"
+
+
+class GeniusDockerBoltOperator(GeniusDockerOperator):
+    """A genius :class:`~airflow_genius.core.task.Bolt` in a Docker container."""
+
+    genius_kind = "bolt"

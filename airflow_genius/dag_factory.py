@@ -208,7 +208,7 @@ def _state_arguments(entry: TaskEntry, geniusfile: Geniusfile) -> dict[str, Any]
         return {}
     arguments: dict[str, Any] = {}
     if state.namespace != DEFAULT_NAMESPACE:
-        arguments["namespace"] = state.namespace
+        arguments["state_namespace"] = state.namespace
     if state.conn_id:
         arguments["state_conn_id"] = state.conn_id
     else:

@@ -104,7 +104,8 @@ class GeniusOperatorMixin(BaseOperator):
         state_conn_id: a genius state connection (for stores with credentials).
         state_uri: a state store URI without credentials (e.g. ``sqlite:////shared/genius.db``).
             Neither given: ``[genius] state_conn_id``, else ``[genius] state_uri`` (embedded SQLite).
-        namespace: namespace of task-scoped state.
+        state_namespace: namespace of task-scoped state (named so it never clashes with an official
+            operator's own ``namespace``, e.g. KubernetesPodOperator's).
         model_uri / model_name / model_version: model to load before the call (version templated).
         max_records / max_seconds: window of a streaming run.
     """
@@ -123,7 +124,7 @@ class GeniusOperatorMixin(BaseOperator):
         partition_scheme: str = DEFAULT_PARTITION_SCHEME,
         state_conn_id: str | None = None,
         state_uri: str | None = None,
-        namespace: str = DEFAULT_NAMESPACE,
+        state_namespace: str = DEFAULT_NAMESPACE,
         model_uri: str | None = None,
         model_name: str | None = None,
         model_version: str = "latest",
@@ -149,7 +150,7 @@ class GeniusOperatorMixin(BaseOperator):
         self.partition_scheme = partition_scheme
         self.state_conn_id = state_conn_id
         self.state_uri = state_uri
-        self.namespace = namespace
+        self.state_namespace = state_namespace
         self.model_uri = model_uri
         self.model_name = model_name
         self.max_records = max_records
@@ -185,7 +186,7 @@ class GeniusOperatorMixin(BaseOperator):
             output_uri=call["output_uri"],
             partition_scheme=self.partition_scheme,
             state_uri=state_uri,
-            namespace=self.namespace,
+            namespace=self.state_namespace,
             model_uri=self.model_uri,
             model_name=self.model_name,
             model_version=call["model_version"],

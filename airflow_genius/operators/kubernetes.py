@@ -1,0 +1,275 @@
+"""Run a genius task in a Kubernetes pod (a thin subclass of ``KubernetesPodOperator``).
+
+.. code-block:: python
+
+    from kubernetes.client import models as k8s
+
+    from airflow_genius.operators.kubernetes import GeniusKubernetesBoltOperator
+
+    count = GeniusKubernetesBoltOperator(
+        task_id="count",
+        kubernetes_conn_id="kubernetes_default",
+        namespace="genius",
+        image="registry.example/airflow-genius-runtime:0.1.0",   # ENTRYPOINT ["genius"]
+        task_class="airflow_genius.examples.tasks:WordCount",
+        method="count",
+        input_uri="s3://lake/quotes/",
+        output_uri="s3://lake/counts/",
+        state_conn_id="genius_postgres",      # its password reaches the pod through a K8s Secret
+        container_resources=k8s.V1ResourceRequirements(requests={"cpu": "1", "memory": "1Gi"}),
+        deferrable=True,
+    )
+
+What happens: the TaskSpec goes into the pod as the environment variable ``GENIUS_TASK_SPEC`` and the
+container gets ``arguments=["run", "--spec-env", "GENIUS_TASK_SPEC"]`` — ``cmds`` stays empty, so the
+image's ``genius`` ENTRYPOINT runs. The state store's password (``GENIUS_STATE_PASSWORD``) is never in
+the pod spec: it is put in a Secret created for this task instance, referenced with
+``valueFrom.secretKeyRef``, and deleted as soon as the container has started (or when the task ends,
+fails or is killed). Alternatively pass ``state_secret_name="my-secret"``: a Secret you manage, with one
+key per secret variable (``GENIUS_STATE_PASSWORD``); nothing is created or deleted then.
+
+Everything else is KPO's: pod logs in the task log (``get_logs``), ``deferrable`` (KPO's trigger; the
+genius subclass only adds the Secret's cleanup), reattach after a worker crash (``durable``, default on
+Airflow 3.3: the pod's identity is kept in ``task_state_store``, with KPO's label search as fallback),
+and ``on_kill`` deleting the pod (in the worker, and in the triggerer when deferred). The result is the
+run record's (DESIGN §5), never KPO's xcom sidecar: a failed task fails with its own traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
+
+from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+from kubernetes.client import models as k8s
+
+from airflow_genius.operators.base import GENIUS_TEMPLATE_FIELDS, GeniusTaskFailed, identity_from_context
+from airflow_genius.operators.container import GeniusContainerMixin
+from airflow_genius.operators.kubernetes_request import pod_request, secret_name_for
+from airflow_genius.triggers.kubernetes import SECRET_KWARG
+
+if TYPE_CHECKING:
+    from datetime import timedelta
+
+    from airflow.sdk import Context
+    from airflow.triggers.base import BaseTrigger
+
+
+
+# type-ignore: both bases declare `namespace` (genius state vs Kubernetes); __init__ below separates them
+class GeniusKubernetesOperator(GeniusContainerMixin, KubernetesPodOperator):  # type: ignore[misc]
+    """Run a genius task in a pod of the runtime image; the run record's result is the XCom.
+
+    Args (besides the genius arguments of :class:`~airflow_genius.operators.base.GeniusOperatorMixin`
+    and every ``KubernetesPodOperator`` argument — ``image``, ``namespace``, ``kubernetes_conn_id``,
+    ``volumes``, ``container_resources``, ``deferrable``, ``durable``, ``get_logs``, …):
+        namespace: the pods' Kubernetes namespace (KPO's meaning; default: the connection's, else
+            ``default``). The genius task-state namespace is the mixin's ``state_namespace``.
+        state_secret_name: a Secret you manage holding the state store's secret variables (key
+            ``GENIUS_STATE_PASSWORD``). Default: one is created per task instance and deleted after.
+        do_xcom_push: push the genius result as the XCom (default True). KPO's xcom sidecar is never
+            added: the result comes from the run record.
+
+    ``cmds`` and ``arguments`` are the runner's: the image's ``genius`` ENTRYPOINT is kept.
+    """
+
+    template_fields: Sequence[str] = (
+        *GENIUS_TEMPLATE_FIELDS,
+        *KubernetesPodOperator.template_fields,
+    )
+    template_fields_renderers: ClassVar[dict[str, str]] = {
+        **KubernetesPodOperator.template_fields_renderers,
+        "genius_call": "json",
+    }
+    ui_color = "#326ce5"
+    ui_fgcolor = "#ffffff"
+
+    def __init__(
+        self,
+        *,
+        namespace: str | None = None,
+        state_secret_name: str | None = None,
+        do_xcom_push: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        for owned in ("cmds", "arguments"):
+            if kwargs.get(owned):
+                raise ValueError(
+                    f"{type(self).__name__}: `{owned}` is set by the runner (the image's `genius` ENTRYPOINT "
+                    "runs `genius run --spec-env GENIUS_TASK_SPEC`); build a derived image to change it"
+                )
+        super().__init__(namespace=namespace, do_xcom_push=False, **kwargs)
+        # KPO reads do_xcom_push as "add the xcom sidecar", the task runner as "push the return value":
+        # keep the user's wish for the latter, and hide it from KPO while it runs (see _kpo_running).
+        self.do_xcom_push = do_xcom_push
+        self.state_secret_name = state_secret_name
+        self.genius_secret: tuple[str, str] | None = None  # (namespace, name) of a Secret we created
+        self.genius_result: tuple[Any] | None = None
+
+    # ------------------------------------------------------------------ launch
+    def execute(self, context: Context) -> Any:
+        launch = self.prepare_launch(context)
+        who = identity_from_context(context)
+        secret_name = self.state_secret_name or secret_name_for(
+            who["dag_id"], who["task_id"], who["run_id"], who["map_index"]
+        )
+        request = pod_request(
+            launch,
+            secret_name=secret_name,
+            create_secret=self.state_secret_name is None,
+            env_vars=self.env_vars,
+            secret_labels=self._get_ti_pod_labels(context, include_try_number=False),
+        )
+        self.arguments = request.arguments
+        self.env_vars = request.env_vars
+        with self._kpo_running():
+            self.pod_request_obj = self.build_pod_request_obj(context)
+            if request.secret is not None:
+                self._create_secret(request.secret, self.pod_request_obj.metadata.namespace)
+                self.trigger_kwargs = {**(self.trigger_kwargs or {}), SECRET_KWARG: secret_name}
+            try:
+                super().execute(context)
+            except Exception as exc:  # TaskDeferred is a BaseException: the Secret outlives a deferral
+                self.delete_genius_secret()
+                self._fail_from_record(context, exc)
+        if self.genius_result is not None:  # finished by trigger_reentry already
+            return self.genius_result[0]
+        self.delete_genius_secret()
+        return self.finish_remote(context)
+
+    def trigger_reentry(self, context: Context, event: dict[str, Any]) -> Any:
+        """Back from KPO's trigger: KPO logs and cleans up the pod, the run record gives the result."""
+        if event.get(SECRET_KWARG):
+            self.genius_secret = (event["namespace"], event[SECRET_KWARG])
+        with self._kpo_running():
+            try:
+                super().trigger_reentry(context, event)
+            except Exception as exc:
+                self.delete_genius_secret()
+                self._fail_from_record(context, exc)
+        self.delete_genius_secret()
+        result = self.finish_remote(context)
+        # KPO calls this directly (no deferral) when the pod had already ended: execute returns it then
+        self.genius_result = (result,)
+        return result
+
+    def defer(
+        self,
+        *,
+        trigger: BaseTrigger,
+        method_name: str,
+        kwargs: dict[str, Any] | None = None,
+        timeout: timedelta | int | float | None = None,
+    ) -> NoReturn:
+        """KPO defers to its own trigger; the genius subclass adds the Secret's cleanup to it."""
+        from airflow.providers.cncf.kubernetes.triggers.pod import KubernetesPodTrigger
+
+        from airflow_genius.triggers.kubernetes import GeniusKubernetesPodTrigger
+
+        if type(trigger) is KubernetesPodTrigger:
+            trigger = GeniusKubernetesPodTrigger.from_trigger(trigger)
+        super().defer(trigger=trigger, method_name=method_name, kwargs=kwargs, timeout=timeout)
+
+    def get_or_create_pod(self, pod_request_obj: k8s.V1Pod, context: Context) -> k8s.V1Pod:
+        """KPO's reattach, plus one case: a pod of an earlier try that *succeeded* while no worker watched.
+
+        KPO deletes such a pod and starts another (it could not read the xcom sidecar any more); here the
+        result is in the run record, so the pod is adopted — a second pod would only find the record
+        finished. Failed or evicted pods still go through KPO's path (a new pod for the new try).
+        """
+        if self.reattach_on_restart:
+            pod = self._get_pod_from_task_state_store(context) or self.find_pod(
+                pod_request_obj.metadata.namespace, context=context
+            )
+            if pod is not None and pod.status is not None and pod.status.phase == "Succeeded":
+                self.log.info("pod %s of an earlier try already succeeded: adopting it", pod.metadata.name)
+                self._persist_pod_identity_to_task_state_store(context, pod)
+                return pod
+        return super().get_or_create_pod(pod_request_obj, context)
+
+    def await_pod_start(self, pod: k8s.V1Pod) -> None:
+        super().await_pod_start(pod)
+        # The container has its environment once the pod left Pending: the Secret has served.
+        self.delete_genius_secret()
+
+    def on_kill(self) -> None:
+        """Delete the pod (KPO: SIGTERM to the container, then SIGKILL after the grace period) and the Secret."""
+        if self.pod is not None and self.on_kill_action.value == "delete_pod":
+            self.log.info(
+                "deleting pod %s/%s (the task was killed)",
+                self.pod.metadata.namespace,
+                self.pod.metadata.name,
+            )
+        super().on_kill()
+        self.delete_genius_secret()
+
+    # ------------------------------------------------------------------ helpers
+    @contextmanager
+    def _kpo_running(self) -> Iterator[None]:
+        """While KPO's code runs, ``do_xcom_push`` is False: no xcom sidecar, no sidecar extraction."""
+        push, self.do_xcom_push = self.do_xcom_push, False
+        try:
+            yield
+        finally:
+            self.do_xcom_push = push
+
+    def _create_secret(self, secret: k8s.V1Secret, namespace: str) -> None:
+        """Create (or, on a retry, replace) this task instance's Secret. Its data is never logged."""
+        from kubernetes.client.exceptions import ApiException
+
+        secret.metadata.namespace = namespace
+        try:
+            self.client.create_namespaced_secret(namespace=namespace, body=secret)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            self.client.replace_namespaced_secret(name=secret.metadata.name, namespace=namespace, body=secret)
+        self.genius_secret = (namespace, secret.metadata.name)
+        self.log.info(
+            "created Secret %s/%s for the state store's credentials", namespace, secret.metadata.name
+        )
+
+    def delete_genius_secret(self) -> None:
+        """Delete the Secret this task instance created, if any (idempotent; errors only logged)."""
+        if self.genius_secret is None:
+            return
+        from kubernetes.client.exceptions import ApiException
+
+        namespace, name = self.genius_secret
+        try:
+            self.client.delete_namespaced_secret(name=name, namespace=namespace)
+            self.log.info("deleted Secret %s/%s", namespace, name)
+        except ApiException as exc:
+            if exc.status != 404:
+                self.log.warning("could not delete Secret %s/%s: %s", namespace, name, exc.reason)
+        except Exception as exc:
+            self.log.warning("could not delete Secret %s/%s: %s", namespace, name, exc)
+        self.genius_secret = None
+
+    def _fail_from_record(self, context: Context, exc: Exception) -> NoReturn:
+        """KPO failed the pod (or could not run it): fail with the task's own error where there is one."""
+        from airflow.providers.common.compat.sdk import AirflowSkipException
+
+        if isinstance(exc, (AirflowSkipException, GeniusTaskFailed)):  # skip_on_exit_code; already decided
+            raise exc
+        text = str(exc).strip()
+        # KPO's message may end with the whole pod object; its first line says what happened.
+        failure = text.splitlines()[0] if text else type(exc).__name__
+        try:
+            self.finish_remote(context, failure=failure)
+        except GeniusTaskFailed as failed:
+            raise failed from exc
+        raise exc  # finish_remote always raises when given a failure; kept for type checkers
+
+
+class GeniusKubernetesSpoutOperator(GeniusKubernetesOperator):
+    """A genius :class:`~airflow_genius.core.task.Spout` in a Kubernetes pod."""
+
+    genius_kind = "spout"
+
+
+class GeniusKubernetesBoltOperator(GeniusKubernetesOperator):
+    """A genius :class:`~airflow_genius.core.task.Bolt` in a Kubernetes pod."""
+
+    genius_kind = "bolt"

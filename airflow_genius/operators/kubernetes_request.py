@@ -1,0 +1,103 @@
+"""The Kubernetes runner's request builder: a :class:`ContainerLaunch` in, KPO's ``arguments``,
+``env_vars`` and the state Secret out. Pure (no cluster, no Airflow): unit-tested on its own.
+
+>>> from airflow_genius.core.spec import build_spec
+>>> from airflow_genius.operators.container import container_launch
+>>> spec = build_spec("pkg.mod:Task", "go", dag_id="d", task_id="t", run_id="r")
+>>> launch = container_launch(spec, secret_env={"GENIUS_STATE_PASSWORD": "pw"})
+>>> request = pod_request(launch, secret_name=secret_name_for("d", "t", "r"))
+>>> request.arguments
+['run', '--spec-env', 'GENIUS_TASK_SPEC']
+>>> [(env.name, env.value_from.secret_key_ref.name if env.value_from else "(value)") for env in request.env_vars]
+[('GENIUS_TASK_SPEC', '(value)'), ('GENIUS_STATE_PASSWORD', 'genius-state-ea6759e29eeabe9c3ee7')]
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from kubernetes.client import models as k8s
+
+from airflow_genius.operators.container import SPEC_ENV, ContainerLaunch
+
+#: Label on the Secrets this runner creates (find leftovers with ``-l app.kubernetes.io/managed-by=…``).
+MANAGED_BY = {"app.kubernetes.io/managed-by": "airflow-genius"}
+
+
+@dataclass(frozen=True)
+class PodRequest:
+    """What KPO gets for one launch: its ``arguments`` and ``env_vars``, and the Secret to create first."""
+
+    arguments: list[str]
+    env_vars: list[k8s.V1EnvVar]
+    secret: k8s.V1Secret | None = None
+
+
+def secret_name_for(dag_id: str, task_id: str, run_id: str, map_index: int = -1) -> str:
+    """The Secret of one task instance: the same on every try (a retry replaces it), DNS-1123 safe.
+
+    >>> secret_name_for("etl", "count", "manual__2026-01-01")
+    'genius-state-792db8aba2e0583db725'
+    """
+    digest = hashlib.sha256(f"{dag_id}\0{task_id}\0{run_id}\0{map_index}".encode()).hexdigest()[:20]
+    return f"genius-state-{digest}"
+
+
+def pod_request(
+    launch: ContainerLaunch,
+    *,
+    secret_name: str,
+    create_secret: bool = True,
+    env_vars: Sequence[k8s.V1EnvVar] | Mapping[str, str] | None = None,
+    secret_labels: Mapping[str, str] | None = None,
+) -> PodRequest:
+    """Map a :class:`ContainerLaunch` to KPO's request (pure; no cluster is contacted).
+
+    ``arguments`` follow the image's ENTRYPOINT (``cmds`` is never set); the user's ``env_vars`` come
+    first, then the launch's plain environment; each secret variable is a ``secretKeyRef`` to
+    ``secret_name`` (key = variable name) — its value only ever appears in the returned Secret's
+    ``string_data`` (``create_secret=False``: the Secret is the user's, none is returned).
+
+    >>> from airflow_genius.core.spec import build_spec
+    >>> from airflow_genius.operators.container import container_launch
+    >>> spec = build_spec("pkg.mod:Task", "go", dag_id="d", task_id="t", run_id="r")
+    >>> request = pod_request(container_launch(spec, secret_env={"GENIUS_STATE_PASSWORD": "pw"}), secret_name="s")
+    >>> request.arguments, [env.name for env in request.env_vars], request.secret.string_data
+    (['run', '--spec-env', 'GENIUS_TASK_SPEC'], ['GENIUS_TASK_SPEC', 'GENIUS_STATE_PASSWORD'], {'GENIUS_STATE_PASSWORD': 'pw'})
+    """
+    user_env = [
+        env if isinstance(env, k8s.V1EnvVar) else k8s.V1EnvVar(**env)
+        for env in (
+            [{"name": name, "value": value} for name, value in env_vars.items()]
+            if isinstance(env_vars, Mapping)
+            else env_vars or []
+        )
+    ]
+    reserved = {SPEC_ENV, *launch.env, *launch.secret_env} & {env.name for env in user_env}
+    if reserved:
+        raise ValueError(
+            f"env_vars may not set names the genius runtime reserves: {', '.join(sorted(reserved))}"
+        )
+    secret_refs = [
+        k8s.V1EnvVar(
+            name=name,
+            value_from=k8s.V1EnvVarSource(secret_key_ref=k8s.V1SecretKeySelector(name=secret_name, key=name)),
+        )
+        for name in sorted(launch.secret_env)
+    ]
+    secret = None
+    if launch.secret_env and create_secret:
+        secret = k8s.V1Secret(
+            api_version="v1",
+            kind="Secret",
+            metadata=k8s.V1ObjectMeta(name=secret_name, labels={**(secret_labels or {}), **MANAGED_BY}),
+            type="Opaque",
+            string_data=dict(launch.secret_env),
+        )
+    return PodRequest(
+        arguments=list(launch.args),
+        env_vars=[*user_env, *(k8s.V1EnvVar(name=k, value=v) for k, v in launch.env.items()), *secret_refs],
+        secret=secret,
+    )

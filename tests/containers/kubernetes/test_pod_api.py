@@ -1,0 +1,192 @@
+"""The Pod API server speaks the Kubernetes API the clients expect (both the ``kubernetes`` and the
+``kubernetes_asyncio`` clients), and the genius pod trigger's kill path works against it."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import time
+import urllib.parse
+import urllib.request
+import uuid
+from typing import Any
+
+import pytest
+from kubernetes import client, config
+from kubernetes.client import models as k8s
+from kubernetes.client.exceptions import ApiException
+from support.pod_api import POD_NAME_LABEL, PodApiServer
+
+from containers.kubernetes.conftest import IMAGE
+
+pytestmark = [pytest.mark.containers, pytest.mark.slow]
+
+PYTHON = "/opt/genius/bin/python"  # the runtime image's interpreter
+
+
+@pytest.fixture
+def core(pod_api: PodApiServer) -> client.CoreV1Api:
+    configuration = client.Configuration()
+    config.load_kube_config(config_file=str(pod_api.kubeconfig_path), client_configuration=configuration)  # type: ignore[attr-defined]
+    return client.CoreV1Api(client.ApiClient(configuration))
+
+
+def python_pod(name: str, code: str, **container: Any) -> k8s.V1Pod:
+    return k8s.V1Pod(
+        metadata=k8s.V1ObjectMeta(name=name, labels={"suite": "pod-api", "case": name}),
+        spec=k8s.V1PodSpec(
+            restart_policy="Never",
+            containers=[k8s.V1Container(name="base", image=IMAGE, command=[PYTHON, "-c", code], **container)],
+        ),
+    )
+
+
+def wait_for(
+    core: client.CoreV1Api, name: str, namespace: str, phases: set[str], timeout: float = 60
+) -> k8s.V1Pod:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pod = core.read_namespaced_pod(name, namespace)
+        if pod.status.phase in phases:
+            return pod
+        time.sleep(0.2)
+    raise AssertionError(f"pod {name} never reached {phases}")
+
+
+def test_pod_lifecycle_secrets_logs_selectors_events(core: client.CoreV1Api, pod_api: PodApiServer) -> None:
+    namespace, name = f"ns-{uuid.uuid4().hex[:6]}", f"p-{uuid.uuid4().hex[:6]}"
+    code = (
+        "import os, sys, time\n"
+        "print('secret ok' if os.environ['TOKEN'] == 'tkn' else 'secret wrong', flush=True)\n"
+        "time.sleep(1.5); print('second line', flush=True); time.sleep(1.5)\n"
+        "print('to stderr', file=sys.stderr, flush=True); sys.exit(4)\n"
+    )
+    env = [k8s.V1EnvVar(name="TOKEN", value_from=k8s.V1EnvVarSource(
+        secret_key_ref=k8s.V1SecretKeySelector(name="creds", key="token")))]  # fmt: skip
+    core.create_namespaced_pod(namespace, python_pod(name, code, env=env))
+    # the Secret does not exist yet: kubelet reports a config error and keeps retrying
+    deadline = time.monotonic() + 30
+    while True:
+        statuses = core.read_namespaced_pod(name, namespace).status.container_statuses or []
+        waiting = statuses[0].state.waiting if statuses else None
+        if waiting is not None and waiting.reason == "CreateContainerConfigError":
+            assert 'secret "creds" not found' in waiting.message
+            break
+        assert time.monotonic() < deadline, statuses
+        time.sleep(0.2)
+    with pytest.raises(ApiException) as not_started:
+        core.read_namespaced_pod_log(name, namespace)
+    assert not_started.value.status == 400
+    core.create_namespaced_secret(
+        namespace, k8s.V1Secret(metadata=k8s.V1ObjectMeta(name="creds"), string_data={"token": "tkn"})
+    )
+    running = wait_for(core, name, namespace, {"Running"})
+    assert running.status.container_statuses[0].state.running.started_at is not None
+    # follow streams until the container exits; timestamps are RFC 3339 like kubelet's
+    follow = core.read_namespaced_pod_log(
+        name, namespace, container="base", follow=True, timestamps=True, _preload_content=False
+    )
+    lines = [line.decode() for line in follow.stream() for line in line.splitlines()]
+    messages = [line.split(" ", 1)[1] for line in lines]
+    assert messages == ["secret ok", "second line", "to stderr"], lines
+    done = wait_for(core, name, namespace, {"Succeeded", "Failed"})
+    terminated = done.status.container_statuses[0].state.terminated
+    assert (done.status.phase, terminated.exit_code, terminated.reason) == ("Failed", 4, "Error")
+    plain = core.read_namespaced_pod_log(name, namespace, _preload_content=False).data.decode()
+    assert plain == "secret ok\nsecond line\nto stderr\n"
+    tail = core.read_namespaced_pod_log(name, namespace, tail_lines=1, _preload_content=False).data.decode()
+    assert tail == "to stderr\n"
+    second_at = lines[1].split(" ", 1)[0]
+    # sinceTime (the Python client only has sinceSeconds; Go clients and kubectl send sinceTime)
+    request = urllib.request.Request(
+        f"{pod_api.url}/api/v1/namespaces/{namespace}/pods/{name}/log?sinceTime={urllib.parse.quote(second_at)}",
+        headers={"Authorization": f"Bearer {pod_api.token}"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        assert answer.read().decode().splitlines()[0] == "second line"
+    # selectors as KPO builds them
+    for selector, found in [
+        (f"case={name},already_checked!=True,!airflow-worker", True),
+        (f"case in ({name},x),suite", True),
+        (f"case notin ({name})", False),
+        ("suite=other", False),
+    ]:
+        names = [p.metadata.name for p in core.list_namespaced_pod(namespace, label_selector=selector).items]
+        assert (names == [name]) is found, (selector, names)
+    core.patch_namespaced_pod(name, namespace, {"metadata": {"labels": {"already_checked": "True"}}})
+    assert core.list_namespaced_pod(namespace, label_selector="suite,already_checked!=True").items == []
+    reasons = [
+        e.reason
+        for e in core.list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}").items
+    ]
+    assert {"Scheduled", "Pulled", "Created", "Started"} <= set(reasons)
+    # delete: the container is removed, then the pod is gone
+    core.delete_namespaced_pod(name, namespace, body=k8s.V1DeleteOptions())
+    core.delete_namespaced_secret("creds", namespace)
+    deadline = time.monotonic() + 30
+    while pod_api.containers(**{POD_NAME_LABEL: name}) or (namespace, name) in pod_api.cluster.pods:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    with pytest.raises(ApiException) as gone:
+        core.read_namespaced_pod(name, namespace)
+    assert gone.value.status == 404
+
+
+def test_deferred_kill_deletes_the_pod_and_its_secret(core: client.CoreV1Api, pod_api: PodApiServer) -> None:
+    """What the triggerer does when a user kills a deferred task (Airflow 3.3 calls the trigger's on_kill)."""
+    from airflow_genius.triggers.kubernetes import SECRET_KWARG, GeniusKubernetesPodTrigger
+
+    namespace, name, secret = "genius-kill", f"p-{uuid.uuid4().hex[:6]}", f"s-{uuid.uuid4().hex[:6]}"
+    core.create_namespaced_secret(
+        namespace, k8s.V1Secret(metadata=k8s.V1ObjectMeta(name=secret), string_data={"k": "v"})
+    )
+    core.create_namespaced_pod(namespace, python_pod(name, "import time; time.sleep(300)"))
+    wait_for(core, name, namespace, {"Running"})
+    trigger = GeniusKubernetesPodTrigger(
+        pod_name=name, pod_namespace=namespace, trigger_start_time=datetime.datetime.now(datetime.UTC),
+        base_container_name="base", kubernetes_conn_id=None, config_dict=pod_api.kubeconfig(),
+        termination_grace_period=5, trigger_kwargs={SECRET_KWARG: secret},
+    )  # fmt: skip
+    started = time.monotonic()
+    asyncio.run(trigger.on_kill())
+    deadline = time.monotonic() + 30
+    while pod_api.containers(**{POD_NAME_LABEL: name}):  # SIGTERM, then SIGKILL after the 5 s grace
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert time.monotonic() - started < 30
+    assert (namespace, secret) not in pod_api.cluster.secrets
+
+
+def test_the_trigger_waits_for_the_pod_and_drops_the_secret_once_it_started(
+    core: client.CoreV1Api, pod_api: PodApiServer
+) -> None:
+    from airflow_genius.triggers.kubernetes import SECRET_KWARG, GeniusKubernetesPodTrigger
+
+    namespace, name, secret = "genius-run", f"p-{uuid.uuid4().hex[:6]}", f"s-{uuid.uuid4().hex[:6]}"
+    core.create_namespaced_secret(
+        namespace, k8s.V1Secret(metadata=k8s.V1ObjectMeta(name=secret), string_data={"k": "v"})
+    )
+    env = [
+        k8s.V1EnvVar(
+            name="K",
+            value_from=k8s.V1EnvVarSource(secret_key_ref=k8s.V1SecretKeySelector(name=secret, key="k")),
+        )
+    ]
+    core.create_namespaced_pod(
+        namespace, python_pod(name, "import os, time; time.sleep(2); assert os.environ['K'] == 'v'", env=env)
+    )
+    trigger = GeniusKubernetesPodTrigger(
+        pod_name=name, pod_namespace=namespace, trigger_start_time=datetime.datetime.now(datetime.UTC),
+        base_container_name="base", kubernetes_conn_id=None, config_dict=pod_api.kubeconfig(),
+        poll_interval=0.5, startup_check_interval=0.5, trigger_kwargs={SECRET_KWARG: secret},
+    )  # fmt: skip
+
+    async def first_event() -> dict[str, Any]:
+        async for event in trigger.run():
+            return event.payload  # type: ignore[no-any-return]
+        raise AssertionError("no event")
+
+    event = asyncio.run(first_event())
+    assert event["status"] == "success" and event[SECRET_KWARG] == secret, event
+    assert (namespace, secret) not in pod_api.cluster.secrets
+    core.delete_namespaced_pod(name, namespace)

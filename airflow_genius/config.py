@@ -36,6 +36,22 @@ GENIUS_CONFIG: dict[str, Any] = {
             "example": "/var/lib/airflow/genius/work",
             "default": "{AIRFLOW_HOME}/genius/work",
         },
+        "dashboard_state_uris": {
+            "description": "State stores the Genius dashboard lists, as URIs without passwords, separated by "
+            "commas or whitespace. Empty (and no dashboard_state_conn_ids): the default store above.",
+            "version_added": "0.1.0",
+            "type": "string",
+            "example": "sqlite:////var/lib/airflow/genius/state.db, redis://redis:6379/0",
+            "default": "",
+        },
+        "dashboard_state_conn_ids": {
+            "description": "Genius state connections the dashboard lists (comma separated), for stores "
+            "with credentials.",
+            "version_added": "0.1.0",
+            "type": "string",
+            "example": "genius_redis_default,genius_postgres_default",
+            "default": "",
+        },
     },
 }
 

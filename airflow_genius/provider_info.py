@@ -14,10 +14,18 @@ PACKAGE_NAME = "airflow-provider-genius"
 OPERATOR_MODULES = (
     "airflow_genius.operators.local",
     "airflow_genius.operators.docker",
+    "airflow_genius.operators.kubernetes",
+    "airflow_genius.operators.ecs",
+    "airflow_genius.operators.batch",
     "airflow_genius.operators.slurm",
     "airflow_genius.operators.slurm_service",
 )
-TRIGGER_MODULES = ("airflow_genius.triggers.slurm",)
+TRIGGER_MODULES = (
+    "airflow_genius.triggers.slurm",
+    "airflow_genius.triggers.kubernetes",
+    "airflow_genius.triggers.ecs",
+    "airflow_genius.triggers.batch",
+)
 
 
 def get_provider_info() -> dict[str, Any]:
@@ -69,6 +77,6 @@ def get_provider_info() -> dict[str, Any]:
             }
             for conn_type, (class_name, hook_name) in hooks.items()
         ],
-        "extra-links": ["airflow_genius.links.output.GeniusOutputLink"],
+        "extra-links": ["airflow_genius.links.output.GeniusOutputLink", "airflow_genius.links.record.GeniusRecordLink"],
         "config": config,
     }

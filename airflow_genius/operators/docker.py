@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from airflow.providers.docker.operators.docker import DockerOperator
 
 from airflow_genius import __version__
+from airflow_genius.links.record import GeniusRecordLink
 from airflow_genius.operators.base import GENIUS_TEMPLATE_FIELDS, identity_from_context
 from airflow_genius.operators.container import GeniusContainerMixin
 
@@ -74,6 +75,8 @@ class GeniusDockerOperator(GeniusContainerMixin, DockerOperator):
         stop_timeout: seconds ``on_kill`` gives the container between SIGTERM (the runtime records the
             run CANCELLED) and SIGKILL.
     """
+
+    operator_extra_links = (*DockerOperator.operator_extra_links, GeniusRecordLink())
 
     template_fields: Sequence[str] = (*GENIUS_TEMPLATE_FIELDS, *DockerOperator.template_fields)
     template_fields_renderers: ClassVar[dict[str, str]] = {

@@ -29,8 +29,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from airflow.sdk import BaseOperatorLink
+
 from airflow_genius import config
 from airflow_genius.links.output import GeniusOutputLink
+from airflow_genius.links.record import GeniusRecordLink
 from airflow_genius.operators.base import GENIUS_TEMPLATE_FIELDS, GeniusOperatorMixin
 
 if TYPE_CHECKING:
@@ -46,7 +49,7 @@ class GeniusTaskOperator(GeniusOperatorMixin):
 
     template_fields: ClassVar[tuple[str, ...]] = GENIUS_TEMPLATE_FIELDS
     template_fields_renderers: ClassVar[dict[str, str]] = {"genius_call": "json"}
-    operator_extra_links = (GeniusOutputLink(),)
+    operator_extra_links: tuple[BaseOperatorLink, ...] = (GeniusOutputLink(), GeniusRecordLink())
     ui_color = "#e4e48c"
 
     def execute(self, context: Context) -> Any:

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
 
+from airflow_genius.links.record import GeniusRecordLink
 from airflow_genius.operators.base import GENIUS_TEMPLATE_FIELDS, GeniusOperatorMixin, identity_from_context
 from airflow_genius.operators.slurm_script import SlurmContainer, SlurmJobOptions
 
@@ -159,6 +160,7 @@ class GeniusSlurmOperator(SlurmJobMixin, GeniusOperatorMixin):
 
     template_fields: ClassVar[tuple[str, ...]] = (*GENIUS_TEMPLATE_FIELDS, "env")
     template_fields_renderers: ClassVar[dict[str, str]] = {"genius_call": "json", "env": "json"}
+    operator_extra_links = (GeniusRecordLink(),)
     ui_color = "#b58900"
     ui_fgcolor = "#ffffff"
 

@@ -37,8 +37,9 @@ def test_providers_hooks_lists_every_state_hook(airflow_env: dict[str, str]) -> 
         assert any(line.startswith(conn_type) and hook in line for line in out.splitlines()), conn_type
 
 
-def test_providers_links_lists_the_output_link(airflow_env: dict[str, str]) -> None:
-    assert "airflow_genius.links.output.GeniusOutputLink" in airflow_cli(airflow_env, "providers", "links")
+def test_providers_links_lists_the_output_and_record_links(airflow_env: dict[str, str]) -> None:
+    out = airflow_cli(airflow_env, "providers", "links")
+    assert "airflow_genius.links.output.GeniusOutputLink" in out and "airflow_genius.links.record.GeniusRecordLink" in out
 
 
 def test_connection_forms_are_registered(airflow_env: dict[str, str]) -> None:
@@ -72,10 +73,14 @@ def test_example_dags_import_without_errors(airflow_env: dict[str, str]) -> None
         "genius_slurm_pipeline",
         "genius_slurm_service",
         "genius_docker_pipeline",
+        "genius_kubernetes_pipeline",
+        "genius_aws_batch_pipeline",
+        "genius_ecs_pipeline",
     ):
         assert dag_id in listed
 
 
 def test_providers_triggers_lists_the_runner_triggers(airflow_env: dict[str, str]) -> None:
     out = airflow_cli(airflow_env, "providers", "triggers")
-    assert "airflow_genius.triggers.slurm" in out
+    for runner in ("slurm", "kubernetes", "ecs", "batch"):
+        assert f"airflow_genius.triggers.{runner}" in out

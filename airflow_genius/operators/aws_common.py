@@ -1,0 +1,70 @@
+"""What the AWS container runners (Batch, ECS) share: names, plain environment, the secrets rule.
+
+Neither Batch ``containerOverrides`` nor ECS ``containerOverrides`` can carry ``secrets``: a value put
+in their ``environment`` is stored with the job/task and echoed back by every ``describe`` call (and
+by the official operators' logs). So a genius runner never sends a secret value to AWS. The job
+definition / task definition declares the secret instead (``secrets: [{"name": "GENIUS_STATE_PASSWORD",
+"valueFrom": "<Secrets Manager or SSM parameter ARN>"}]``) and AWS injects it into the container; the
+operator checks that every secret the state store needs is declared there, and refuses to run if not:
+
+>>> check_platform_secrets({"GENIUS_STATE_PASSWORD": "pw"}, declared={"GENIUS_STATE_PASSWORD"}, where="x")
+>>> check_platform_secrets({"GENIUS_STATE_PASSWORD": "pw"}, declared=set(), where="job definition 'jd'")
+Traceback (most recent call last):
+...
+airflow_genius.operators.aws_common.SecretNotDeliverable: ...
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Collection, Iterable, Mapping
+from typing import Any
+
+#: Batch job names and Batch/ECS resource names: ^[A-Za-z0-9][A-Za-z0-9_-]{1,126}[A-Za-z0-9]$
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+class SecretNotDeliverable(ValueError):
+    """A secret the runtime needs is not declared by the platform (job/task definition ``secrets``)."""
+
+
+def deterministic_name(
+    dag_id: str, task_id: str, run_id: str, map_index: int = -1, *, prefix: str = "genius"
+) -> str:
+    """A name that is the same on every try of one task instance (≤ 128 characters, letters, digits,
+    ``-`` and ``_``; starts and ends alphanumeric), so a retry can find what an earlier try started.
+
+    >>> deterministic_name("etl", "clean.step", "manual__2024-05-06T00:00:00+00:00")
+    'genius-etl-clean_step-59bae05ec741'
+    """
+    digest = hashlib.sha256(f"{dag_id}\x00{task_id}\x00{run_id}\x00{map_index}".encode()).hexdigest()[:12]
+    readable = _UNSAFE.sub("_", f"{dag_id}-{task_id}")[:80].strip("_-")
+    head = _UNSAFE.sub("_", prefix).strip("_-")[:30] or "genius"
+    return f"{head}-{readable}-{digest}" if readable else f"{head}-{digest}"
+
+
+def check_platform_secrets(secret_env: Mapping[str, str], *, declared: Collection[str], where: str) -> None:
+    """Raise :class:`SecretNotDeliverable` unless every name in ``secret_env`` is in ``declared`` (the
+    ``secrets`` of the job/task definition). The message names the variables, never their values."""
+    missing = sorted(set(secret_env) - set(declared))
+    if missing:
+        names = ", ".join(missing)
+        example = ", ".join(f'{{"name": "{name}", "valueFrom": "<secret ARN>"}}' for name in missing)
+        raise SecretNotDeliverable(
+            f"the state store needs the secret environment variable(s) {names}, which {where} does not "
+            f"declare. AWS container overrides cannot carry secrets (a value there is stored and echoed "
+            f"by every describe call), so genius will not send it. Declare it in {where}: "
+            f'"secrets": [{example}] (a Secrets Manager secret or SSM parameter), then re-run.'
+        )
+
+
+def env_list(env: Mapping[str, str]) -> list[dict[str, str]]:
+    """``{"A": "1"}`` → ``[{"name": "A", "value": "1"}]`` (the AWS shape), names sorted."""
+    return [{"name": name, "value": str(env[name])} for name in sorted(env)]
+
+
+def merge_env(base: Iterable[Mapping[str, Any]] | None, env: Mapping[str, str]) -> list[dict[str, str]]:
+    """An AWS environment list: ``base`` entries the genius ``env`` does not name, then ``env``."""
+    kept = [dict(item) for item in base or () if item.get("name") not in env]
+    return [*kept, *env_list(env)]

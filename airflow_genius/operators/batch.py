@@ -1,0 +1,333 @@
+"""Run a genius task as an AWS Batch job (a thin subclass of the amazon provider's ``BatchOperator``).
+
+.. code-block:: python
+
+    from airflow_genius.operators.batch import GeniusBatchBoltOperator
+
+    count = GeniusBatchBoltOperator(
+        task_id="count",
+        job_queue="genius-queue",
+        job_definition="genius-runtime",        # image: the genius runtime image (ENTRYPOINT ["genius"])
+        task_class="airflow_genius.examples.tasks:WordCount",
+        method="count",
+        input_uri="s3://lake/quotes/",
+        output_uri="s3://lake/counts/",
+        state_conn_id="genius_redis",            # the job must reach it; its password: see below
+        environment={"AWS_DEFAULT_REGION": "eu-west-1"},
+        deferrable=True,
+    )
+
+What happens: the TaskSpec goes into ``containerOverrides.environment`` (``GENIUS_TASK_SPEC``) and
+``containerOverrides.command`` is ``["run", "--spec-env", "GENIUS_TASK_SPEC"]``, so the image's
+ENTRYPOINT stays in charge. The job name is the same on every try of a task instance, so a retry after
+a worker crash waits for the job the earlier try left running (found through Airflow's
+``task_state_store``, else ``list_jobs`` by name) instead of submitting another. The job's CloudWatch
+log goes to the task log; the result comes from the run record (DESIGN §5). Killing the task
+terminates the job, from the worker (``on_kill``) or, deferred, from the triggerer.
+
+Secrets: Batch container overrides cannot carry ``secrets``. If the state store needs a password, declare
+it in the job definition (``containerProperties.secrets: [{"name": "GENIUS_STATE_PASSWORD", "valueFrom":
+<secret ARN>}]``); the operator checks that and otherwise refuses to submit (it never puts the value in
+the overrides).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from airflow.providers.amazon.aws.operators.batch import BatchOperator
+
+from airflow_genius.links.record import GeniusRecordLink
+from airflow_genius.operators.aws_common import check_platform_secrets, deterministic_name, merge_env
+from airflow_genius.operators.base import GENIUS_TEMPLATE_FIELDS, identity_from_context
+from airflow_genius.operators.container import ContainerLaunch, GeniusContainerMixin
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+#: task_state_store key of the submitted job id (Airflow 3.3+), checked before ``list_jobs`` on a retry.
+JOB_ID_KEY = "batch_job_id"
+#: Batch states of a job that is still on its way (a retry waits for it rather than submitting another).
+LIVE_STATES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING")
+
+
+def batch_container_overrides(
+    launch: ContainerLaunch,
+    *,
+    base: Mapping[str, Any] | None = None,
+    platform_secrets: Collection[str] = (),
+    where: str = "the job definition",
+) -> dict[str, Any]:
+    """The ``containerOverrides`` of ``submit_job`` for ``launch`` (pure).
+
+    ``command`` is ``launch.args`` (the image ENTRYPOINT ``genius`` stays); ``environment`` is ``base``'s
+    environment plus ``launch.env`` (the genius names win). Secret values are never included: every
+    name in ``launch.secret_env`` must be in ``platform_secrets`` (the job definition's ``secrets``),
+    else :class:`~airflow_genius.operators.aws_common.SecretNotDeliverable` is raised.
+
+    >>> from airflow_genius.core.spec import build_spec
+    >>> from airflow_genius.operators.container import container_launch
+    >>> launch = container_launch(build_spec("m:T", "go", dag_id="d", task_id="t", run_id="r"))
+    >>> overrides = batch_container_overrides(launch, base={"vcpus": 2})
+    >>> overrides["command"], [e["name"] for e in overrides["environment"]], overrides["vcpus"]
+    (['run', '--spec-env', 'GENIUS_TASK_SPEC'], ['GENIUS_TASK_SPEC'], 2)
+    """
+    check_platform_secrets(launch.secret_env, declared=platform_secrets, where=where)
+    overrides = dict(base or {})
+    overrides["command"] = list(launch.args)
+    overrides["environment"] = merge_env(overrides.get("environment"), launch.env)
+    return overrides
+
+
+def job_definition_secrets(job_definition: Mapping[str, Any]) -> set[str]:
+    """Names of the ``secrets`` a (described) job definition injects into its container."""
+    props = job_definition.get("containerProperties") or {}
+    return {secret["name"] for secret in props.get("secrets") or ()}
+
+
+class GeniusBatchOperator(GeniusContainerMixin, BatchOperator):
+    """Run a genius task as an AWS Batch job; the run record's result is the XCom.
+
+    Args (besides the genius arguments of :class:`~airflow_genius.operators.base.GeniusOperatorMixin`
+    and those of ``BatchOperator``: ``job_queue``, ``job_definition``, ``aws_conn_id``, ``region_name``,
+    ``container_overrides`` (vcpus, memory, resourceRequirements …), ``deferrable``, ``poll_interval``,
+    ``tags``, ``retry_strategy`` …):
+        job_name: prefix of the job name (default ``genius``); a digest of the task instance is appended
+            so that every try of one task instance submits under the same name.
+        environment: plain environment of the container (templated); never put secrets here.
+        reattach: on a retry, wait for the job an earlier try left running instead of submitting again.
+        awslogs_enabled: copy the job's CloudWatch log into the task log (default True).
+    """
+
+    operator_extra_links = (*BatchOperator.operator_extra_links, GeniusRecordLink())
+
+    template_fields: Sequence[str] = (
+        *GENIUS_TEMPLATE_FIELDS,
+        *BatchOperator.template_fields,
+        "environment",
+    )
+    template_fields_renderers: ClassVar[dict[str, str]] = {
+        **BatchOperator.template_fields_renderers,
+        "genius_call": "json",
+        "environment": "json",
+    }
+    ui_color = "#ff9900"
+
+    def __init__(
+        self,
+        *,
+        job_queue: str,
+        job_definition: str,
+        job_name: str = "genius",
+        environment: Mapping[str, str] | None = None,
+        reattach: bool = True,
+        awslogs_enabled: bool = True,
+        awslogs_fetch_interval: timedelta = timedelta(seconds=5),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            job_queue=job_queue,
+            job_definition=job_definition,
+            job_name=job_name,
+            awslogs_enabled=awslogs_enabled,
+            awslogs_fetch_interval=awslogs_fetch_interval,
+            **kwargs,
+        )
+        self.environment: dict[str, str] = dict(environment or {})
+        self.reattach = reattach
+        if self.wait_for_completion is False:  # the result is the run record, read after the end
+            raise ValueError(f"{type(self).__name__} always waits for its result: drop wait_for_completion=False")
+        self._log_fetcher_started = False
+
+    # ------------------------------------------------------------------ request
+    def platform_secrets(self) -> set[str]:
+        """Names of the secrets the job definition injects (one describe call)."""
+        client: Any = self.hook.client  # boto3's batch client (the provider types it as a protocol)
+        name = self.job_definition
+        if name.startswith("arn:") or ":" in name:
+            found = client.describe_job_definitions(jobDefinitions=[name])["jobDefinitions"]
+        else:  # a bare name means its latest ACTIVE revision
+            found = client.describe_job_definitions(jobDefinitionName=name, status="ACTIVE")["jobDefinitions"]
+            found = sorted(found, key=lambda d: d.get("revision", 0))[-1:]
+        return job_definition_secrets(found[0]) if found else set()
+
+    def build_overrides(self, context: Context) -> dict[str, Any]:
+        """This task instance's ``containerOverrides`` (secrets checked against the job definition)."""
+        launch = self.prepare_launch(context, extra_env=self.environment)
+        declared = self.platform_secrets() if launch.secret_env else set()
+        return batch_container_overrides(
+            launch,
+            base=self.container_overrides,
+            platform_secrets=declared,
+            where=f"job definition {self.job_definition!r}",
+        )
+
+    def job_name_for(self, context: Context) -> str:
+        who = identity_from_context(context)
+        return deterministic_name(
+            who["dag_id"], who["task_id"], who["run_id"], who["map_index"], prefix=self.job_name
+        )
+
+    # ------------------------------------------------------------------ reattach
+    def find_previous_job(self, context: Context) -> str | None:
+        """A job an earlier try of this task instance left on its way, else None.
+
+        Only live jobs count: a finished one is never taken for this try's result, so clearing a task
+        really runs it again (at worst a crash right after the job ended reruns it; partitions are
+        idempotent)."""
+        stored = _state_store_get(context, JOB_ID_KEY)
+        if stored:
+            jobs = self.hook.get_conn().describe_jobs(jobs=[str(stored)])["jobs"]
+            status = jobs[0]["status"] if jobs else None
+            if status in LIVE_STATES:
+                self.log.info("reattaching to AWS Batch job %s (%s) from an earlier try", stored, status)
+                return str(stored)
+        client: Any = self.hook.client
+        found = client.list_jobs(
+            jobQueue=self.job_queue, filters=[{"name": "JOB_NAME", "values": [self.job_name]}]
+        )["jobSummaryList"]
+        live = sorted(
+            (job for job in found if job.get("jobName") == self.job_name and job["status"] in LIVE_STATES),
+            key=lambda job: job.get("createdAt", 0),
+        )
+        if live:
+            job = live[-1]
+            if len(live) > 1:
+                self.log.warning("%d live jobs named %s; waiting for the newest", len(live), self.job_name)
+            self.log.info(
+                "reattaching to AWS Batch job %s (%s) named %s from an earlier try",
+                job["jobId"], job["status"], self.job_name,
+            )  # fmt: skip
+            return str(job["jobId"])
+        return None
+
+    # ------------------------------------------------------------------ run
+    def execute(self, context: Context) -> Any:
+        self.container_overrides = self.build_overrides(context)  # refused before anything is submitted
+        self.job_name = self.job_name_for(context)
+        previous = self.find_previous_job(context) if self.reattach else None
+        if previous:
+            self.job_id = previous
+        else:
+            self.submit_job(context)
+        _state_store_set(context, JOB_ID_KEY, self.job_id)
+        job = self._persist_links(context)
+        if self.deferrable and job.get("status") not in ("SUCCEEDED", "FAILED"):
+            from airflow_genius.triggers.batch import GeniusBatchJobTrigger
+
+            self.defer(
+                timeout=self.execution_timeout,
+                trigger=GeniusBatchJobTrigger(
+                    job_id=self.job_id,
+                    waiter_max_attempts=self.max_retries,
+                    aws_conn_id=self.aws_conn_id,
+                    region_name=self.region_name,
+                    waiter_delay=self.poll_interval,
+                    verify=self.verify,
+                    botocore_config=self.botocore_config,
+                ),
+                method_name="execute_complete",
+            )
+        self.wait_in_worker()
+        return self.finish_job(context)
+
+    def wait_in_worker(self) -> None:
+        """Wait for the job in this worker, copying its CloudWatch log into the task log."""
+        assert self.job_id is not None
+        if not self.awslogs_enabled:
+            self.hook.wait_for_job(self.job_id)
+            return
+        self._log_fetcher_started = False
+        self.hook.wait_for_job(self.job_id, get_batch_log_fetcher=self._get_batch_log_fetcher)
+        if not self._log_fetcher_started:
+            # The log stream only showed up after the job ended (short jobs; engines that publish the
+            # stream at the end): copy the whole log now.
+            self._copy_whole_log(self.job_id)
+
+    def _get_batch_log_fetcher(self, job_id: str) -> Any:
+        fetcher = super()._get_batch_log_fetcher(job_id)
+        self._log_fetcher_started = fetcher is not None
+        return fetcher
+
+    def _copy_whole_log(self, job_id: str) -> None:
+        fetcher = super()._get_batch_log_fetcher(job_id)
+        if fetcher is None:
+            self.log.warning("AWS Batch job %s has no CloudWatch log stream", job_id)
+            return
+        fetcher.stop()
+        fetcher.run()  # stopped: forwards every event once, in this thread
+
+    def finish_job(self, context: Context) -> Any:
+        """The job ended: the platform's verdict plus the run record decide the result."""
+        assert self.job_id is not None
+        self._persist_cloudwatch_link(context)
+        job = self.hook.get_job_description(self.job_id)
+        return self.finish_remote(context, failure=job_failure(job))
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
+        """Back from the triggerer: copy the log, then the run record decides."""
+        from airflow.providers.amazon.aws.utils import validate_execute_complete_event
+
+        self.job_id = validate_execute_complete_event(event)["job_id"]
+        if self.awslogs_enabled:
+            self._copy_whole_log(self.job_id)
+        return self.finish_job(context)
+
+    def on_kill(self) -> None:
+        """Terminate the job this worker submitted or reattached to."""
+        if self.job_id:
+            super().on_kill()
+
+
+def job_failure(job: Mapping[str, Any]) -> str | None:
+    """What Batch says went wrong with a finished job (None: it succeeded).
+
+    >>> job_failure({"jobId": "j1", "status": "FAILED", "statusReason": "Essential container exited",
+    ...              "container": {"exitCode": 1}})
+    'AWS Batch job j1 FAILED (exit code 1): Essential container exited'
+    """
+    status = job.get("status")
+    if status == "SUCCEEDED":
+        return None
+    attempts = job.get("attempts") or [{}]
+    exit_code = (job.get("container") or {}).get("exitCode", (attempts[-1].get("container") or {}).get("exitCode"))
+    text = f"AWS Batch job {job.get('jobId')} {status}"
+    if exit_code is not None:
+        text += f" (exit code {exit_code})"
+    if job.get("statusReason"):
+        text += f": {job['statusReason']}"
+    return text
+
+
+class GeniusBatchSpoutOperator(GeniusBatchOperator):
+    """A genius :class:`~airflow_genius.core.task.Spout` as an AWS Batch job."""
+
+    genius_kind = "spout"
+
+
+class GeniusBatchBoltOperator(GeniusBatchOperator):
+    """A genius :class:`~airflow_genius.core.task.Bolt` as an AWS Batch job."""
+
+    genius_kind = "bolt"
+
+
+def _state_store_get(context: Context, key: str) -> Any:
+    store = context.get("task_state_store")  # Airflow ≥ 3.3 with a task runner
+    if store is None:
+        return None
+    try:
+        return store.get(key)
+    except Exception:  # no supervisor (a unit test calling execute directly): list_jobs still works
+        return None
+
+
+def _state_store_set(context: Context, key: str, value: Any) -> None:
+    store = context.get("task_state_store")
+    if store is None:
+        return
+    try:
+        store.set(key, value)
+    except Exception:  # reattach by job name still works
+        return

@@ -1,0 +1,322 @@
+"""Server-rendered HTML of the Genius dashboard: small, dependency-free and accessible.
+
+Every value that comes from a run record is escaped (task code controls results, errors and metrics).
+A GET form filters, ``<details>`` folds history and tracebacks, status is written as text (colour only
+repeats it), tables have captions and header scopes, and the page follows the browser's light/dark
+preference. The one script: inside the Airflow UI the page sits in a sandboxed iframe that may not
+navigate the top window, so links to Airflow pages (``data-airflow``) are handed to the UI's router
+(same origin, ``history.pushState`` + ``popstate``); outside a frame they are ordinary links.
+
+>>> from airflow_genius.plugins.dashboard_html import fmt_duration
+>>> fmt_duration(3725.5)
+'1 h 2 min 5 s'
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timezone
+from html import escape
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
+
+from airflow_genius.core.state import Status
+
+if TYPE_CHECKING:
+    from airflow_genius.plugins.dashboard_app import Filters, Row, StoreReport
+
+#: Longest JSON shown inline in the table (the record page and the JSON endpoint show more).
+INLINE_JSON_CHARS = 300
+#: Longest JSON or traceback shown on a record page.
+DETAIL_CHARS = 20_000
+
+_STYLE = """
+:root { color-scheme: light dark; --fg:#1b1f24; --bg:#fff; --muted:#57606a; --line:#d0d7de;
+  --ok:#116329; --bad:#a40e26; --run:#0550ae; --wait:#7d4e00; }
+@media (prefers-color-scheme: dark) { :root { --fg:#e6edf3; --bg:#0d1117; --muted:#9da7b3;
+  --line:#30363d; --ok:#56d364; --bad:#ff7b72; --run:#79c0ff; --wait:#e3b341; } }
+body { font: 14px/1.45 system-ui, sans-serif; color: var(--fg); background: var(--bg); margin: 1rem; }
+h1 { font-size: 1.3rem; margin: 0 0 .75rem; } h2 { font-size: 1.05rem; }
+form { display: flex; flex-wrap: wrap; gap: .75rem; align-items: end; margin-bottom: 1rem; }
+label { display: flex; flex-direction: column; font-size: .85rem; color: var(--muted); }
+input, select, button { font: inherit; padding: .25rem .4rem; }
+table { border-collapse: collapse; width: 100%; }
+caption { text-align: left; color: var(--muted); padding-bottom: .4rem; }
+th, td { border-bottom: 1px solid var(--line); padding: .35rem .5rem; text-align: left; vertical-align: top; }
+td:nth-child(9) { min-width: 12rem; }
+th { font-size: .8rem; text-transform: uppercase; color: var(--muted); }
+code, pre { font: 12px/1.4 ui-monospace, monospace; white-space: pre-wrap; word-break: break-word; }
+.status { font-weight: 600; } .SUCCESS { color: var(--ok); } .FAILED, .CANCELLED { color: var(--bad); }
+.RUNNING { color: var(--run); } .QUEUED { color: var(--wait); }
+.stores { color: var(--muted); margin: .5rem 0 1rem; padding-left: 1.2rem; }
+.store-error { color: var(--bad); }
+a:focus, button:focus, summary:focus, input:focus, select:focus { outline: 2px solid var(--run); }
+dl { display: grid; grid-template-columns: max-content 1fr; gap: .25rem 1rem; }
+dt { color: var(--muted); }
+"""
+
+_SCRIPT = """
+document.addEventListener("click", function (event) {
+  var link = event.target.closest ? event.target.closest("a[data-airflow]") : null;
+  if (!link || window.top === window || event.button !== 0 || event.ctrlKey || event.metaKey || event.shiftKey) {
+    return;
+  }
+  try {
+    var top = window.top;
+    if (top.location.origin !== window.location.origin) { return; }
+    event.preventDefault();
+    top.history.pushState({}, "", link.getAttribute("href"));
+    top.dispatchEvent(new PopStateEvent("popstate", {state: {}}));
+  } catch (error) { /* not allowed: the link stays in the frame */ }
+});
+"""
+
+_MARK = {
+    Status.SUCCESS: "✓",
+    Status.FAILED: "✗",
+    Status.CANCELLED: "⊘",
+    Status.RUNNING: "▶",
+    Status.QUEUED: "…",
+}
+
+
+def page(title: str, body: str, *, status_code_note: str = "") -> str:
+    """A whole HTML document around ``body`` (already escaped)."""
+    note = f"<p role='alert'>{escape(status_code_note)}</p>" if status_code_note else ""
+    return (
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<title>{escape(title)}</title><style>{_STYLE}</style></head>"
+        f"<body><main>{note}{body}</main><script>{_SCRIPT}</script></body></html>"
+    )
+
+
+def airflow_link(href: str, text: str) -> str:
+    """A link to an Airflow UI page that also works from inside the UI's plugin iframe."""
+    return f"<a href='{escape(href)}' target='_top' data-airflow>{escape(text)}</a>"
+
+
+def fmt_time(moment: datetime | None) -> str:
+    """``<time>`` in UTC, or an em dash."""
+    if moment is None:
+        return "—"
+    utc = moment.astimezone(timezone.utc)
+    return f"<time datetime='{escape(utc.isoformat())}'>{utc:%Y-%m-%d %H:%M:%S} UTC</time>"
+
+
+def fmt_duration(seconds: float | None) -> str:
+    """Human duration: ``0.42 s``, ``12.3 s``, ``3 min 4 s``, ``1 h 2 min 5 s``; ``—`` when unknown."""
+    if seconds is None:
+        return "—"
+    if seconds < 60:
+        return f"{seconds:.2f} s" if seconds < 10 else f"{seconds:.1f} s"
+    whole = int(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = ([f"{hours} h"] if hours else []) + [f"{minutes} min", f"{secs} s"]
+    return " ".join(parts)
+
+
+def fmt_json(value: Any, limit: int = INLINE_JSON_CHARS) -> str:
+    """Compact JSON of ``value`` in ``<code>``, cut at ``limit`` characters (escaped)."""
+    if value is None or value == {} or value == []:
+        return "—"
+    text = json.dumps(value, default=str, ensure_ascii=False, sort_keys=True)
+    if len(text) > limit:
+        text = text[:limit] + f"… ({len(text)} chars)"
+    return f"<code>{escape(text)}</code>"
+
+
+def fmt_metrics(metrics: dict[str, Any], limit: int = 80) -> str:
+    """Metrics as ``name = value`` lines (each value cut at ``limit`` characters)."""
+    if not metrics:
+        return "—"
+
+    def value_text(value: Any) -> str:
+        text = json.dumps(value, default=str, ensure_ascii=False)
+        return text if len(text) <= limit else text[:limit] + "…"
+
+    items = "".join(
+        f"<li><code>{escape(str(name))} = {escape(value_text(value))}</code></li>"
+        for name, value in sorted(metrics.items())
+    )
+    return f"<ul style='margin:0;padding-left:1rem'>{items}</ul>"
+
+
+def fmt_status(status: Status) -> str:
+    return f"<span class='status {status.value}'>{_MARK[status]} {status.value}</span>"
+
+
+def fmt_error(error: dict[str, Any] | None, *, limit: int = INLINE_JSON_CHARS) -> str:
+    """``Type: message`` with the traceback folded in ``<details>``."""
+    if not error:
+        return "—"
+    kind = escape(str(error.get("type") or "Error"))
+    message = str(error.get("message") or "")
+    message = message if len(message) <= limit else message[:limit] + "…"
+    text = f"<strong>{kind}</strong>: {escape(message)}"
+    traceback = error.get("traceback")
+    if traceback:
+        trace = str(traceback)[-DETAIL_CHARS:]
+        text += f"<details><summary>traceback</summary><pre>{escape(trace)}</pre></details>"
+    return text
+
+
+def fmt_history(row: Row) -> str:
+    """The append-only history, folded: ``N transitions``."""
+    history = row.record.history
+    items = "".join(
+        f"<li>{fmt_status(entry.status)} {fmt_time(entry.at)} · try {entry.try_number}"
+        + (f" · {escape(entry.host)}" if entry.host else "")
+        + (f" · {escape(entry.message)}" if entry.message else "")
+        + "</li>"
+        for entry in history
+    )
+    label = f"{len(history)} transition{'s' if len(history) != 1 else ''}"
+    return f"<details><summary>{label}</summary><ol>{items}</ol></details>"
+
+
+def _filter_form(filters: Filters, action: str) -> str:
+    options = "".join(
+        f"<option value='{s.value}'{' selected' if filters.status is s else ''}>{s.value}</option>"
+        for s in Status
+    )
+    return (
+        f"<form method='get' action='{escape(action)}' aria-label='Filter run records'>"
+        f"<label>DAG<input name='dag_id' value='{escape(filters.dag_id or '')}'></label>"
+        f"<label>Task<input name='task_id' value='{escape(filters.task_id or '')}'></label>"
+        "<label>Status<select name='status'>"
+        f"<option value=''>any</option>{options}</select></label>"
+        f"<label>Limit<input name='limit' type='number' min='1' max='1000' value='{filters.limit}'></label>"
+        "<button type='submit'>Filter</button></form>"
+    )
+
+
+def _stores_list(stores: Sequence[StoreReport], codes: dict[str, str]) -> str:
+    items = []
+    for store in stores:
+        code = f"<strong>{codes[store.label]}</strong> "
+        if store.error:
+            items.append(
+                f"<li class='store-error'>{code}{escape(store.label)}: unavailable ({escape(store.error)})</li>"
+            )
+        else:
+            items.append(f"<li>{code}{escape(store.label)}: {store.count} record(s)</li>")
+    return f"<ul class='stores' aria-label='State stores'>{''.join(items)}</ul>"
+
+
+def store_codes(stores: Sequence[StoreReport]) -> dict[str, str]:
+    """Short names of the stores for the table (``S1``, ``S2`` … in configuration order)."""
+    return {store.label: f"S{index}" for index, store in enumerate(stores, start=1)}
+
+
+def record_href(base: str, row: Row) -> str:
+    """Dashboard URL of one record (``base`` is the dashboard's mount path)."""
+    key = row.record.key
+    query = urlencode(
+        {"dag_id": key.dag_id, "task_id": key.task_id, "run_id": key.run_id, "map_index": key.map_index}
+    )
+    return f"{base}/record?{query}"
+
+
+def records_page(
+    rows: Sequence[Row],
+    stores: Sequence[StoreReport],
+    filters: Filters,
+    *,
+    base: str,
+    airflow_url: Any,
+) -> str:
+    """The list page: filter form, store summary, one table row per run record.
+
+    ``airflow_url(key)`` gives the Airflow UI link of a record's task instance.
+    """
+    codes = store_codes(stores)
+    body_rows = "".join(
+        _table_row(row, code=codes.get(row.store, "?"), base=base, airflow_url=airflow_url) for row in rows
+    )
+    if not rows:
+        body_rows = "<tr><td colspan='11'>No run records match.</td></tr>"
+    headers = (
+        "Store",
+        "DAG · task",
+        "Run",
+        "Status",
+        "Try",
+        "Updated",
+        "Duration",
+        "History",
+        "Metrics",
+        "Window / checkpoint",
+        "Error · result",
+    )
+    head = "".join(f"<th scope='col'>{h}</th>" for h in headers)
+    body = (
+        "<h1>Genius run records</h1>"
+        f"{_filter_form(filters, base + '/')}"
+        f"{_stores_list(stores, codes)}"
+        f"<table><caption>{len(rows)} record(s), most recently updated first"
+        f" (JSON: <a href='{escape(base)}/api/records?{escape(filters.query())}'>api/records</a>)</caption>"
+        f"<thead><tr>{head}</tr></thead><tbody>{body_rows}</tbody></table>"
+    )
+    return page("Genius run records", body)
+
+
+def _table_row(row: Row, *, code: str, base: str, airflow_url: Any) -> str:
+    record = row.record
+    key = record.key
+    mapped = f" [{key.map_index}]" if key.map_index >= 0 else ""
+    outcome = fmt_error(record.error) if record.error else fmt_json(record.result)
+    cells = (
+        f"<abbr title='{escape(row.store)}'>{code}</abbr>",
+        f"{escape(key.dag_id)} · {escape(key.task_id)}{mapped}",
+        f"<a href='{escape(record_href(base, row))}'>{escape(key.run_id)}</a>"
+        f"<br>{airflow_link(airflow_url(key), 'task instance in Airflow')}",
+        fmt_status(record.status),
+        str(record.try_number),
+        fmt_time(record.updated_at),
+        fmt_duration(row.duration_seconds),
+        fmt_history(row),
+        fmt_metrics(record.metrics),
+        fmt_json(record.window),
+        outcome,
+    )
+    return "<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>"
+
+
+def record_page(rows: Sequence[Row], *, base: str, airflow_url: Any) -> str:
+    """One run key's record(s) in full (several stores may hold the same key)."""
+    sections = "".join(_record_section(row, airflow_url=airflow_url) for row in rows)
+    key = rows[0].record.key
+    title = str(key)
+    body = f"<p><a href='{escape(base)}/'>← all run records</a></p><h1>{escape(title)}</h1>{sections}"
+    return page(f"Genius record {title}", body)
+
+
+def _record_section(row: Row, *, airflow_url: Any) -> str:
+    record = row.record
+    items: Iterable[tuple[str, str]] = (
+        ("Store", escape(row.store)),
+        ("Status", fmt_status(record.status)),
+        ("Try", str(record.try_number)),
+        ("Airflow", airflow_link(airflow_url(record.key), "task instance")),
+        ("Created", fmt_time(record.created_at)),
+        ("Updated", fmt_time(record.updated_at)),
+        ("Heartbeat", fmt_time(record.heartbeat_at)),
+        ("Duration", fmt_duration(row.duration_seconds)),
+        ("Metrics", fmt_metrics(record.metrics, DETAIL_CHARS)),
+        ("Window / checkpoint", fmt_json(record.window, DETAIL_CHARS)),
+        ("Result", fmt_json(record.result, DETAIL_CHARS)),
+        ("Error", fmt_error(record.error, limit=DETAIL_CHARS)),
+        ("Info", fmt_json(record.info, DETAIL_CHARS)),
+        ("History", fmt_history(row).replace("<details>", "<details open>", 1)),
+    )
+    rows = "".join(f"<dt>{name}</dt><dd>{value}</dd>" for name, value in items)
+    return f"<section aria-label='{escape(row.store)}'><h2>{escape(row.store)}</h2><dl>{rows}</dl></section>"
+
+
+def message_page(title: str, message: str, *, link: tuple[str, str] | None = None) -> str:
+    """A short page for 401/404/400 answers (``link`` = (href, text))."""
+    extra = f"<p><a href='{escape(link[0])}' target='_top'>{escape(link[1])}</a></p>" if link else ""
+    return page(title, f"<h1>{escape(title)}</h1><p>{escape(message)}</p>{extra}")

@@ -221,7 +221,9 @@ class GeniusOperatorMixin(BaseOperator):
         if failure is not None:
             if record is not None and record.status is Status.FAILED and record.error:
                 error = _log_traceback(record)
-                raise GeniusTaskFailed(f"{error.get('type', 'Error')}: {error.get('message', '')} ({failure})")
+                raise GeniusTaskFailed(
+                    f"{error.get('type', 'Error')}: {error.get('message', '')} ({failure})"
+                )
             status = record.status.value if record else "missing"
             raise GeniusTaskFailed(f"{failure} (run record: {status})")
         if record is None:
@@ -244,6 +246,29 @@ class GeniusOperatorMixin(BaseOperator):
         raise GeniusTaskFailed(
             f"genius task {record.key} ended without a result (status {record.status.value})"
         )
+
+
+def task_state_get(context: Mapping[str, Any], key: str) -> Any:
+    """A value an earlier try of this task instance kept in Airflow's ``task_state_store`` (3.3+), e.g. a
+    remote job id to reattach to; None when there is none or no store (older Airflow, a direct call)."""
+    store = context.get("task_state_store")
+    if store is None:
+        return None
+    try:
+        return store.get(key)
+    except Exception:  # no supervisor to ask: the runners fall back to finding the job by name
+        return None
+
+
+def task_state_set(context: Mapping[str, Any], key: str, value: Any) -> None:
+    """Keep ``value`` for later tries of this task instance (best effort, see :func:`task_state_get`)."""
+    store = context.get("task_state_store")
+    if store is None:
+        return
+    try:
+        store.set(key, value)
+    except Exception:  # reattach by the job's deterministic name still works
+        return
 
 
 def _log_traceback(record: RunRecord) -> dict[str, Any]:

@@ -41,7 +41,12 @@ from airflow.providers.amazon.aws.operators.batch import BatchOperator
 
 from airflow_genius.links.record import GeniusRecordLink
 from airflow_genius.operators.aws_common import check_platform_secrets, deterministic_name, merge_env
-from airflow_genius.operators.base import GENIUS_TEMPLATE_FIELDS, identity_from_context
+from airflow_genius.operators.base import (
+    GENIUS_TEMPLATE_FIELDS,
+    identity_from_context,
+    task_state_get,
+    task_state_set,
+)
 from airflow_genius.operators.container import ContainerLaunch, GeniusContainerMixin
 
 if TYPE_CHECKING:
@@ -138,7 +143,9 @@ class GeniusBatchOperator(GeniusContainerMixin, BatchOperator):
         self.environment: dict[str, str] = dict(environment or {})
         self.reattach = reattach
         if self.wait_for_completion is False:  # the result is the run record, read after the end
-            raise ValueError(f"{type(self).__name__} always waits for its result: drop wait_for_completion=False")
+            raise ValueError(
+                f"{type(self).__name__} always waits for its result: drop wait_for_completion=False"
+            )
         self._log_fetcher_started = False
 
     # ------------------------------------------------------------------ request
@@ -177,7 +184,7 @@ class GeniusBatchOperator(GeniusContainerMixin, BatchOperator):
         Only live jobs count: a finished one is never taken for this try's result, so clearing a task
         really runs it again (at worst a crash right after the job ended reruns it; partitions are
         idempotent)."""
-        stored = _state_store_get(context, JOB_ID_KEY)
+        stored = task_state_get(context, JOB_ID_KEY)
         if stored:
             jobs = self.hook.get_conn().describe_jobs(jobs=[str(stored)])["jobs"]
             status = jobs[0]["status"] if jobs else None
@@ -212,7 +219,7 @@ class GeniusBatchOperator(GeniusContainerMixin, BatchOperator):
             self.job_id = previous
         else:
             self.submit_job(context)
-        _state_store_set(context, JOB_ID_KEY, self.job_id)
+        task_state_set(context, JOB_ID_KEY, self.job_id)
         job = self._persist_links(context)
         if self.deferrable and job.get("status") not in ("SUCCEEDED", "FAILED"):
             from airflow_genius.triggers.batch import GeniusBatchJobTrigger
@@ -292,7 +299,9 @@ def job_failure(job: Mapping[str, Any]) -> str | None:
     if status == "SUCCEEDED":
         return None
     attempts = job.get("attempts") or [{}]
-    exit_code = (job.get("container") or {}).get("exitCode", (attempts[-1].get("container") or {}).get("exitCode"))
+    exit_code = (job.get("container") or {}).get(
+        "exitCode", (attempts[-1].get("container") or {}).get("exitCode")
+    )
     text = f"AWS Batch job {job.get('jobId')} {status}"
     if exit_code is not None:
         text += f" (exit code {exit_code})"
@@ -311,23 +320,3 @@ class GeniusBatchBoltOperator(GeniusBatchOperator):
     """A genius :class:`~airflow_genius.core.task.Bolt` as an AWS Batch job."""
 
     genius_kind = "bolt"
-
-
-def _state_store_get(context: Context, key: str) -> Any:
-    store = context.get("task_state_store")  # Airflow ≥ 3.3 with a task runner
-    if store is None:
-        return None
-    try:
-        return store.get(key)
-    except Exception:  # no supervisor (a unit test calling execute directly): list_jobs still works
-        return None
-
-
-def _state_store_set(context: Context, key: str, value: Any) -> None:
-    store = context.get("task_state_store")
-    if store is None:
-        return
-    try:
-        store.set(key, value)
-    except Exception:  # reattach by job name still works
-        return

@@ -35,7 +35,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow.sdk import BaseOperator
 
 from airflow_genius.links.record import GeniusRecordLink
-from airflow_genius.operators.base import GENIUS_TEMPLATE_FIELDS, GeniusOperatorMixin, identity_from_context
+from airflow_genius.operators.base import (
+    GENIUS_TEMPLATE_FIELDS,
+    GeniusOperatorMixin,
+    identity_from_context,
+    task_state_get,
+    task_state_set,
+)
 from airflow_genius.operators.slurm_script import SlurmContainer, SlurmJobOptions
 
 if TYPE_CHECKING:
@@ -83,7 +89,7 @@ class SlurmJobMixin(BaseOperator):
         successfully, when Airflow's task_state_store remembers it), else None."""
         from airflow_genius.hooks.slurm_protocol import check_job_id
 
-        stored = _state_store_get(context, JOB_ID_KEY)
+        stored = task_state_get(context, JOB_ID_KEY)
         if stored:
             verdict = hook.poll(check_job_id(str(stored))).verdict
             if (not verdict.finished and not verdict.missing) or verdict.succeeded:
@@ -99,7 +105,7 @@ class SlurmJobMixin(BaseOperator):
 
     def remember_job(self, context: Context, job_id: str) -> None:
         self.job_id = job_id
-        _state_store_set(context, JOB_ID_KEY, job_id)
+        task_state_set(context, JOB_ID_KEY, job_id)
 
     def wait_for_job(
         self, context: Context, hook: SlurmHook, job_id: str, output_path: str
@@ -274,23 +280,3 @@ class GeniusSlurmBoltOperator(GeniusSlurmOperator):
     """A genius :class:`~airflow_genius.core.task.Bolt` on Slurm."""
 
     genius_kind = "bolt"
-
-
-def _state_store_get(context: Context, key: str) -> Any:
-    store = context.get("task_state_store")  # Airflow ≥ 3.3 with a task runner
-    if store is None:
-        return None
-    try:
-        return store.get(key)
-    except Exception:  # no supervisor (e.g. a unit test calling execute directly)
-        return None
-
-
-def _state_store_set(context: Context, key: str, value: Any) -> None:
-    store = context.get("task_state_store")
-    if store is None:
-        return
-    try:
-        store.set(key, value)
-    except Exception:  # reattach by job name still works
-        return

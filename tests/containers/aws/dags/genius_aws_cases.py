@@ -1,12 +1,14 @@
 """Test DAGs for the AWS Batch and ECS runners (tests/containers/aws/test_batch.py, test_ecs.py): a bolt over S3, a failing task,
-a sleeper (kill / crash + retry), and the two secret cases — one DAG per case and runner.
+a sleeper (kill / crash + retry), the two secret cases and a bounded stream window — one DAG per case and
+runner.
 
 Configured by the tests through the environment (names made by tests/containers/aws/rig.py):
 ``GENIUS_TEST_AWS_CONN_ID``, ``GENIUS_TEST_BUCKET``, ``GENIUS_TEST_CONTAINER_ENV`` (JSON: the plain
 environment that lets the container reach moto), ``GENIUS_TEST_SLEEP``, ``GENIUS_TEST_STATE_CONN_ID``;
 Batch: ``GENIUS_TEST_BATCH_QUEUE``, ``GENIUS_TEST_BATCH_JOBDEF``, ``GENIUS_TEST_BATCH_JOBDEF_SECRET``;
 ECS: ``GENIUS_TEST_ECS_CLUSTER``, ``GENIUS_TEST_ECS_TASKDEF``, ``GENIUS_TEST_ECS_TASKDEF_SECRET``,
-``GENIUS_TEST_ECS_LOG_GROUP``, ``GENIUS_TEST_ECS_LOG_PREFIX``.
+``GENIUS_TEST_ECS_LOG_GROUP``, ``GENIUS_TEST_ECS_LOG_PREFIX``; the stream DAGs: ``GENIUS_TEST_STREAM_BASE``
+(a Redis URL the containers reach), ``GENIUS_TEST_STREAM_PREFIX`` (the names of its streams).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ WORD_COUNT = "airflow_genius.examples.tasks:WordCount"
 ENV = os.environ.get
 BUCKET = ENV("GENIUS_TEST_BUCKET", "genius-test")
 SLEEP = float(ENV("GENIUS_TEST_SLEEP", "30"))
+STREAM = ENV("GENIUS_TEST_STREAM_BASE", "redis://127.0.0.1:6379/15")
+STREAM_PREFIX = ENV("GENIUS_TEST_STREAM_PREFIX", "aws_stream")
 COMMON: dict[str, Any] = {
     "aws_conn_id": ENV("GENIUS_TEST_AWS_CONN_ID", "aws_default"),
     "environment": json.loads(ENV("GENIUS_TEST_CONTAINER_ENV", "{}")),
@@ -86,6 +90,20 @@ def _dags(runner: str) -> dict[str, DAG]:
             task_id="platform", task_class=ECHO, method="environment", method_args=[["GENIUS_STATE_PASSWORD"]],
             **state, **{**args, **secret_definition},
         )  # fmt: skip
+    dags[dag.dag_id] = dag
+    with DAG(dag_id=f"genius_{runner}_stream", schedule="*/5 * * * *", catchup=False) as dag:
+        # the window travels in the TaskSpec: a bounded stream window in the container, as in the worker
+        publish = operator(
+            task_id="publish", task_class="airflow_genius.examples.tasks:QuoteStreamSpout", method="publish",
+            method_kwargs={"count": 20}, output_uri=f"{STREAM}?stream={STREAM_PREFIX}_raw", **args,
+        )  # fmt: skip
+        enrich = operator(
+            task_id="enrich", task_class="airflow_genius.examples.tasks:Enrich", method="process",
+            input_uri=f"{STREAM}?stream={STREAM_PREFIX}_raw&group=enrich",
+            output_uri=f"{STREAM}?stream={STREAM_PREFIX}_enriched",
+            max_records=15, max_seconds=2, deferrable=True, **args,
+        )  # fmt: skip
+        publish >> enrich
     dags[dag.dag_id] = dag
     return dags
 

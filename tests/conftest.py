@@ -6,13 +6,24 @@ not reachable FAILS with the command to start it: a missing engine never turns i
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import socket
+import tempfile
 import uuid
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import pytest
+
+# Tests that import the task SDK in this process (hooks, triggers, request builders, the XCom backend)
+# get a throwaway AIRFLOW_HOME, set before anything imports airflow: importing it creates
+# $AIRFLOW_HOME/logs and reads $AIRFLOW_HOME/airflow.cfg, and the developer's ~/airflow or [genius]
+# settings must not take part. Child processes get their own home (tests/airflow_fixtures.py).
+_AIRFLOW_HOME = tempfile.mkdtemp(prefix="genius-tests-home-")
+os.environ["AIRFLOW_HOME"] = _AIRFLOW_HOME
+atexit.register(shutil.rmtree, _AIRFLOW_HOME, True)
 
 # airflow_env / run_python: real Airflow in child processes, for tests/airflow, tests/slurm, tests/xcom …
 pytest_plugins = ["airflow_fixtures"]

@@ -9,22 +9,11 @@ The rig's sshd listens on 127.0.0.1:${GENIUS_SSH_PORT:-2222} and accepts the key
 
 from __future__ import annotations
 
-import atexit
-import os
-import shutil
-import sys
-import tempfile
 from collections.abc import Iterator
 
 import pytest
 
 from slurm.rig import CONN_ID, CONN_JSON, require_rig
-
-# The hook tests import the task SDK in this process: give it a throwaway AIRFLOW_HOME.
-if "airflow" not in sys.modules:
-    _home = tempfile.mkdtemp(prefix="genius-slurm-home-")
-    os.environ["AIRFLOW_HOME"] = _home
-    atexit.register(shutil.rmtree, _home, True)
 
 
 @pytest.fixture(scope="session")

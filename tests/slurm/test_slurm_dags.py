@@ -64,7 +64,9 @@ def test_pipeline_on_slurm_worker_and_deferred(run_python, slurm_env: dict[str, 
             assert record.status is Status.SUCCESS and record.result == tis[task_id]["xcom"]
     # job output reached the Airflow task log in both modes (the runtime logs the task it runs)
     for name in ("fetch", "count"):
-        jobs = sacct_rows(name=job_name("genius_slurm_pipeline", name, result["run_id"]))
+        jobs = sacct_rows(
+            name=job_name("genius_slurm_pipeline", name, result["run_id"]), wait_for="COMPLETED"
+        )
         assert [row["state"] for row in jobs] == ["COMPLETED"], jobs
         assert f"[slurm {jobs[0]['id']}]" in output
 
@@ -79,7 +81,9 @@ def test_failures_fail_the_task_with_slurms_reason(run_python, slurm_env: dict[s
     ), output[-4000:]
 
     def state_of(task_id: str, expected: str) -> dict[str, str]:
-        (row,) = sacct_rows(name=job_name("genius_slurm_failures", task_id, result["run_id"]), wait_for=expected)
+        (row,) = sacct_rows(
+            name=job_name("genius_slurm_failures", task_id, result["run_id"]), wait_for=expected
+        )
         return row
 
     assert state_of("exits_3", "FAILED")["exit"] == "3:0"

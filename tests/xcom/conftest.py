@@ -10,11 +10,7 @@ tests marked ``airflow`` run real Airflow in child processes with their own AIRF
 
 from __future__ import annotations
 
-import atexit
 import os
-import shutil
-import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,12 +18,6 @@ from typing import Any
 import pytest
 from xcom_helpers import COORDS, THRESHOLD, Row, through_db
 
-# Importing the task SDK creates $AIRFLOW_HOME/logs and reads $AIRFLOW_HOME/airflow.cfg: give this process
-# a throwaway home so neither the developer's ~/airflow nor their [genius] settings take part.
-if "airflow" not in sys.modules:
-    _home = tempfile.mkdtemp(prefix="genius-xcom-home-")
-    os.environ["AIRFLOW_HOME"] = _home
-    atexit.register(shutil.rmtree, _home, True)
 for _name in [name for name in os.environ if name.startswith("AIRFLOW__GENIUS__XCOM")]:
     del os.environ[_name]
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 
 from airflow.sdk import DAG
+from stream_windows import stream_tasks
 
 from airflow_genius.operators.slurm import GeniusSlurmOperator
 from airflow_genius.operators.slurm_script import SlurmContainer
@@ -118,27 +119,5 @@ with DAG(dag_id="genius_slurm_container", schedule=None, catchup=False) as geniu
         **SLURM,
     )
 
-STREAM = os.environ.get("GENIUS_TEST_STREAM_BASE", "redis://127.0.0.1:6379/15")
-STREAM_PREFIX = os.environ.get("GENIUS_TEST_STREAM_PREFIX", "slurm_stream")
 with DAG(dag_id="genius_slurm_stream", schedule="*/5 * * * *", catchup=False) as genius_slurm_stream:
-    # the window travels in the TaskSpec: a bounded stream window on Slurm, exactly as in the worker
-    publish = GeniusSlurmOperator(
-        task_id="publish",
-        task_class="airflow_genius.examples.tasks:QuoteStreamSpout",
-        method="publish",
-        method_kwargs={"count": 20},
-        output_uri=f"{STREAM}?stream={STREAM_PREFIX}_raw",
-        **SLURM,
-    )
-    enrich = GeniusSlurmOperator(
-        task_id="enrich",
-        task_class="airflow_genius.examples.tasks:Enrich",
-        method="process",
-        input_uri=f"{STREAM}?stream={STREAM_PREFIX}_raw&group=enrich",
-        output_uri=f"{STREAM}?stream={STREAM_PREFIX}_enriched",
-        max_records=15,
-        max_seconds=2,
-        deferrable=True,
-        **SLURM,
-    )
-    publish >> enrich
+    stream_tasks(GeniusSlurmOperator, bolt_args={"deferrable": True}, **SLURM)

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 from genius_dagtest import DAG_TEST, dag_test
+from stream_windows import check_windows, run_twice, stream_env, stream_prefix
 
 from airflow_genius.core import RunKey, Status, open_state
-from airflow_genius.core.streams import open_stream_log
 from airflow_genius.hooks.slurm_protocol import job_name
 from slurm.rig import CONN_ID, GENIUS, sacct_rows, wait_for_running
 
@@ -289,49 +289,10 @@ def test_an_external_scancel_fails_the_task_with_the_reason(slurm_env: dict[str,
     assert f"Slurm job {job_id} CANCELLED" in output and "scancel" in output
 
 
-TWO_RUNS = """
-import importlib.util, json, sys
-from datetime import datetime, timedelta, timezone
-spec = importlib.util.spec_from_file_location("cases", sys.argv[1])
-module = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(module)
-out = []
-for i in range(2):
-    run = module.genius_slurm_stream.test(logical_date=datetime(2031, 6, 1, tzinfo=timezone.utc) + timedelta(minutes=5 * i))
-    out.append({"state": str(run.state), "run_id": run.run_id,
-                **{ti.task_id: ti.xcom_pull(task_ids=ti.task_id) for ti in run.get_task_instances()}})
-print("RUNS " + json.dumps(out))
-"""
-
 
 def test_a_bounded_stream_window_runs_on_slurm(run_python, slurm_env: dict[str, str], redis_url: str) -> None:  # type: ignore[no-untyped-def]
-    prefix = f"slurm_{uuid.uuid4().hex[:8]}"
-    env = {
-        **slurm_env,
-        "AIRFLOW__CORE__DAGS_FOLDER": str(TEST_DAGS),
-        "GENIUS_TEST_STREAM_BASE": redis_url,
-        "GENIUS_TEST_STREAM_PREFIX": prefix,
-    }
-    done = run_python(TWO_RUNS, env, args=[str(TEST_DAGS / "genius_slurm_cases.py")], timeout=300)
-    line = next((x for x in done.stdout.splitlines() if x.startswith("RUNS ")), None)
-    assert line, (done.stdout + done.stderr)[-4000:]
-    runs = json.loads(line.removeprefix("RUNS "))
-    assert [r["state"] for r in runs] == ["success", "success"]
-    # 20 published per run, windows of at most 15: the second window starts where the first ended
-    assert [r["enrich"] for r in runs] == [{"window": 15, "seen": 15}, {"window": 15, "seen": 30}]
-    with open_state(env["AIRFLOW__GENIUS__STATE_URI"]) as state:
-        record = state.require_run(RunKey("genius_slurm_stream", "enrich", runs[0]["run_id"]))
-    # the window's exact bounds were recorded by the runtime on the node (a retry replays them)
-    assert record.window is not None and record.window["count"] == 15 and record.window["committed"]
-    assert record.window["max_records"] == 15
-    enriched = open_stream_log(f"{redis_url}?stream={prefix}_enriched")
-    try:
-        assert len(enriched.read_all()) == 30
-    finally:
-        enriched.close()
-        import redis
-
-        client = redis.Redis.from_url(redis_url)
-        keys = list(client.scan_iter(f"{prefix}*"))
-        if keys:
-            client.delete(*keys)
+    with stream_prefix(redis_url, "slurm") as prefix:
+        env = {**slurm_env, **stream_env(redis_url, prefix)}
+        runs = run_twice(run_python, env, TEST_DAGS, "genius_slurm_cases", "genius_slurm_stream", timeout=300)
+        check_windows(runs, state_uri=env["AIRFLOW__GENIUS__STATE_URI"], dag_id="genius_slurm_stream",
+                      redis_url=redis_url, prefix=prefix)  # fmt: skip

@@ -15,9 +15,8 @@ from typing import Any
 
 import pytest
 from genius_dagtest import DAG_TEST, dag_test
+from stream_windows import check_windows, run_twice, stream_env, stream_prefix
 
-from airflow_genius.core import RunKey, open_state
-from airflow_genius.core.streams import open_stream_log
 from airflow_genius.operators.aws_common import deterministic_name
 from containers.aws import rig
 from containers.aws.conftest import QUOTES
@@ -203,56 +202,15 @@ def test_secrets_never_leave_the_platform(run_python, batch_env: dict[str, str],
     assert secret_value not in output
 
 
-TWO_RUNS = """
-import importlib.util, json, sys
-from datetime import datetime, timedelta, timezone
-spec = importlib.util.spec_from_file_location("cases", sys.argv[1])
-module = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(module)
-out = []
-for i in range(2):
-    run = getattr(module, sys.argv[2]).test(
-        logical_date=datetime(2031, 6, 1, tzinfo=timezone.utc) + timedelta(minutes=5 * i))
-    out.append({"state": str(run.state), "run_id": run.run_id,
-                **{ti.task_id: ti.xcom_pull(task_ids=ti.task_id) for ti in run.get_task_instances()}})
-print("RUNS " + json.dumps(out))
-"""
-
 
 def test_a_bounded_stream_window_runs_on_batch(run_python, batch_env: dict[str, str], redis_url: str) -> None:  # type: ignore[no-untyped-def]
-    prefix = f"batch_{uuid.uuid4().hex[:8]}"
-    env = {
-        **batch_env,
-        "AIRFLOW__CORE__DAGS_FOLDER": str(TEST_DAGS),
-        "GENIUS_TEST_STREAM_BASE": redis_url,  # the containers share the host network: the same Redis
-        "GENIUS_TEST_STREAM_PREFIX": prefix,
-    }
-    try:
-        done = run_python(TWO_RUNS, env, args=[str(TEST_DAGS / f"{FILE}.py"), "genius_batch_stream"], timeout=600)
-        line = next((x for x in done.stdout.splitlines() if x.startswith("RUNS ")), None)
-        assert line, (done.stdout + done.stderr)[-6000:]
-        runs = json.loads(line.removeprefix("RUNS "))
-        assert [r["state"] for r in runs] == ["success", "success"], (done.stdout + done.stderr)[-6000:]
-        # 20 published per run, windows of at most 15: the second window starts where the first ended
-        assert [r["enrich"] for r in runs] == [{"window": 15, "seen": 15}, {"window": 15, "seen": 30}]
-        with open_state(env["AIRFLOW__GENIUS__STATE_URI"]) as state:
-            record = state.require_run(RunKey("genius_batch_stream", "enrich", runs[0]["run_id"]))
-        # the window's exact bounds were recorded by the runtime in the container (a retry replays them)
-        assert record.window is not None and record.window["count"] == 15 and record.window["committed"]
-        assert record.window["max_records"] == 15
+    # the containers share the host network: the same Redis
+    with stream_prefix(redis_url, "batch") as prefix:
+        env = {**batch_env, **stream_env(redis_url, prefix)}
+        runs = run_twice(run_python, env, TEST_DAGS, FILE, "genius_batch_stream")
+        check_windows(runs, state_uri=env["AIRFLOW__GENIUS__STATE_URI"], dag_id="genius_batch_stream",
+                      redis_url=redis_url, prefix=prefix)  # fmt: skip
         for run in runs:  # each task of each run ran as a Batch job of its own
             for task_id in ("publish", "enrich"):
                 job = only_job(env["GENIUS_TEST_BATCH_QUEUE"], "genius_batch_stream", task_id, run["run_id"])
                 assert job["status"] == "SUCCEEDED", job
-        enriched = open_stream_log(f"{redis_url}?stream={prefix}_enriched")
-        try:
-            assert len(enriched.read_all()) == 30
-        finally:
-            enriched.close()
-    finally:
-        import redis
-
-        client = redis.Redis.from_url(redis_url)
-        keys = list(client.scan_iter(f"{prefix}*"))
-        if keys:
-            client.delete(*keys)

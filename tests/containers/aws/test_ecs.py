@@ -16,9 +16,8 @@ from typing import Any
 import pytest
 from airflow.providers.amazon.aws.utils.identifiers import generate_uuid
 from genius_dagtest import DAG_TEST, dag_test
+from stream_windows import check_windows, run_twice, stream_env, stream_prefix
 
-from airflow_genius.core import RunKey, open_state
-from airflow_genius.core.streams import open_stream_log
 from containers.aws import rig
 from containers.aws.conftest import QUOTES
 
@@ -194,56 +193,15 @@ def test_secrets_never_leave_the_platform(run_python, ecs_env: dict[str, str], s
     assert secret_value not in output
 
 
-TWO_RUNS = """
-import importlib.util, json, sys
-from datetime import datetime, timedelta, timezone
-spec = importlib.util.spec_from_file_location("cases", sys.argv[1])
-module = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(module)
-out = []
-for i in range(2):
-    run = getattr(module, sys.argv[2]).test(
-        logical_date=datetime(2031, 6, 1, tzinfo=timezone.utc) + timedelta(minutes=5 * i))
-    out.append({"state": str(run.state), "run_id": run.run_id,
-                **{ti.task_id: ti.xcom_pull(task_ids=ti.task_id) for ti in run.get_task_instances()}})
-print("RUNS " + json.dumps(out))
-"""
-
 
 def test_a_bounded_stream_window_runs_on_ecs(run_python, ecs_env: dict[str, str], redis_url: str, ecs_rig) -> None:  # type: ignore[no-untyped-def]
-    prefix = f"ecs_{uuid.uuid4().hex[:8]}"
-    env = {
-        **ecs_env,
-        "AIRFLOW__CORE__DAGS_FOLDER": str(TEST_DAGS),
-        "GENIUS_TEST_STREAM_BASE": redis_url,  # the containers share the host network: the same Redis
-        "GENIUS_TEST_STREAM_PREFIX": prefix,
-    }
-    try:
-        done = run_python(TWO_RUNS, env, args=[str(TEST_DAGS / f"{FILE}.py"), "genius_ecs_stream"], timeout=600)
-        line = next((x for x in done.stdout.splitlines() if x.startswith("RUNS ")), None)
-        assert line, (done.stdout + done.stderr)[-6000:] + str(ecs_rig["agent"].errors)
-        runs = json.loads(line.removeprefix("RUNS "))
-        assert [r["state"] for r in runs] == ["success", "success"], (done.stdout + done.stderr)[-6000:] + str(ecs_rig["agent"].errors)
-        # 20 published per run, windows of at most 15: the second window starts where the first ended
-        assert [r["enrich"] for r in runs] == [{"window": 15, "seen": 15}, {"window": 15, "seen": 30}]
-        with open_state(env["AIRFLOW__GENIUS__STATE_URI"]) as state:
-            record = state.require_run(RunKey("genius_ecs_stream", "enrich", runs[0]["run_id"]))
-        # the window's exact bounds were recorded by the runtime in the container (a retry replays them)
-        assert record.window is not None and record.window["count"] == 15 and record.window["committed"]
-        assert record.window["max_records"] == 15
+    # the containers share the host network: the same Redis
+    with stream_prefix(redis_url, "ecs") as prefix:
+        env = {**ecs_env, **stream_env(redis_url, prefix)}
+        runs = run_twice(run_python, env, TEST_DAGS, FILE, "genius_ecs_stream")
+        check_windows(runs, state_uri=env["AIRFLOW__GENIUS__STATE_URI"], dag_id="genius_ecs_stream",
+                      redis_url=redis_url, prefix=prefix)  # fmt: skip
         for run in runs:  # each task of each run ran as an ECS task of its own
             for task_id in ("publish", "enrich"):
                 task = only_task(env["GENIUS_TEST_ECS_CLUSTER"], "genius_ecs_stream", task_id, run["run_id"])
                 assert task["lastStatus"] == "STOPPED" and "exit code 0" in task["stoppedReason"], task
-        enriched = open_stream_log(f"{redis_url}?stream={prefix}_enriched")
-        try:
-            assert len(enriched.read_all()) == 30
-        finally:
-            enriched.close()
-    finally:
-        import redis
-
-        client = redis.Redis.from_url(redis_url)
-        keys = list(client.scan_iter(f"{prefix}*"))
-        if keys:
-            client.delete(*keys)

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from genius_dagtest import DAG_TEST, dag_test
+from stream_windows import check_windows, run_twice, stream_env, stream_prefix, xcom_of
 
 from airflow_genius.core import RunKey, Status, open_state
 from airflow_genius.operators.docker_request import container_name_for
@@ -298,40 +299,9 @@ def test_a_bounded_stream_window_runs_in_containers(
 ) -> None:  # type: ignore[no-untyped-def]
     """Spout → bolt over Redis streams (the containers reach the rig's Redis on the host network): two
     runs at consecutive logical dates, each bolt run reads one window of at most 15 records."""
-    import redis
-
-    from airflow_genius.core.streams import open_stream_log
-
-    prefix = f"docker_{uuid.uuid4().hex[:8]}"
-    env = {**docker_env, "GENIUS_TEST_STREAM_BASE": redis_url, "GENIUS_TEST_STREAM_PREFIX": prefix}
-    try:
-        runs = []
-        for logical_date in ("2031-06-01T00:00:00+00:00", "2031-06-01T00:05:00+00:00"):
-            result, output = dag_test(
-                run_python, env, CASES, "genius_docker_stream", file="genius_docker_cases",
-                logical_date=logical_date,
-            )  # fmt: skip
-            assert result["state"] == "success", output[-4000:]
-            runs.append(result)
-        # 20 published per run, windows of at most 15: the second window starts where the first ended
-        assert [tis_by_id(r)["publish"]["xcom"] for r in runs] == [20, 20]
-        assert [tis_by_id(r)["enrich"]["xcom"] for r in runs] == [
-            {"window": 15, "seen": 15},
-            {"window": 15, "seen": 30},
-        ]
-        with open_state(env["AIRFLOW__GENIUS__STATE_URI"]) as state:
-            record = state.require_run(RunKey("genius_docker_stream", "enrich", runs[0]["run_id"]))
-        # the window's exact bounds were recorded by the runtime in the container (a retry replays them)
-        assert record.window is not None and record.window["count"] == 15 and record.window["committed"]
-        assert record.window["max_records"] == 15
-        enriched = open_stream_log(f"{redis_url}?stream={prefix}_enriched")
-        try:
-            assert len(enriched.read_all()) == 30
-        finally:
-            enriched.close()
-    finally:
-        client = redis.Redis.from_url(redis_url)
-        keys = list(client.scan_iter(f"{prefix}*"))
-        if keys:
-            client.delete(*keys)
-        client.close()
+    with stream_prefix(redis_url, "docker") as prefix:
+        env = {**docker_env, **stream_env(redis_url, prefix)}
+        runs = run_twice(run_python, env, CASES, "genius_docker_cases", "genius_docker_stream", timeout=300)
+        assert [xcom_of(run, "publish") for run in runs] == [20, 20]
+        check_windows(runs, state_uri=env["AIRFLOW__GENIUS__STATE_URI"], dag_id="genius_docker_stream",
+                      redis_url=redis_url, prefix=prefix)  # fmt: skip

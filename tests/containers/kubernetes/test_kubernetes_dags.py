@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from genius_dagtest import DAG_TEST, dag_test
+from stream_windows import check_windows, run_twice, stream_env, stream_prefix, xcom_of
 from support.pod_api import POD_NAME_LABEL, PodApiServer
 
 from airflow_genius.core import RunKey, Status, open_state
@@ -300,48 +301,12 @@ def test_a_bounded_stream_window_runs_in_pods(
 ) -> None:  # type: ignore[no-untyped-def]
     """Spout → deferred bolt over Redis streams (the pods reach the rig's Redis on the host network): two
     runs at consecutive logical dates, each bolt run reads one window of at most 15 records."""
-    import redis
-
-    from airflow_genius.core.streams import open_stream_log
-
-    prefix = f"k8s_{uuid.uuid4().hex[:8]}"
-    env = {**k8s_env, "GENIUS_TEST_STREAM_BASE": redis_url, "GENIUS_TEST_STREAM_PREFIX": prefix}
-    try:
-        runs = []
-        for logical_date in ("2031-06-01T00:00:00+00:00", "2031-06-01T00:05:00+00:00"):
-            result, output = dag_test(
-                run_python,
-                env,
-                CASES,
-                "genius_k8s_stream",
-                file="genius_k8s_cases",
-                logical_date=logical_date,
-            )
-            assert result["state"] == "success", output[-6000:]
-            runs.append(result)
-        # 20 published per run, windows of at most 15: the second window starts where the first ended
-        assert [tis_by_id(r)["publish"]["xcom"] for r in runs] == [20, 20]
-        assert [tis_by_id(r)["enrich"]["xcom"] for r in runs] == [
-            {"window": 15, "seen": 15},
-            {"window": 15, "seen": 30},
-        ]
-        with open_state(pg_state["uri"]) as state:
-            record = state.require_run(RunKey("genius_k8s_stream", "enrich", runs[0]["run_id"]))
-        # the window's exact bounds were recorded by the runtime in the pod (a retry replays them)
-        assert record.window is not None and record.window["count"] == 15 and record.window["committed"]
-        assert record.window["max_records"] == 15
+    with stream_prefix(redis_url, "k8s") as prefix:
+        env = {**k8s_env, **stream_env(redis_url, prefix)}
+        runs = run_twice(run_python, env, CASES, "genius_k8s_cases", "genius_k8s_stream", timeout=300)
+        assert [xcom_of(run, "publish") for run in runs] == [20, 20]
+        check_windows(runs, state_uri=pg_state["uri"], dag_id="genius_k8s_stream", redis_url=redis_url, prefix=prefix)
         # the window travelled in the TaskSpec of the bolt's pod
         (pod,) = pods_of(pod_api, "genius_k8s_stream", "enrich", runs[0]["run_id"])
         window = spec_of(pod)["window"]
         assert window["max_records"] == 15 and window["max_seconds"] == 2
-        enriched = open_stream_log(f"{redis_url}?stream={prefix}_enriched")
-        try:
-            assert len(enriched.read_all()) == 30
-        finally:
-            enriched.close()
-    finally:
-        client = redis.Redis.from_url(redis_url)
-        keys = list(client.scan_iter(f"{prefix}*"))
-        if keys:
-            client.delete(*keys)
-        client.close()

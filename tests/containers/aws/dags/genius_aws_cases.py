@@ -18,6 +18,7 @@ import os
 from typing import Any
 
 from airflow.sdk import DAG
+from stream_windows import stream_tasks
 
 from airflow_genius.operators.batch import GeniusBatchBoltOperator, GeniusBatchOperator
 from airflow_genius.operators.ecs import GeniusEcsBoltOperator, GeniusEcsOperator
@@ -27,8 +28,6 @@ WORD_COUNT = "airflow_genius.examples.tasks:WordCount"
 ENV = os.environ.get
 BUCKET = ENV("GENIUS_TEST_BUCKET", "genius-test")
 SLEEP = float(ENV("GENIUS_TEST_SLEEP", "30"))
-STREAM = ENV("GENIUS_TEST_STREAM_BASE", "redis://127.0.0.1:6379/15")
-STREAM_PREFIX = ENV("GENIUS_TEST_STREAM_PREFIX", "aws_stream")
 COMMON: dict[str, Any] = {
     "aws_conn_id": ENV("GENIUS_TEST_AWS_CONN_ID", "aws_default"),
     "environment": json.loads(ENV("GENIUS_TEST_CONTAINER_ENV", "{}")),
@@ -92,18 +91,7 @@ def _dags(runner: str) -> dict[str, DAG]:
         )  # fmt: skip
     dags[dag.dag_id] = dag
     with DAG(dag_id=f"genius_{runner}_stream", schedule="*/5 * * * *", catchup=False) as dag:
-        # the window travels in the TaskSpec: a bounded stream window in the container, as in the worker
-        publish = operator(
-            task_id="publish", task_class="airflow_genius.examples.tasks:QuoteStreamSpout", method="publish",
-            method_kwargs={"count": 20}, output_uri=f"{STREAM}?stream={STREAM_PREFIX}_raw", **args,
-        )  # fmt: skip
-        enrich = operator(
-            task_id="enrich", task_class="airflow_genius.examples.tasks:Enrich", method="process",
-            input_uri=f"{STREAM}?stream={STREAM_PREFIX}_raw&group=enrich",
-            output_uri=f"{STREAM}?stream={STREAM_PREFIX}_enriched",
-            max_records=15, max_seconds=2, deferrable=True, **args,
-        )  # fmt: skip
-        publish >> enrich
+        stream_tasks(operator, bolt_args={"deferrable": True}, **args)
     dags[dag.dag_id] = dag
     return dags
 

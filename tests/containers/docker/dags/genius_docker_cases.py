@@ -12,6 +12,7 @@ import os
 
 from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk import DAG, BaseHook
+from stream_windows import stream_tasks
 
 from airflow_genius.operators.docker import GeniusDockerOperator
 
@@ -83,26 +84,5 @@ with DAG(dag_id="genius_docker_leftovers", schedule=None, catchup=False) as geni
         **DOCKER,
     )
 
-STREAM = os.environ.get("GENIUS_TEST_STREAM_BASE", "redis://127.0.0.1:6379/15")
-STREAM_PREFIX = os.environ.get("GENIUS_TEST_STREAM_PREFIX", "docker_stream")
 with DAG(dag_id="genius_docker_stream", schedule="*/5 * * * *", catchup=False) as genius_docker_stream:
-    # the window travels in the TaskSpec: a bounded stream window in a container, exactly as in the worker
-    publish = GeniusDockerOperator(
-        task_id="publish",
-        task_class="airflow_genius.examples.tasks:QuoteStreamSpout",
-        method="publish",
-        method_kwargs={"count": 20},
-        output_uri=f"{STREAM}?stream={STREAM_PREFIX}_raw",
-        **DOCKER,
-    )
-    enrich = GeniusDockerOperator(
-        task_id="enrich",
-        task_class="airflow_genius.examples.tasks:Enrich",
-        method="process",
-        input_uri=f"{STREAM}?stream={STREAM_PREFIX}_raw&group=enrich",
-        output_uri=f"{STREAM}?stream={STREAM_PREFIX}_enriched",
-        max_records=15,
-        max_seconds=2,
-        **DOCKER,
-    )
-    publish >> enrich
+    stream_tasks(GeniusDockerOperator, **DOCKER)

@@ -12,6 +12,7 @@ import os
 
 from airflow.sdk import DAG
 from kubernetes.client import models as k8s
+from stream_windows import stream_tasks
 
 from airflow_genius.operators.kubernetes import GeniusKubernetesBoltOperator, GeniusKubernetesOperator
 
@@ -69,28 +70,6 @@ with DAG(dag_id="genius_k8s_secret", schedule=None, catchup=False) as genius_k8s
             **POD,
         )
 
-STREAM = os.environ.get("GENIUS_TEST_STREAM_BASE", "redis://127.0.0.1:6379/15")
-STREAM_PREFIX = os.environ.get("GENIUS_TEST_STREAM_PREFIX", "k8s_stream")
 with DAG(dag_id="genius_k8s_stream", schedule="*/5 * * * *", catchup=False) as genius_k8s_stream:
-    # the window travels in the TaskSpec: a bounded stream window in a pod (the pods use the host
-    # network, so the rig's Redis is reachable), the bolt deferred
-    publish = GeniusKubernetesOperator(
-        task_id="publish",
-        task_class="airflow_genius.examples.tasks:QuoteStreamSpout",
-        method="publish",
-        method_kwargs={"count": 20},
-        output_uri=f"{STREAM}?stream={STREAM_PREFIX}_raw",
-        **POD,
-    )
-    enrich = GeniusKubernetesOperator(
-        task_id="enrich",
-        task_class="airflow_genius.examples.tasks:Enrich",
-        method="process",
-        input_uri=f"{STREAM}?stream={STREAM_PREFIX}_raw&group=enrich",
-        output_uri=f"{STREAM}?stream={STREAM_PREFIX}_enriched",
-        max_records=15,
-        max_seconds=2,
-        deferrable=True,
-        **POD,
-    )
-    publish >> enrich
+    # the pods use the host network, so the rig's Redis is reachable; the bolt is deferred
+    stream_tasks(GeniusKubernetesOperator, bolt_args={"deferrable": True}, **POD)

@@ -6,10 +6,13 @@
     genius describe pkg.mod:Class          # methods and signatures
     genius state show --dag-id D --task-id T --run-id R
     genius state list --status FAILED
+    genius state apply-spool --work-dir .genius/work   # outcomes a store outage kept back
     genius dag validate pipelines/*.genius.yaml   # Geniusfiles: one OK/ERROR line each
+    genius data sweep /data/out --grace 0  # remove staging left by killed writers (--dry-run: list only)
 
 Exit codes: 0 success, 1 the task failed or was cancelled, 2 bad input (spec, class, args, path),
-3 the run's state says this try cannot run (it already runs elsewhere or has finished).
+3 the run's state says this try cannot run (it already runs elsewhere or has finished), 4 the state
+store stayed unavailable for its fault budget (the outcome, if the run finished, is in the spool).
 """
 
 from __future__ import annotations
@@ -27,8 +30,9 @@ from typing import Any
 from airflow_genius import __version__
 from airflow_genius.core.errors import GeniusError, TransitionConflict
 from airflow_genius.core.state import DEFAULT_STATE_URI, RunKey, Status, open_state
+from airflow_genius.core.state.faults import StoreUnavailable
 
-EXIT_OK, EXIT_TASK_FAILED, EXIT_BAD_INPUT, EXIT_CONFLICT = 0, 1, 2, 3
+EXIT_OK, EXIT_TASK_FAILED, EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_STORE_UNAVAILABLE = 0, 1, 2, 3, 4
 SPEC_ENV_DEFAULT = "GENIUS_TASK_SPEC"
 
 
@@ -46,6 +50,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TransitionConflict as exc:
         print(f"genius: {exc}", file=sys.stderr)
         return EXIT_CONFLICT
+    except StoreUnavailable as exc:  # the store failed, not the task: one line, its own exit code
+        print(f"genius: {exc}", file=sys.stderr)
+        return EXIT_STORE_UNAVAILABLE
     except GeniusError as exc:
         print(f"genius: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -146,6 +153,22 @@ def _cmd_state_show(options: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_state_apply_spool(options: argparse.Namespace) -> int:
+    from airflow_genius.core.runtime import DEFAULT_WORK_DIR
+    from airflow_genius.core.spool import Spool
+
+    spool = Spool.in_work_dir(options.work_dir or os.environ.get("GENIUS_WORK_DIR", DEFAULT_WORK_DIR))
+    outcomes = spool.pending()
+    for outcome in outcomes:
+        with open_state(options.state or outcome.state_uri) as state:
+            record = spool.apply(state, outcome.key)
+        done = f"applied: record is {record.status.value}" if record else "dropped: the record had moved on"
+        print(f"{outcome.key} try {outcome.try_number} {outcome.status.value}: {done}")
+    if not outcomes:
+        print(f"genius: nothing spooled in {spool.folder}", file=sys.stderr)
+    return EXIT_OK
+
+
 def _cmd_state_list(options: argparse.Namespace) -> int:
     with open_state(options.state) as state:
         records = state.list_runs(
@@ -160,6 +183,22 @@ def _cmd_state_list(options: argparse.Namespace) -> int:
             f"{record.updated_at:%Y-%m-%d %H:%M:%S}  {record.status.value:<9} try {record.try_number}  "
             f"{record.key}{'' if took is None else f'  {took:.2f}s'}"
         )
+    return EXIT_OK
+
+
+def _cmd_data_sweep(options: argparse.Namespace) -> int:
+    from airflow_genius.core.data.sweep import resolve_grace, sweep_root
+
+    grace = resolve_grace(options.grace, what="--grace")
+    root = _absolute(options.root) if options.root.strip() else options.root  # "" is refused, not the cwd
+    report = sweep_root(root or "", grace=grace, dry_run=options.dry_run)
+    verb = "would remove" if options.dry_run else "removed"
+    for entry in report.removed:
+        if entry.kind != "lock":  # lock files are counted in the summary, not listed
+            print(f"{verb} {entry.path} ({entry.kind}, {entry.files} files, {entry.bytes} bytes)")
+    for aside, target in report.restored:
+        print(f"{'would restore' if options.dry_run else 'restored'} {aside} -> {target}")
+    print(f"{report.staging_dir}: {report.summary()}")
     return EXIT_OK
 
 
@@ -227,12 +266,17 @@ def _read_spec_text(options: argparse.Namespace) -> str:
             raise GeniusError(f"environment variable {options.spec_env} is not set or empty")
         return text
     if options.spec == "-":
-        return sys.stdin.read()
+        try:
+            return sys.stdin.buffer.read().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise GeniusError(f"the spec on standard input is not UTF-8 text (byte {exc.start})") from None
     try:
         with open(options.spec, encoding="utf-8") as handle:
             return handle.read()
     except OSError as exc:
         raise GeniusError(f"cannot read spec file {options.spec!r}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise GeniusError(f"spec file {options.spec!r} is not UTF-8 text (byte {exc.start})") from None
 
 
 def _json_or_text(value: str) -> Any:
@@ -346,6 +390,38 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument(
             "--state", default=DEFAULT_STATE_URI, help=f"state store URI (default {DEFAULT_STATE_URI})"
         )
+    apply_spool = state_commands.add_parser(
+        "apply-spool",
+        help="write outcomes a store outage kept in the spool",
+        description="Apply the run outcomes spooled in WORK_DIR/spool while the state store was unavailable.",
+    )
+    apply_spool.add_argument(
+        "--work-dir", help="the runs' work folder (default $GENIUS_WORK_DIR or .genius/work)"
+    )
+    apply_spool.add_argument("--state", help="state store URI (default: the one each outcome belongs to)")
+    apply_spool.set_defaults(handler=_cmd_state_apply_spool)
+
+    data = commands.add_parser(
+        "data", help="batch output housekeeping", description="Housekeeping of batch output roots."
+    )
+    data_commands = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    sweep = data_commands.add_parser(
+        "sweep",
+        help="remove staging leftovers of killed writers",
+        description="Remove what killed writers left in ROOT/.genius-staging (staging folders, "
+        "'.replaced-N' copies, lock files) and print it; staging of live writers is never touched. "
+        "For an s3:// ROOT, sweeps this machine's local S3 staging folder.",
+    )
+    sweep.add_argument(
+        "root", metavar="ROOT", help="output root: folder, file:///abs/path or s3://bucket/prefix"
+    )
+    sweep.add_argument(
+        "--grace",
+        metavar="SECONDS",
+        help="keep leftovers younger than this (default $GENIUS_STAGING_GRACE_SECONDS or 3600)",
+    )
+    sweep.add_argument("--dry-run", action="store_true", help="print what would be removed, remove nothing")
+    sweep.set_defaults(handler=_cmd_data_sweep)
 
     dag = commands.add_parser(
         "dag",

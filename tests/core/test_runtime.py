@@ -83,7 +83,7 @@ def test_task_state_survives_runs(state: StateManager) -> None:
 def test_non_json_result_fails_clearly(state: StateManager) -> None:
     outcome = run_spec(spec_for("unserialisable", cls="Exploding"), state=state)
     assert outcome.status is Status.FAILED
-    assert "not JSON-serialisable" in outcome.error["message"]  # type: ignore[index]
+    assert "is not JSON" in outcome.error["message"]  # type: ignore[index]
 
 
 def test_bolt_reads_input_and_commits_output(state: StateManager, tmp_path: Path) -> None:

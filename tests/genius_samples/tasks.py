@@ -109,3 +109,21 @@ class SecretProbe(Task):
         time.sleep(seconds)  # time for a test to look at every process's argv
         value = os.environ.get(name)
         return {"present": bool(value), "length": len(value or "")}
+
+
+class Ledger(Task):
+    """Works for a while, then returns (or raises): each start and each completion is written to a
+    ledger file, so a test can count how often the method really ran; a ``returning`` file appears just
+    before the method returns, so a test can time a fault across the run's final write."""
+
+    def work(self, ledger: str, seconds: float, value: int, fail: bool = False) -> dict[str, int]:
+        with open(ledger, "a", encoding="utf-8") as handle:
+            handle.write("start\n")
+        time.sleep(seconds)
+        with open(ledger, "a", encoding="utf-8") as handle:
+            handle.write("done\n")
+        with open(ledger + ".returning", "w", encoding="utf-8") as handle:
+            handle.write("1")
+        if fail:
+            raise ValueError(f"bad value {value}")
+        return {"value": value, "squared": value * value}

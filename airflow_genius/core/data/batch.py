@@ -17,8 +17,9 @@ hashes every file into a :class:`Manifest` and publishes the partition so that r
 half-written one:
 
 - *local*: ``_SUCCESS`` is written into staging, then the partition is published by renames (the previous
-  partition is moved aside, staging is renamed into place, the old one is deleted). Staging therefore
-  lives on the target's filesystem: ``<root>/.genius-staging/<uuid>/`` by default.
+  partition is moved aside to ``<uuid>.replaced-N``, staging is renamed into place, the old one is
+  deleted). Staging therefore lives on the target's filesystem: ``<root>/.genius-staging/<uuid>/`` by
+  default.
 - *S3* (the usual committer pattern): delete the old ``_SUCCESS``, upload every file with boto3's transfer
   manager, delete keys under the partition that the new manifest does not list, write ``_SUCCESS`` last.
   **Readers must trust only the files listed in the ``_SUCCESS`` manifest** (``BatchInput(...,
@@ -27,6 +28,13 @@ half-written one:
 Either way a re-run of the same run replaces its partition exactly (idempotent); a run that fails or
 aborts before ``commit()`` leaves the previously committed partition untouched. One attempt at a time
 should commit a given partition (Airflow runs one try of a task instance at a time).
+
+**Leftovers of killed writers.** A writer holds a ``flock`` on ``<uuid>.lock`` next to its staging folder
+until it publishes or aborts; a writer killed with SIGKILL leaves its staging (and maybe a
+``.replaced-N`` copy) behind, with the lock released. Every successful ``commit()`` then sweeps the
+leftovers of dead writers in the staging folder it used that are older than ``staging_grace`` seconds
+(default ``GENIUS_STAGING_GRACE_SECONDS`` or one hour); ``genius data sweep ROOT`` does the same on
+demand. See :mod:`airflow_genius.core.data.sweep`.
 
 **Input sync.** A local input is used in place. An S3 input is mirrored into ``cache_dir``
 incrementally: an object whose size and ETag match the small index kept in the cache (and whose local
@@ -39,6 +47,7 @@ import contextlib
 import errno
 import hashlib
 import json
+import logging
 import mimetypes
 import os
 import posixpath
@@ -62,11 +71,17 @@ from airflow_genius.core.data.manifest import (
     PartitionKey,
     partition_segments,
 )
-from airflow_genius.core.errors import PathEscapeError
+from airflow_genius.core.data.sweep import (
+    STAGING_DIR,
+    StagingClaim,
+    default_s3_staging_dir,
+    resolve_grace,
+    sweep_staging,
+)
+from airflow_genius.core.errors import GeniusError, PathEscapeError
 from airflow_genius.core.paths import safe_join, safe_relpath, safe_segment
 
-#: Folder (under a local output root) that holds staging folders; hidden from readers by its dot.
-STAGING_DIR = ".genius-staging"
+log = logging.getLogger(__name__)
 #: Names starting with this are reserved for genius bookkeeping (sync index, lock, staging).
 RESERVED_PREFIX = ".genius"
 _INDEX_NAME = ".genius-sync-index.json"
@@ -496,8 +511,11 @@ class BatchOutput:
 
     Leaving the ``with`` block commits; an exception aborts. The partition is
     ``<root>/<dag_id>/<task_id>/<logical_date.strftime(scheme)>/<run_id>[/map_index=N]/`` (``_unpartitioned``
-    without a logical date). ``staging_root`` overrides where staging folders go; for a local root it
-    must be on the same filesystem (publish is a rename).
+    without a logical date); :mod:`~airflow_genius.core.data.manifest` says how identifiers become folder
+    names. ``staging_root`` overrides where staging folders go; for a local root it must be on the same
+    filesystem (publish is a rename). ``staging_grace`` is how old (seconds) a dead writer's leftovers
+    in that staging folder must be before a commit sweeps them (default ``GENIUS_STAGING_GRACE_SECONDS``,
+    else 3600); live writers' staging is never swept.
     """
 
     def __init__(
@@ -510,6 +528,7 @@ class BatchOutput:
         max_concurrency: int = _s3.DEFAULT_MAX_CONCURRENCY,
         multipart_threshold: int = _s3.DEFAULT_MULTIPART_THRESHOLD,
         client: Any = None,
+        staging_grace: float | None = None,
     ) -> None:
         if not isinstance(partition, PartitionKey):
             raise DataError(f"partition must be a PartitionKey, got {type(partition).__name__}")
@@ -524,7 +543,9 @@ class BatchOutput:
         self._max_concurrency = max_concurrency
         self._multipart_threshold = multipart_threshold
         self._client = client
+        self._staging_grace = resolve_grace(staging_grace)
         self._staging: Path | None = None
+        self._claim: StagingClaim | None = None
         self._marker_written = False
         self._state = "open"
         self.manifest: Manifest | None = None
@@ -564,20 +585,27 @@ class BatchOutput:
             return self._staging
         local_root = self.root.path
         if self.root.is_s3:
-            base = self._staging_root or Path(tempfile.gettempdir()) / "genius-staging"
+            base = self._staging_root or default_s3_staging_dir()
         else:
             assert local_root is not None
             local_root.mkdir(parents=True, exist_ok=True)
             base = self._staging_root or local_root / STAGING_DIR
         base.mkdir(parents=True, exist_ok=True)
-        staging = (base / uuid.uuid4().hex).resolve()
-        staging.mkdir()
+        # The claim's flocked lock file tells sweeps that this staging folder is alive.
+        claim = StagingClaim.create(
+            base.resolve(),
+            target=self.relative_path,
+            root=str(local_root.resolve()) if local_root is not None else "",
+        )
+        staging = claim.path
         if local_root is not None and os.stat(staging).st_dev != os.stat(local_root).st_dev:
             staging.rmdir()
+            claim.release()
             raise DataError(
                 f"staging_root {str(base)!r} is not on the filesystem of {str(local_root)!r}; "
                 "publishing is a rename, so staging must live on the same filesystem"
             )
+        self._claim = claim
         self._staging = staging
         return staging
 
@@ -634,7 +662,27 @@ class BatchOutput:
         self._staging = None
         self._state = "committed"
         self.manifest = manifest
+        self._release_and_sweep(staging.parent)
         return manifest
+
+    def _release_claim(self) -> None:
+        if self._claim is not None:
+            self._claim.release()
+            self._claim = None
+
+    def _release_and_sweep(self, base: Path) -> None:
+        """Drop this writer's lock, then sweep what dead writers left in the same staging folder.
+
+        The partition is committed already: a sweep that fails is logged, never raised.
+        """
+        self._release_claim()
+        try:
+            report = sweep_staging(base, grace=self._staging_grace, root=self.root.path)
+        except (OSError, GeniusError) as exc:
+            log.warning("could not sweep staging leftovers in %s: %s", base, exc)
+            return
+        if report.removed or report.restored:
+            log.info("staging %s: %s", base, report.summary())
 
     def _commit_local(self, staging: Path, manifest: Manifest) -> None:
         marker = staging / MANIFEST_NAME
@@ -694,6 +742,7 @@ class BatchOutput:
         if self._staging is not None:
             shutil.rmtree(self._staging, ignore_errors=True)
             self._staging = None
+        self._release_claim()
         self._state = "aborted"
 
 

@@ -10,7 +10,15 @@ and names exactly the files of the committed attempt.
 
 >>> key = PartitionKey("etl", "clean", "manual__2024-01-02T00:00:00+00:00", logical_date=datetime(2024, 1, 2))
 >>> key.relative_path("%Y/%m/%d")
-'etl/clean/2024/01/02/manual__2024-01-02T00_00_00+00_00'
+'etl/clean/2024/01/02/manual__2024-01-02T00~3A00~3A00+00~3A00'
+
+**Folder names.** The dag_id, task_id and run_id folders are made by
+:func:`~airflow_genius.core.paths.escape_segment`: characters outside ``[A-Za-z0-9._=+-]`` become
+``~XX`` (hex of each UTF-8 byte, ``~`` itself included), so two distinct run ids never share a
+partition (``c:1`` -> ``c~3A1``, ``c_1`` -> ``c_1``) and
+:func:`~airflow_genius.core.paths.unescape_segment` gives the identifier back. A run id made only of
+those characters is its own folder name. The map index folder is ``map_index=N``; date folders are
+rendered from the strftime scheme (odd characters there become ``_``).
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ from typing import Any
 from airflow_genius.core.data import _s3
 from airflow_genius.core.data.locations import DataError, parse_data_uri
 from airflow_genius.core.errors import PathEscapeError
-from airflow_genius.core.paths import safe_relpath, safe_segment
+from airflow_genius.core.paths import MAX_SEGMENT_BYTES, escape_segment, safe_relpath, safe_segment
 
 #: Name of the commit marker written last into a committed partition.
 MANIFEST_NAME = "_SUCCESS"
@@ -38,14 +46,18 @@ DEFAULT_SCHEME = "%Y/%m/%d"
 
 
 def identity_segment(field_name: str, value: object) -> str:
-    """One folder name made from a run identity field (dag_id, task_id, run_id).
+    """One folder name made from a run identity field (dag_id, task_id, run_id), distinct per value.
 
-    Separators, NUL, ``.``/``..`` and a leading dot are refused (a leading dot would hide the folder
-    from readers or reach into ``.genius-staging``); other odd characters (``:`` in Airflow run ids)
-    become ``_`` via :func:`safe_segment`.
+    Refused with one line (:class:`PathEscapeError` naming the field): anything but a non-empty string,
+    NUL, path separators, a leading dot (it would hide the folder from readers or reach into
+    ``.genius-staging``) and a name longer than 255 bytes. Other characters are escaped by
+    :func:`~airflow_genius.core.paths.escape_segment` (``:`` -> ``~3A``); reverse with
+    :func:`~airflow_genius.core.paths.unescape_segment`.
 
     >>> identity_segment("run_id", "scheduled__2024-01-01T00:00:00+00:00")
-    'scheduled__2024-01-01T00_00_00+00_00'
+    'scheduled__2024-01-01T00~3A00~3A00+00~3A00'
+    >>> identity_segment("run_id", "c:1"), identity_segment("run_id", "c_1")
+    ('c~3A1', 'c_1')
     """
     if not isinstance(value, str) or not value:
         raise PathEscapeError(f"{field_name} must be a non-empty string, got {value!r}")
@@ -55,7 +67,26 @@ def identity_segment(field_name: str, value: object) -> str:
         raise PathEscapeError(f"{field_name} {value!r} contains a path separator; it must be one folder name")
     if value.startswith("."):
         raise PathEscapeError(f"{field_name} {value!r} starts with '.'; it would become a hidden folder")
-    return safe_segment(value)
+    return escape_segment(value, field_name)
+
+
+def _date_segment(part: str) -> str:
+    """One folder of a rendered date scheme: odd characters fold to ``_`` (``%H:%M`` -> ``17_30``).
+
+    Folding is harmless here (one scheme renders distinct dates to distinct digits) and keeps the folder
+    names that existing date partitions already have.
+    """
+    if part.startswith("."):
+        raise PathEscapeError(
+            f"partition scheme segment {part!r} starts with '.'; it would become a hidden folder"
+        )
+    folded = safe_segment(part)
+    if len(folded) > MAX_SEGMENT_BYTES:
+        raise PathEscapeError(
+            f"partition scheme segment {folded[:40]!r}... is {len(folded)} bytes; "
+            f"the limit is {MAX_SEGMENT_BYTES}"
+        )
+    return folded
 
 
 def partition_segments(logical_date: datetime | None, scheme: str) -> list[str]:
@@ -79,7 +110,7 @@ def partition_segments(logical_date: datetime | None, scheme: str) -> list[str]:
     rendered = logical_date.strftime(scheme)
     segments = []
     for part in safe_relpath(rendered).split("/"):
-        segments.append(identity_segment("partition scheme segment", part))
+        segments.append(_date_segment(part))
     return segments
 
 

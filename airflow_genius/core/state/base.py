@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import socket
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from enum import Enum
 from typing import Any
 
 from airflow_genius.core.errors import RunNotFound, StateError, TransitionConflict
+from airflow_genius.core.state.faults import FaultBudget, call_with_budget
+from airflow_genius.core.state.values import check_storable, storable_error
 
 #: How often a read-modify-write is retried when another writer changed the record meanwhile.
 MAX_WRITE_ATTEMPTS = 50
@@ -241,8 +243,10 @@ class StateManager(ABC):
     #: URI scheme(s) this backend answers, e.g. ``("redis", "rediss")``.
     schemes: tuple[str, ...] = ()
 
-    def __init__(self) -> None:
+    def __init__(self, *, budget: FaultBudget | None = None) -> None:
         self.host = socket.gethostname()
+        #: Fault budget of every store call (``core/state/faults.py``); ``GENIUS_STATE_*`` by default.
+        self.budget = budget if budget is not None else FaultBudget.from_env()
 
     @classmethod
     @abstractmethod
@@ -252,11 +256,11 @@ class StateManager(ABC):
     # ---------------------------------------------------------------- run records
     def get_run(self, key: RunKey) -> RunRecord | None:
         """The current record of ``key``, or ``None``."""
-        return self._read(key)
+        return self._call("read", self._read, key)
 
     def require_run(self, key: RunKey) -> RunRecord:
         """Like :meth:`get_run` but raises :class:`RunNotFound`."""
-        record = self._read(key)
+        record = self.get_run(key)
         if record is None:
             raise RunNotFound(f"no run record for {key}")
         return record
@@ -270,10 +274,10 @@ class StateManager(ABC):
         retries its own call does not fail). Queuing a try that already started or finished, or an
         older try than the record's, raises :class:`TransitionConflict`.
         """
-        record = self._read(key)
+        record = self.get_run(key)
         if record is None:
             created = self._new_record(key, Status.QUEUED, try_number, info)
-            if self._insert(created):
+            if self._call("insert", self._insert, created):
                 return created
 
         def change(current: RunRecord) -> RunRecord | None:
@@ -297,8 +301,9 @@ class StateManager(ABC):
 
         Raises :class:`TransitionConflict` when this try already runs elsewhere or is finished.
         """
-        if self._read(key) is None:
-            self._insert(self._new_record(key, Status.QUEUED, try_number, info))
+        if self.get_run(key) is None:
+            # Insert-if-absent: retrying it after a lost reply is harmless.
+            self._call("insert", self._insert, self._new_record(key, Status.QUEUED, try_number, info))
         return self.transition(key, Status.RUNNING, try_number=try_number, info=info)
 
     def finish_run(
@@ -320,7 +325,8 @@ class StateManager(ABC):
             status,
             try_number=try_number,
             result=result,
-            error=dict(error) if error is not None else None,
+            # An error is always recorded, whatever characters its text holds (escaped, never refused).
+            error=storable_error(error) if error is not None else None,
             metrics=metrics,
             message=message,
         )
@@ -338,6 +344,9 @@ class StateManager(ABC):
         info: Mapping[str, Any] | None = None,
     ) -> RunRecord:
         """Atomically move ``key`` to ``to``; :class:`TransitionConflict` if not allowed (now)."""
+        check_storable(result, "result")
+        check_storable(metrics, "metrics")
+        check_storable(info, "info")
 
         def change(current: RunRecord) -> RunRecord:
             if not allowed(current, to, try_number):
@@ -380,6 +389,9 @@ class StateManager(ABC):
         info: Mapping[str, Any] | None = None,
     ) -> RunRecord:
         """Merge ``metrics``/``info`` and set ``window`` without changing the status."""
+        check_storable(metrics, "metrics")
+        check_storable(window, "window")
+        check_storable(info, "info")
 
         def change(current: RunRecord) -> RunRecord:
             return replace(
@@ -402,36 +414,50 @@ class StateManager(ABC):
         limit: int = 100,
     ) -> list[RunRecord]:
         """Records filtered by DAG/task/status, most recently updated first."""
-        return self._list(dag_id=dag_id, task_id=task_id, status=status, limit=limit)
+        return self._call(
+            "list", lambda: self._list(dag_id=dag_id, task_id=task_id, status=status, limit=limit)
+        )
 
     def delete_run(self, key: RunKey) -> bool:
         """Delete a record; True if it existed."""
-        return self._delete(key)
+        return self._call("delete", self._delete, key)
 
     # ---------------------------------------------------------------- task state
     def get_state(self, scope: TaskScope, key: str, default: Any = None) -> Any:
         """Value stored under ``key`` for ``scope``, or ``default``."""
-        found, value = self._state_get(scope, _state_key(key))
+        found, value = self._call("state get", self._state_get, scope, _state_key(key))
         return value if found else default
 
     def set_state(self, scope: TaskScope, key: str, value: Any) -> None:
         """Store a JSON-serialisable ``value`` under ``key`` for ``scope``."""
-        self._state_set(scope, _state_key(key), value)
+        check_storable(value, f"task state {key!r}")
+        self._call("state set", self._state_set, scope, _state_key(key), value)
 
     def delete_state(self, scope: TaskScope, key: str) -> bool:
         """Remove ``key``; True if it existed."""
-        return self._state_delete(scope, _state_key(key))
+        return self._call("state delete", self._state_delete, scope, _state_key(key))
 
     def list_state(self, scope: TaskScope) -> dict[str, Any]:
         """All keys and values of ``scope``."""
-        return self._state_list(scope)
+        return self._call("state list", self._state_list, scope)
 
     def compare_and_set_state(self, scope: TaskScope, key: str, expected: Any, value: Any) -> bool:
         """Set ``key`` to ``value`` only if it currently equals ``expected`` (``None``: absent).
 
         Used for checkpoints that two processes must not both advance.
         """
-        return self._state_cas(scope, _state_key(key), expected, value)
+        name = _state_key(key)
+        check_storable(value, f"task state {key!r}")
+        retried = False
+
+        def attempt() -> bool:
+            nonlocal retried
+            if retried and self._state_get(scope, name) == (True, value):
+                return True  # our write landed before its reply was lost
+            retried = True
+            return self._state_cas(scope, name, expected, value)
+
+        return self._call("state compare-and-set", attempt)
 
     # ---------------------------------------------------------------- lifecycle
     def close(self) -> None:  # noqa: B027 - optional hook for backends holding connections
@@ -491,15 +517,62 @@ class StateManager(ABC):
     def _write_loop(self, key: RunKey, change: Any, *, none_means_unchanged: bool = True) -> Any:
         """Read, apply ``change``, compare-and-set; retry when another writer got in between."""
         for _ in range(MAX_WRITE_ATTEMPTS):
-            current = self._read(key)
+            current = self.get_run(key)
             if current is None:
                 raise RunNotFound(f"no run record for {key}")
             updated = change(current)
             if updated is None:
                 return current if none_means_unchanged else None
-            if self._replace(updated, current.version):
+            if self._call("write", self._replace_once(updated, current.version)):
                 return updated
         raise TransitionConflict(f"{key}: gave up after {MAX_WRITE_ATTEMPTS} concurrent updates")
+
+    def _replace_once(self, updated: RunRecord, expected_version: int) -> Callable[[], bool]:
+        """The compare-and-set of ``updated``, safe to retry after a fault.
+
+        A replace whose reply was lost may have landed: a retry first looks whether the stored record is
+        our own write (same version, timestamp and history), which counts as done, not as a lost race.
+        """
+        attempts = 0
+
+        def replace() -> bool:
+            nonlocal attempts
+            attempts += 1
+            if attempts > 1:
+                stored = self._read(updated.key)
+                if stored is not None and _same_write(stored, updated):
+                    return True
+            return self._replace(updated, expected_version)
+
+        return replace
+
+    # ---------------------------------------------------------------- faults
+    def _call(self, what: str, primitive: Callable[..., Any], *args: Any) -> Any:
+        """Run one storage primitive within the fault budget (``core/state/faults.py``)."""
+        return call_with_budget(
+            lambda: primitive(*args),
+            budget=self.budget,
+            store=self.store_label(),
+            transient=self._is_transient,
+            timed_out=self._is_timeout,
+            what=what,
+            on_retry=self._reset_connection,
+        )
+
+    def store_label(self) -> str:
+        """How errors name this store (redacted URI or table)."""
+        return type(self).__name__
+
+    def _is_transient(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is a store fault worth retrying (connection lost, server restarting)."""
+        return False
+
+    def _is_timeout(self, exc: BaseException) -> bool:
+        """Whether ``exc`` means an attempt got no answer in time (retried once only)."""
+        return False
+
+    def _reset_connection(self) -> None:  # noqa: B027 - optional hook
+        """Drop a connection a fault may have broken, before the next attempt."""
 
     # ---------------------------------------------------------------- backend primitives
     @abstractmethod
@@ -537,6 +610,15 @@ class StateManager(ABC):
 
     @abstractmethod
     def _state_cas(self, scope: TaskScope, key: str, expected: Any, value: Any) -> bool: ...
+
+
+def _same_write(stored: RunRecord, sent: RunRecord) -> bool:
+    return (
+        stored.version == sent.version
+        and stored.updated_at == sent.updated_at
+        and stored.status is sent.status
+        and len(stored.history) == len(sent.history)
+    )
 
 
 def _state_key(key: str) -> str:

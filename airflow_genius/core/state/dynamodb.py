@@ -37,6 +37,7 @@ from airflow_genius.core.state._common import (
     unescape,
 )
 from airflow_genius.core.state.base import RunKey, RunRecord, StateManager, Status, TaskScope
+from airflow_genius.core.state.faults import FaultBudget
 from airflow_genius.core.uris import query_params, split_uri
 
 #: JSON above this size is compressed (DynamoDB bills and limits by bytes).
@@ -55,6 +56,24 @@ def _s(value: str) -> dict[str, str]:
 
 def _n(value: int) -> dict[str, str]:
     return {"N": str(value)}
+
+
+#: Error codes DynamoDB answers while it sheds load: worth a retry within the fault budget.
+_THROTTLED = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "InternalServerError",
+    }
+)
+
+
+def _fault_types() -> tuple[type[BaseException], ...]:
+    """botocore's errors of a connection that failed or got no answer (retried within the budget)."""
+    from botocore.exceptions import ConnectionClosedError, ConnectionError, ReadTimeoutError
+
+    return (ConnectionError, ConnectionClosedError, ReadTimeoutError)
 
 
 class DynamoDBStateManager(StateManager):
@@ -78,9 +97,10 @@ class DynamoDBStateManager(StateManager):
         profile: str | None = None,
         create: bool = False,
         client: Any = None,
+        budget: FaultBudget | None = None,
     ) -> None:
         """Open ``table``; pass ``client`` to reuse a configured boto3 DynamoDB client (an Airflow hook's)."""
-        super().__init__()
+        super().__init__(budget=budget)
         try:
             import boto3
             from botocore.config import Config
@@ -93,16 +113,28 @@ class DynamoDBStateManager(StateManager):
         self._client_error = ClientError
         self._owns_client = client is None
         if client is None:
-            session = boto3.Session(profile_name=profile, region_name=region)
+            try:
+                session = boto3.Session(profile_name=profile, region_name=region)
+            except BotoCoreError as exc:  # an unknown profile
+                raise StateError(f"cannot open dynamodb state table {table!r}: {exc}") from None
             # Low-level client: thread-safe (the heartbeat thread shares it), no resource-layer overhead.
-            client = session.client("dynamodb", config=Config(retries={"mode": "standard"}))
+            # Bounded attempts, no retries of botocore's own: the fault budget retries (faults.py).
+            config = Config(
+                retries={"mode": "standard", "total_max_attempts": 1},
+                connect_timeout=min(self.budget.call_timeout, 5.0),
+                read_timeout=self.budget.call_timeout,
+            )
+            client = session.client("dynamodb", config=config)
         self.client = client
+        self._faults = _fault_types()
         try:
             if create:
-                self._create_table()
-            self._check_table()
-        except (ClientError, BotoCoreError) as exc:  # no such endpoint, no credentials, access denied...
-            raise StateError(f"cannot open dynamodb state table {table!r}: {exc}") from None
+                self._call("open", self._create_table)
+            self._call("open", self._check_table)
+        except (ClientError, BotoCoreError) as exc:  # no credentials, access denied, no region...
+            raise StateError(
+                f"cannot open dynamodb state table {table!r}: {' '.join(str(exc).split())}"
+            ) from None
 
     @classmethod
     def from_uri(cls, uri: str, env: Mapping[str, str] | None = None) -> DynamoDBStateManager:
@@ -115,6 +147,7 @@ class DynamoDBStateManager(StateManager):
             region=params.get("region") or None,
             profile=params.get("profile") or None,
             create=parse_bool(params.get("create"), name="create"),
+            budget=FaultBudget.from_env(env),
         )
 
     def __repr__(self) -> str:
@@ -123,6 +156,24 @@ class DynamoDBStateManager(StateManager):
     def close(self) -> None:
         if self._owns_client:  # a client passed in belongs to its caller
             self.client.close()
+
+    # ---------------------------------------------------------------- faults
+    def store_label(self) -> str:
+        return f"dynamodb table {self.table!r}"
+
+    def _is_transient(self, exc: BaseException) -> bool:
+        if isinstance(exc, self._faults):
+            return True
+        if isinstance(exc, self._client_error):
+            code = exc.response.get("Error", {}).get("Code", "")
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            return status >= 500 or code in _THROTTLED
+        return False
+
+    def _is_timeout(self, exc: BaseException) -> bool:
+        from botocore.exceptions import ConnectTimeoutError, ReadTimeoutError
+
+        return isinstance(exc, (ConnectTimeoutError, ReadTimeoutError))
 
     # ---------------------------------------------------------------- table
     def _create_table(self) -> None:

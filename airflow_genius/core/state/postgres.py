@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import threading
+import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import timezone
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -35,9 +37,12 @@ from airflow_genius.core.state._common import (
     where_clause,
 )
 from airflow_genius.core.state.base import RunKey, RunRecord, StateManager, Status, TaskScope, utcnow
+from airflow_genius.core.state.faults import FaultBudget
 from airflow_genius.core.uris import query_params, redact, split_uri, state_password
 
 DEFAULT_TABLE_PREFIX = "genius"
+#: SQLSTATEs of a server that is going away or coming back (class 08: connection exceptions).
+_TRANSIENT_STATES = frozenset({"57P01", "57P02", "57P03", "53300", "40001", "40P01"})
 _PREFIX_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,39}$")
 
 
@@ -136,9 +141,9 @@ class PostgresStateManager(StateManager):
 
     def __init__(
         self, conninfo: str, *, table_prefix: str = DEFAULT_TABLE_PREFIX, password: str | None = None,
-        uri: str | None = None,
+        uri: str | None = None, budget: FaultBudget | None = None,
     ) -> None:  # fmt: skip
-        super().__init__()
+        super().__init__(budget=budget)
         try:
             import psycopg
             from psycopg.types.json import Jsonb
@@ -159,9 +164,19 @@ class PostgresStateManager(StateManager):
         self._lock = threading.Lock()
         self._conn: Any = None
         self._pid = 0
+        self._watchdog = _SocketWatchdog()
+        try:
+            self._call("open", self._create_schema)
+        except psycopg.Error as exc:  # not a fault: bad credentials, no such database, no permission
+            message = f"cannot open postgres state store {redact(self._uri)!r}: {' '.join(str(exc).split())}"
+            raise StateError(scrub(message, self._password)) from None
+
+    def _create_schema(self) -> None:
         with self._cursor() as conn, conn.transaction():
             # Serialise concurrent first opens: CREATE TABLE IF NOT EXISTS is not race-free.
-            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"genius-schema:{table_prefix}",))
+            conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"genius-schema:{self.table_prefix}",)
+            )
             conn.execute(self._sql["schema"])
 
     @classmethod
@@ -172,42 +187,76 @@ class PostgresStateManager(StateManager):
         # libpq rejects parameters it does not know: table_prefix is ours.
         kept = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "table_prefix"]
         conninfo = parts._replace(scheme="postgresql", query=urlencode(kept)).geturl()
-        return cls(conninfo, table_prefix=prefix, password=state_password(env), uri=uri)
+        return cls(
+            conninfo,
+            table_prefix=prefix,
+            password=state_password(env),
+            uri=uri,
+            budget=FaultBudget.from_env(env),
+        )
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({redact(self._uri)!r}, table_prefix={self.table_prefix!r})"
 
     # ---------------------------------------------------------------- connection
     def _connect(self) -> Any:
-        try:
-            conn = self._psycopg.connect(
-                self._conninfo,
-                password=self._password,
-                autocommit=True,
-                # timestamptz comes back in UTC, like every other backend returns it.
-                options="-c TimeZone=UTC",
-                connect_timeout=10,
-            )
-        except self._psycopg.Error as exc:
-            message = f"cannot open postgres state store {redact(self._uri)!r}: {exc}"
-            raise StateError(scrub(message, self._password)) from None
-        return conn
+        return self._psycopg.connect(
+            self._conninfo,
+            password=self._password,
+            autocommit=True,
+            # timestamptz comes back in UTC, like every other backend returns it.
+            options="-c TimeZone=UTC",
+            connect_timeout=max(2, round(self.budget.call_timeout)),
+        )
 
     @contextmanager
     def _cursor(self) -> Iterator[Any]:
-        """The connection, under the lock; reconnects after a fork or a dropped connection."""
+        """The connection, under the lock; reconnects after a fork or a dropped connection.
+
+        Each use is bounded by ``budget.call_timeout``: a server that stops answering (frozen, a dead
+        network path) has its socket shut by the watchdog, so the call fails instead of hanging.
+        """
         with self._lock:
             conn = self._conn
             if conn is None or conn.closed or conn.broken or self._pid != os.getpid():
                 self._conn = conn = self._connect()
                 self._pid = os.getpid()
-            yield conn
+            with self._watchdog.bounded(conn.pgconn.socket, self.budget.call_timeout):
+                yield conn
 
     def close(self) -> None:
         with self._lock:
             if self._conn is not None and self._pid == os.getpid():
                 self._conn.close()
             self._conn = None
+        self._watchdog.stop()
+
+    # ---------------------------------------------------------------- faults
+    def store_label(self) -> str:
+        return repr(redact(self._uri))
+
+    def _is_transient(self, exc: BaseException) -> bool:
+        psycopg = self._psycopg
+        if isinstance(exc, psycopg.InterfaceError):
+            return True
+        if not isinstance(exc, psycopg.OperationalError):
+            return False
+        state = getattr(exc, "sqlstate", None)
+        if state is None:  # no answer from a server: refused, reset, closed, timed out
+            text = str(exc)
+            return "authentication failed" not in text and "does not exist" not in text
+        return state.startswith("08") or state in _TRANSIENT_STATES
+
+    def _is_timeout(self, exc: BaseException) -> bool:
+        return self._watchdog.fired or "timeout expired" in str(exc)
+
+    def _reset_connection(self) -> None:
+        with self._lock:
+            if self._conn is not None and (self._conn.broken or self._watchdog.fired):
+                with suppress(Exception):  # already broken; a new connection is made at the next use
+                    self._conn.close()
+                self._conn = None
+            self._watchdog.fired = False
 
     def drop_tables(self) -> None:
         """Drop this prefix's tables (tests, tear-down). Irreversible."""
@@ -314,3 +363,51 @@ def _from_row(row: tuple[Any, ...]) -> RunRecord:
         status, try_number, history, _utc(created_at), _utc(updated_at), _utc(heartbeat_at),
         result, error, metrics, window, info, version,
     )  # fmt: skip
+
+
+class _SocketWatchdog:
+    """Bounds a blocking libpq call: shuts the socket down when the call outlives its deadline.
+
+    One daemon thread per state manager, started at the first call; setting a deadline costs a few
+    attribute writes, so the common path stays as fast as an unbounded call.
+    """
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._deadline: float | None = None
+        self._fd = -1
+        self._stopped = threading.Event()
+        self._thread: threading.Thread | None = None
+        #: Whether the last bounded call was cut short (the caller's error is then a timeout).
+        self.fired = False
+
+    @contextmanager
+    def bounded(self, fd: int, seconds: float) -> Iterator[None]:
+        if self._thread is None or not self._thread.is_alive():
+            self._stopped.clear()
+            self._thread = threading.Thread(target=self._watch, name="genius-postgres-watchdog", daemon=True)
+            self._thread.start()
+        with self._guard:
+            self._deadline, self._fd = time.monotonic() + seconds, fd
+        try:
+            yield
+        finally:
+            with self._guard:
+                self._deadline, self._fd = None, -1
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    def _watch(self) -> None:
+        while not self._stopped.wait(0.25):
+            with self._guard:
+                if self._deadline is None or time.monotonic() < self._deadline or self._fd < 0:
+                    continue
+                try:
+                    # shutdown() wakes the blocked read in the other thread; closing is left to psycopg.
+                    with socket.socket(fileno=os.dup(self._fd)) as sock:
+                        sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                self.fired = True
+                self._deadline = None

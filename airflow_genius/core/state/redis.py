@@ -30,6 +30,7 @@ from airflow_genius.core.state._common import (
     scrub,
 )
 from airflow_genius.core.state.base import RunKey, RunRecord, StateManager, Status, TaskScope
+from airflow_genius.core.state.faults import FaultBudget
 from airflow_genius.core.uris import query_params, redact, split_uri, state_password
 
 DEFAULT_PREFIX = "genius"
@@ -108,10 +109,20 @@ class RedisStateManager(StateManager):
     schemes = ("redis", "rediss")
 
     def __init__(
-        self, client: Any, *, prefix: str = DEFAULT_PREFIX, uri: str | None = None, owns_client: bool = False
+        self,
+        client: Any,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        uri: str | None = None,
+        owns_client: bool = False,
+        budget: FaultBudget | None = None,
     ) -> None:
         """Use a ready redis-py ``client`` (an Airflow hook's); ``close()`` closes it only if owned."""
-        super().__init__()
+        super().__init__(budget=budget)
+        import redis
+
+        self._faults: tuple[type[BaseException], ...] = (redis.ConnectionError, redis.TimeoutError)
+        self._timeouts: tuple[type[BaseException], ...] = (redis.TimeoutError,)
         if not prefix:
             raise StateError("redis state prefix must not be empty")
         self.client = client
@@ -134,22 +145,50 @@ class RedisStateManager(StateManager):
         refuse_password(uri)
         try:
             import redis
+            from redis.backoff import NoBackoff
+            from redis.retry import Retry
         except ImportError:
             raise missing_extra("redis", "redis") from None
         parts = split_uri(uri)
         params = query_params(uri)
         prefix = params.get("prefix", DEFAULT_PREFIX)
+        database = parts.path.strip("/")
+        if database and not database.isdigit():
+            raise StateError(
+                f"redis state URI {redact(uri)!r}: the database must be a number, got {database!r}"
+            )
         # redis-py would hand unknown query parameters to the connection class: take ours out.
         kept = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "prefix"]
         url = parts._replace(query=urlencode(kept)).geturl()
         password = state_password(env)
+        budget = FaultBudget.from_env(env)
         try:
-            client = redis.Redis.from_url(url, password=password)
-            client.ping()  # fail at open, with a clear message, rather than at the first transition
-        except (redis.RedisError, ValueError) as exc:
-            message = f"cannot open redis state store {redact(uri)!r}: {exc}"
-            raise StateError(scrub(message, password)) from None
-        return cls(client, prefix=prefix, uri=uri, owns_client=True)
+            # Bounded calls, and no retries of redis-py's own: the fault budget decides (faults.py).
+            client = redis.Redis.from_url(
+                url,
+                password=password,
+                socket_timeout=budget.call_timeout,
+                socket_connect_timeout=min(budget.call_timeout, 5.0),
+                retry=Retry(NoBackoff(), 0),
+            )
+        except ValueError as exc:
+            raise StateError(
+                scrub(f"cannot open redis state store {redact(uri)!r}: {exc}", password)
+            ) from None
+        manager = cls(client, prefix=prefix, uri=uri, owns_client=True, budget=budget)
+        try:
+            # Fail at open, with a clear message, rather than at the first transition; a store that is
+            # restarting gets the fault budget to come back.
+            manager._call("open", client.ping)
+        except redis.RedisError as exc:
+            manager.close()
+            raise StateError(
+                scrub(f"cannot open redis state store {redact(uri)!r}: {exc}", password)
+            ) from None
+        except StateError as exc:
+            manager.close()
+            raise type(exc)(scrub(str(exc), password)) from None
+        return manager
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({redact(self._uri or '')!r}, prefix={self.prefix!r})"
@@ -157,6 +196,16 @@ class RedisStateManager(StateManager):
     def close(self) -> None:
         if self._owns_client:
             self.client.close()
+
+    # ---------------------------------------------------------------- faults
+    def store_label(self) -> str:
+        return repr(redact(self._uri)) if self._uri else repr(self)
+
+    def _is_transient(self, exc: BaseException) -> bool:
+        return isinstance(exc, self._faults)
+
+    def _is_timeout(self, exc: BaseException) -> bool:
+        return isinstance(exc, self._timeouts)
 
     # ---------------------------------------------------------------- keys
     def _run_key(self, key: RunKey) -> str:

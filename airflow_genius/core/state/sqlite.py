@@ -136,16 +136,24 @@ class SqliteStateManager(StateManager):
         if str(self.path) in ("", ":memory:"):
             # Each thread has its own connection, so an in-memory database would not be shared.
             raise StateError("the sqlite state backend needs a file path; use memory:// for in-process state")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._holders: weakref.WeakSet[_Holder] = weakref.WeakSet()
         self._holders_lock = threading.Lock()
         self._generation = 0
         # Create the schema once, up front, so a bad path fails at open rather than at first use.
-        conn = self._conn()
-        with self._write(conn):
-            for statement in filter(None, (s.strip() for s in _SCHEMA.split(";"))):
-                conn.execute(statement)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = self._conn()
+            with self._write(conn):
+                for statement in filter(None, (s.strip() for s in _SCHEMA.split(";"))):
+                    conn.execute(statement)
+        except (OSError, sqlite3.Error) as exc:
+            # A folder that cannot exist (under /proc, below a file) or an unreadable file: one line.
+            self.close()
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            if isinstance(exc, FileExistsError):  # mkdir met a file where the folder should be
+                reason = f"{str(self.path.parent)!r} is a file, not a folder"
+            raise StateError(f"cannot open the sqlite state store {str(self.path)!r}: {reason}") from None
 
     @classmethod
     def from_uri(cls, uri: str, env: Mapping[str, str] | None = None) -> SqliteStateManager:

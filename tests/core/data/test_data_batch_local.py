@@ -54,7 +54,7 @@ def test_save_and_commit_layout_and_manifest(tmp_path: Path) -> None:
     (out.path / "direct.csv").write_text("a,b\n1,2\n")  # tasks may also write into out.path directly
     manifest = out.commit()
 
-    partition = root / "etl/clean/2024/05/17/scheduled__2024-05-17T06_00_00+00_00"
+    partition = root / "etl/clean/2024/05/17/scheduled__2024-05-17T06~3A00~3A00+00~3A00"
     assert out.location == partition.as_uri() + "/"
     files = _tree(partition)
     assert sorted(files) == sorted(
@@ -105,7 +105,7 @@ def test_read_back_through_batch_input(tmp_path: Path) -> None:
     out.save('{"x": 1}\n\n{"x": 2}\n', "rows.jsonl")
     out.commit()
     inp = BatchInput(out.location, committed_only=True)
-    assert inp.sync() == tmp_path / "out/etl/clean/2024/05/17/scheduled__2024-05-17T06_00_00+00_00"
+    assert inp.sync() == tmp_path / "out/etl/clean/2024/05/17/scheduled__2024-05-17T06~3A00~3A00+00~3A00"
     assert inp.files() == ["a.json", "rows.jsonl"]
     assert inp.read_json("a.json") == {"a": 1}
     assert list(inp.iter_json_lines("rows.jsonl")) == [{"x": 1}, {"x": 2}]
@@ -124,7 +124,7 @@ def test_map_index_isolation(tmp_path: Path) -> None:
     again = BatchOutput(root, partition=_key(1))
     again.save({"index": 1, "retry": True}, "other.json")
     again.commit()
-    base = root / "etl/clean/2024/05/17/scheduled__2024-05-17T06_00_00+00_00"
+    base = root / "etl/clean/2024/05/17/scheduled__2024-05-17T06~3A00~3A00+00~3A00"
     assert sorted(p.name for p in base.iterdir()) == ["map_index=0", "map_index=1", "map_index=2"]
     assert sorted(_tree(base / "map_index=0")) == [MANIFEST_NAME, "part.json"]
     assert sorted(_tree(base / "map_index=1")) == [MANIFEST_NAME, "other.json"]

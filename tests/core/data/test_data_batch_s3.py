@@ -24,7 +24,7 @@ from airflow_genius.core.errors import BackendUnavailableError, PathEscapeError
 
 DATE = datetime(2024, 5, 17, 6, 0, tzinfo=timezone.utc)
 RUN = "scheduled__2024-05-17T06:00:00+00:00"
-RUN_SEGMENT = "scheduled__2024-05-17T06_00_00+00_00"
+RUN_SEGMENT = "scheduled__2024-05-17T06~3A00~3A00+00~3A00"
 MB = 1024 * 1024
 
 

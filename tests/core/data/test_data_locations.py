@@ -76,8 +76,11 @@ def test_bad_uris_fail_in_the_managers_too(tmp_path: Path) -> None:
 
 def test_partition_path_from_logical_date_and_scheme() -> None:
     key = PartitionKey("etl", "clean", RUN, logical_date=datetime(2024, 3, 9, 17, 30, tzinfo=timezone.utc))
-    assert key.relative_path("%Y/%m/%d") == "etl/clean/2024/03/09/scheduled__2024-03-09T17_00_00+00_00"
-    assert key.relative_path("%Y-%m-%d/%H") == "etl/clean/2024-03-09/17/scheduled__2024-03-09T17_00_00+00_00"
+    assert key.relative_path("%Y/%m/%d") == "etl/clean/2024/03/09/scheduled__2024-03-09T17~3A00~3A00+00~3A00"
+    assert (
+        key.relative_path("%Y-%m-%d/%H")
+        == "etl/clean/2024-03-09/17/scheduled__2024-03-09T17~3A00~3A00+00~3A00"
+    )
     assert key.relative_path("dt=%Y%m%d").startswith("etl/clean/dt=20240309/")
     # ':' from a time scheme is not a safe folder character everywhere: it becomes '_'
     assert key.relative_path("%H:%M").startswith("etl/clean/17_30/")

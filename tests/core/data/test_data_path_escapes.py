@@ -69,9 +69,11 @@ def test_identity_fields_cannot_escape(field: str, value: str) -> None:
     assert field in str(info.value)
 
 
-def test_odd_run_id_characters_are_folded_not_refused() -> None:
+def test_odd_run_id_characters_are_escaped_not_refused() -> None:
     key = PartitionKey("my.dag", "group.task", "manual__2024-01-01T00:00:00+00:00 retry#2")
-    assert key.relative_path() == "my.dag/group.task/_unpartitioned/manual__2024-01-01T00_00_00+00_00_retry_2"
+    assert key.relative_path() == (
+        "my.dag/group.task/_unpartitioned/manual__2024-01-01T00~3A00~3A00+00~3A00~20retry~232"
+    )
 
 
 def test_symlink_in_input_pointing_outside_is_refused(tmp_path: Path) -> None:

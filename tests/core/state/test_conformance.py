@@ -16,6 +16,7 @@ import pytest
 
 from airflow_genius.core.errors import RunNotFound, StateError, TransitionConflict
 from airflow_genius.core.state import RunKey, RunRecord, StateManager, Status, TaskScope
+from airflow_genius.core.state.values import UnstorableValue
 
 KEY = RunKey("etl", "clean", "manual__2024-01-01T00:00:00+00:00")
 SCOPE = TaskScope("default", "etl", "spout")
@@ -285,12 +286,46 @@ def test_large_values(state: StateManager, kind: str) -> None:
     assert state.get_run(KEY) is None
 
 
-def test_non_json_result_is_refused_and_record_unchanged(state: StateManager) -> None:
+_DEEP: list = []
+for _ in range(200):
+    _DEEP = [_DEEP]
+
+UNSTORABLE = {
+    "set": ({1, 2}, "result: a set is not JSON"),
+    "nan": ({"loss": float("nan")}, "result['loss']: NaN cannot be stored"),
+    "inf": ([1.0, float("inf")], "result[1]: Infinity cannot be stored"),
+    "-inf": (float("-inf"), "result: -Infinity cannot be stored"),
+    "nul": ({"text": "a\x00b"}, "result['text']: text with a NUL character"),
+    "surrogate": ("\ud800", "result: text with a lone surrogate"),
+    "surrogate key": ({"\udc80": 1}, "lone surrogate"),
+    "int key": ({1: "a"}, "result: key 1 is a int"),
+    "deep": (_DEEP, "nested deeper than 64 levels"),
+}
+
+
+@pytest.mark.parametrize("case", list(UNSTORABLE), ids=list(UNSTORABLE))
+def test_unstorable_result_is_refused_the_same_way_and_record_unchanged(
+    state: StateManager, case: str
+) -> None:
+    value, message = UNSTORABLE[case]
     state.start_run(KEY)
     before = state.require_run(KEY)
-    with pytest.raises(TypeError):
-        state.finish_run(KEY, Status.SUCCESS, try_number=1, result={1, 2})
+    with pytest.raises(UnstorableValue) as refused:
+        state.finish_run(KEY, Status.SUCCESS, try_number=1, result=value)
+    assert message in str(refused.value) and "\n" not in str(refused.value)
     _same(state.get_run(KEY), before)
+
+
+def test_error_text_is_always_recorded_whatever_it_holds(state: StateManager) -> None:
+    state.start_run(KEY)
+    error = {"type": "ValueError", "message": "bad\x00value \ud800 end", "traceback": "line\x00\udcff"}
+    stored = state.finish_run(KEY, Status.FAILED, try_number=1, error=error)
+    assert stored.status is Status.FAILED
+    assert state.require_run(KEY).error == {
+        "type": "ValueError",
+        "message": "bad\\x00value \\ud800 end",
+        "traceback": "line\\x00\\udcff",
+    }
 
 
 # ---------------------------------------------------------------- listing and deleting

@@ -77,6 +77,9 @@ def get_provider_info() -> dict[str, Any]:
             }
             for conn_type, (class_name, hook_name) in hooks.items()
         ],
-        "extra-links": ["airflow_genius.links.output.GeniusOutputLink", "airflow_genius.links.record.GeniusRecordLink"],
+        "extra-links": [
+            "airflow_genius.links.output.GeniusOutputLink",
+            "airflow_genius.links.record.GeniusRecordLink",
+        ],
         "config": config,
     }

@@ -247,6 +247,9 @@ def _report(outcome: Any, *, print_result: bool) -> int:
         if print_result:
             print(json.dumps(outcome.result, indent=2))
         return EXIT_OK
+    if isinstance(outcome.exception, StoreUnavailable):  # the task's own store calls ran out of budget
+        print(f"genius: {outcome.exception}", file=sys.stderr)
+        return EXIT_STORE_UNAVAILABLE
     if isinstance(outcome.exception, GeniusError):
         # Bad input (unknown class, wrong args, path escape): one clear line; the record keeps the rest.
         print(f"genius: error: {outcome.exception}", file=sys.stderr)

@@ -50,7 +50,15 @@ from typing import Any
 
 from airflow_genius.core.defaults import DEFAULT_NAMESPACE
 from airflow_genius.core.errors import GeniusError, SpecError, missing_extra
-from airflow_genius.core.spec import ModelRef, check_data_uri, parse_model, parse_state, parse_task
+from airflow_genius.core.spec import (
+    ModelRef,
+    check_data_uri,
+    parse_model,
+    parse_state,
+    parse_task,
+    refuse_secret,
+)
+from airflow_genius.core.uris import DATA_CREDENTIALS_HINT
 
 #: Geniusfile format versions this package reads.
 GENIUSFILE_VERSIONS = frozenset({1})
@@ -261,7 +269,13 @@ def load_geniusfile(path: str | os.PathLike[str], *, env: Mapping[str, str] | No
     """
     source = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_YAML_BYTES + 1)  # never more: a huge file is refused unread
+        _check_yaml_size(len(raw))
+        text = raw.decode("utf-8")
+    except GeniusfileError as exc:
+        exc.source = source
+        raise
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
         raise GeniusfileError("file", f"cannot read: {reason}", source=source) from None
@@ -329,11 +343,25 @@ def check_task_classes(geniusfile: Geniusfile) -> None:
 
 
 # ---------------------------------------------------------------------- YAML
+#: Limits of a Geniusfile's YAML, checked before any value is built (real pipelines need a fraction):
+#: its size in bytes, how deep values nest, and how many values it holds once aliases are expanded —
+#: nine levels of ten ``*aliases`` each are 10**9 values written in 1 KB (a "billion laughs" file).
+MAX_YAML_BYTES = 1024 * 1024
+MAX_YAML_DEPTH = 100
+MAX_YAML_VALUES = 20_000
+
+
+def _check_yaml_size(size: int) -> None:
+    if size > MAX_YAML_BYTES:
+        raise GeniusfileError("file", f"larger than {MAX_YAML_BYTES:,} bytes, the limit of a Geniusfile")
+
+
 def _load_yaml(text: str) -> Any:
     try:
         import yaml
     except ImportError:
         raise missing_extra("yaml", "yaml") from None
+    _check_yaml_size(len(text.encode("utf-8", "surrogatepass")))
     try:
         return yaml.load(text, Loader=_strict_loader())  # noqa: S506 - a SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
@@ -356,10 +384,70 @@ def _yaml_hint(problem: str) -> str:
 
 @lru_cache(maxsize=1)
 def _strict_loader() -> type:
-    """A SafeLoader that refuses duplicate keys (PyYAML silently keeps the last one)."""
+    """A SafeLoader that refuses duplicate keys (PyYAML silently keeps the last one) and, while the
+    document is composed (before any value is built), YAML bombs and text that is not Unicode:
+    more than :data:`MAX_YAML_VALUES` values counting each alias at its expanded size, an alias used
+    inside its own anchor, nesting deeper than :data:`MAX_YAML_DEPTH`, and lone surrogates
+    (``"\\ud800"``). Errors name the field's path and the line.
+    """
     import yaml
 
+    from airflow_genius.core.state.values import has_lone_surrogate
+
     class StrictLoader(yaml.SafeLoader):
+        def __init__(self, stream: Any) -> None:
+            super().__init__(stream)
+            self.values = 0  # values composed so far, each alias counted at its anchor's expanded size
+            self.sizes: dict[str, int] = {}  # expanded size of each anchor whose node is complete
+            self.path: list[str] = []
+
+        def fetch_flow_collection_start(self, token_class: Any) -> None:
+            # Refused while scanning too: PyYAML's look-ahead over "[[[[..." costs depth squared.
+            if self.flow_level >= MAX_YAML_DEPTH:
+                mark = self.get_mark()
+                raise GeniusfileError(
+                    f"line {mark.line + 1} column {mark.column + 1}",
+                    f"nested deeper than {MAX_YAML_DEPTH} levels",
+                )
+            super().fetch_flow_collection_start(token_class)
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            event = self.peek_event()
+            step = _yaml_step(parent, index)
+            if isinstance(event, yaml.AliasEvent):
+                size = self.sizes.get(event.anchor)
+                if size is None and event.anchor in self.anchors:
+                    raise self.refuse(step, event, f"alias *{event.anchor} is used inside its own anchor")
+                self.count(size or 0, step, event)  # an undefined alias: PyYAML reports it
+                return super().compose_node(parent, index)
+            if len(self.path) >= MAX_YAML_DEPTH:
+                raise self.refuse(step, event, f"nested deeper than {MAX_YAML_DEPTH} levels")
+            if isinstance(event, yaml.ScalarEvent) and has_lone_surrogate(event.value):
+                raise self.refuse(step, event, "contains a lone surrogate, which is not text")
+            before = self.values
+            self.path.append(step)
+            node = super().compose_node(parent, index)
+            self.path.pop()
+            self.count(1, step, event)
+            if event.anchor is not None:
+                self.sizes[event.anchor] = self.values - before
+            return node
+
+        def count(self, size: int, step: str, event: Any) -> None:
+            self.values += size
+            if self.values > MAX_YAML_VALUES:
+                raise self.refuse(
+                    step, event, f"more than {MAX_YAML_VALUES:,} values once aliases are expanded"
+                )
+
+        def refuse(self, step: str, event: Any, problem: str) -> GeniusfileError:
+            where = "".join(s if s.startswith("[") else f".{s}" for s in [*self.path, step] if s).lstrip(".")
+            where = where if len(where) <= 80 else where[:77] + "..."  # a deep path stays one short line
+            mark = event.start_mark
+            return GeniusfileError(
+                where or "yaml", f"{problem} (line {mark.line + 1} column {mark.column + 1})"
+            )
+
         def construct_mapping(self, node: Any, deep: bool = False) -> Any:
             seen: dict[Any, int] = {}
             for key_node, _ in node.value:
@@ -380,6 +468,16 @@ def _strict_loader() -> type:
             return super().construct_mapping(node, deep=deep)
 
     return StrictLoader
+
+
+def _yaml_step(parent: Any, index: Any) -> str:
+    """The path step of the node PyYAML composes under ``parent``: a key's name, ``[n]``, or ``""``."""
+    if isinstance(index, int):
+        return f"[{index}]"
+    if index is None:  # the root, or a mapping key (part of its mapping's path)
+        return ""
+    value = getattr(index, "value", None)
+    return value if isinstance(value, str) else "?"
 
 
 # ---------------------------------------------------------------------- validation
@@ -512,6 +610,8 @@ class _Parser:
             if not isinstance(namespace, str) or not namespace:
                 raise GeniusfileError(f"{where}.namespace", "expected a non-empty string", got=namespace)
             return StateSettings(conn_id=conn_id, namespace=namespace)
+        if not isinstance(uri, str) or not uri.strip():
+            raise GeniusfileError(f"{where}.uri", "expected a state store URI", got=uri)
         uri = self.expand(uri, f"{where}.uri")
         with _renamed("state", where):
             ref = parse_state({"uri": uri, "namespace": namespace})
@@ -633,6 +733,8 @@ class _Parser:
             )
         uri = self.expand(value, where)
         if _is_template(uri):
+            with _renamed(where, where):
+                refuse_secret(uri, where, DATA_CREDENTIALS_HINT, what="credentials")
             self.check_param_refs(uri, where)
             return uri  # rendered by Airflow at run time; the operator validates the result
         with _renamed(where, where):

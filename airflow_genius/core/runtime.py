@@ -15,7 +15,6 @@ JSON result, FAILED with error type/message/traceback, or CANCELLED on SIGTERM/S
 from __future__ import annotations
 
 import inspect
-import json
 import logging
 import os
 import shutil
@@ -31,11 +30,14 @@ from types import FrameType
 from typing import Any
 
 from airflow_genius.core.discovery import load_task_class
-from airflow_genius.core.errors import GeniusError, SpecError, TaskCallError
+from airflow_genius.core.errors import SpecError, TaskCallError
 from airflow_genius.core.paths import safe_segment
 from airflow_genius.core.spec import TaskSpec
+from airflow_genius.core.spool import Spool, SpooledOutcome
 from airflow_genius.core.state import RunKey, RunRecord, StateManager, Status, TaskScope, open_state
+from airflow_genius.core.state.faults import StoreUnavailable
 from airflow_genius.core.state.scoped import ScopedState
+from airflow_genius.core.state.values import check_storable, storable_metrics
 from airflow_genius.core.task import Task, bound_method
 from airflow_genius.core.uris import redact
 
@@ -48,8 +50,49 @@ DEFAULT_WORK_DIR = ".genius/work"
 
 
 class RunCancelled(BaseException):
-    """Raised inside the run when SIGTERM/SIGINT arrives; BaseException so user code cannot swallow it
-    with ``except Exception``."""
+    """Raised inside the task's code when SIGTERM/SIGINT arrives; BaseException so user code cannot
+    swallow it with ``except Exception``."""
+
+
+class OutcomeSpooled(StoreUnavailable):
+    """The run finished but the state store stayed unavailable: its outcome waits in the spool."""
+
+    def __init__(self, message: str, *, path: Path, status: Status) -> None:
+        super().__init__(message)
+        self.path = path
+        self.status = status
+
+
+class _CancelGate:
+    """Where a SIGTERM/SIGINT may interrupt a run: only inside the task's own code.
+
+    Elsewhere (opening the store, the record's transitions, the output commit) the signal is noted and
+    acted on at the next safe point, so a cancelled run always ends with its record written — CANCELLED,
+    or SUCCESS when the method had already returned — and never with a half-written store call.
+    """
+
+    def __init__(self) -> None:
+        self.armed = 0
+        self.pending: str | None = None
+
+    def signal(self, name: str) -> None:
+        if self.armed:
+            raise RunCancelled(f"received {name}")
+        self.pending = name
+
+    @contextmanager
+    def open(self) -> Iterator[None]:
+        """Let a signal interrupt the block (raises at once if one came before)."""
+        if self.pending:
+            raise RunCancelled(f"received {self.pending}")
+        self.armed += 1
+        try:
+            yield
+        finally:
+            self.armed -= 1
+
+
+_GATE = _CancelGate()
 
 
 @dataclass(frozen=True)
@@ -96,22 +139,31 @@ def run_spec(
 ) -> RunOutcome:
     """Run ``spec`` to its end and return the outcome; the task's own failure does not raise.
 
-    Raises only when the run cannot be recorded at all (state store unreachable) or when this try
-    already runs elsewhere (:class:`~airflow_genius.core.errors.TransitionConflict`).
+    Raises :class:`~airflow_genius.core.state.faults.StoreUnavailable` when the state store cannot be
+    reached within its fault budget — before anything ran, or (:class:`OutcomeSpooled`) after the run,
+    whose outcome then waits in ``<work_dir>/spool`` for the next try — and
+    :class:`~airflow_genius.core.errors.TransitionConflict` when this try already runs elsewhere.
     """
     source_env = os.environ if env is None else env
+    work = Path(work_dir or source_env.get("GENIUS_WORK_DIR", DEFAULT_WORK_DIR))
     owns_state = state is None
     manager = state if state is not None else open_state(spec.state.uri, source_env)
     try:
-        return _run(
-            spec, manager, source_env, Path(work_dir or source_env.get("GENIUS_WORK_DIR", DEFAULT_WORK_DIR))
-        )
+        spool = Spool.in_work_dir(work)
+        completed = spool.apply(manager, run_key(spec))
+        if completed is not None and completed.status is Status.SUCCESS:
+            # An earlier try succeeded and only its final write was missing: do not run it again.
+            log.info("run %s: completed from the outcome spool (try %d)", completed.key, completed.try_number)
+            return RunOutcome(completed)
+        return _run(spec, manager, source_env, work, spool)
     finally:
         if owns_state:
             manager.close()
 
 
-def _run(spec: TaskSpec, state: StateManager, env: Mapping[str, str], work_dir: Path) -> RunOutcome:
+def _run(
+    spec: TaskSpec, state: StateManager, env: Mapping[str, str], work_dir: Path, spool: Spool
+) -> RunOutcome:
     key = run_key(spec)
     try_number = spec.run.try_number
     state.start_run(key, try_number=try_number, info=_run_info(spec))
@@ -119,44 +171,79 @@ def _run(spec: TaskSpec, state: StateManager, env: Mapping[str, str], work_dir: 
     started = time.monotonic()
     task: Task | None = None
     failure: BaseException | None = None
+    status, result, message = Status.SUCCESS, None, None
+    error: dict[str, Any] | None = None
+    metrics: dict[str, Any] = {}
     try:
         with _heartbeat(
             state, key, try_number, float(env.get("GENIUS_HEARTBEAT_SECONDS", DEFAULT_HEARTBEAT_SECONDS))
         ):
-            task = _build_task(spec, state, work_dir, env=env)
+            with _GATE.open():  # input sync and model loading may take long: a signal stops them
+                task = _build_task(spec, state, work_dir, env=env)
             method = bound_method(task, spec.task.method)
             call_args = _bind(method, spec)
-            result, metrics = _execute(
-                spec, task, lambda: method(*call_args.args, **call_args.kwargs), state, key, started
-            )
-        record = state.finish_run(key, Status.SUCCESS, try_number=try_number, result=result, metrics=metrics)
-        log.info("run %s try %d succeeded in %.2fs", key, try_number, time.monotonic() - started)
+
+            def call() -> Any:
+                with _GATE.open():
+                    return method(*call_args.args, **call_args.kwargs)
+
+            result, metrics = _execute(spec, task, call, state, key, started)
     except RunCancelled as exc:
         failure = exc
         _abort_output(task)
-        record = state.finish_run(
-            key,
-            Status.CANCELLED,
-            try_number=try_number,
-            message=str(exc) or "cancelled",
-            metrics=_collect_metrics(task, started),
-        )
-        log.warning("run %s try %d cancelled: %s", key, try_number, exc)
+        status, message = Status.CANCELLED, str(exc) or "cancelled"
+        metrics = storable_metrics(_collect_metrics(task, started))
     except Exception as exc:
         failure = exc
         _abort_output(task)
-        record = state.finish_run(
-            key,
-            Status.FAILED,
-            try_number=try_number,
-            error=error_of(exc),
-            metrics=_collect_metrics(task, started),
-        )
-        log.error(
-            "run %s try %d failed: %s: %s", key, try_number, record.error["type"] if record.error else "", exc
-        )
+        status, error = Status.FAILED, error_of(exc)
+        # A failure is recorded whatever the task logged: a metric JSON cannot hold is kept as its text.
+        metrics = storable_metrics(_collect_metrics(task, started))
     _close_managers(task)
+    record = _finish(state, spool, spec, status, result=result, error=error, metrics=metrics, message=message)
+    if status is Status.SUCCESS:
+        log.info("run %s try %d succeeded in %.2fs", key, try_number, time.monotonic() - started)
+    elif status is Status.CANCELLED:
+        log.warning("run %s try %d cancelled: %s", key, try_number, message)
+    else:
+        log.error("run %s try %d failed: %s: %s", key, try_number, (error or {}).get("type", ""), failure)
     return RunOutcome(record, failure)
+
+
+def _finish(
+    state: StateManager,
+    spool: Spool,
+    spec: TaskSpec,
+    status: Status,
+    *,
+    result: Any,
+    error: dict[str, Any] | None,
+    metrics: dict[str, Any],
+    message: str | None,
+) -> RunRecord:
+    """The run's final write; when the store stays unavailable, the outcome goes to the spool."""
+    key = run_key(spec)
+    try:
+        return state.finish_run(
+            key,
+            status,
+            try_number=spec.run.try_number,
+            result=result,
+            error=error,
+            metrics=metrics,
+            message=message,
+        )
+    except StoreUnavailable as exc:
+        outcome = SpooledOutcome(
+            key, spec.run.try_number, status, spec.state.uri, result, error, metrics, message
+        )
+        path = spool.put(outcome)
+        raise OutcomeSpooled(
+            f"{exc}; the run ended {status.value} and its outcome is kept in {path}: the next try applies "
+            "it, or `genius state apply-spool`",
+            path=path,
+            status=status,
+        ) from exc
 
 
 def _execute(
@@ -173,13 +260,15 @@ def _execute(
             state=state,
             key=key,
             max_windows=spec.window.max_windows,
-            check_result=lambda value: _check_json(value, spec),
+            check_result=lambda value: check_storable(value, "result"),
         )
         metrics = {**_collect_metrics(task, started), **loop_metrics}
     else:
         result = call()
-        _check_json(result, spec)
         metrics = _collect_metrics(task, started)
+        # Refused before anything is committed: no output published under a record that cannot be written.
+        check_storable(result, "result")
+        check_storable(metrics, "metrics")
         window = getattr(task.input, "window", None)
         if window is not None:
             # Stream input: flush output, ack, checkpoint — in that order (docs/streams.md).
@@ -257,7 +346,7 @@ def _build_task(
         sink = open_stream_log(spec.output.uri, env)
         managers["output"] = StreamingOutput(
             sink,
-            flush_every=int(sink.address.params.get("flush_every") or DEFAULT_FLUSH_EVERY),
+            flush_every=sink.address.flush_every or DEFAULT_FLUSH_EVERY,
             # Dedup scope = the window's origin (a replayed window keeps the run that first read it).
             scope=source.window.origin
             if isinstance(source, StreamingInput) and source.window
@@ -299,18 +388,17 @@ def _open_stream_window(spec: TaskSpec, state: StateManager, env: Mapping[str, s
 
     assert spec.input is not None
     stream = open_stream_log(spec.input.uri, env, need_group=True)
-    params = stream.address.params
-    claim = params.get("claim_idle")  # seconds a pending record must idle before another consumer takes it
+    address = stream.address  # parameters already checked and typed by parse_stream_uri
     window = StreamWindow(
         state,
         task_scope(spec),
         run_key(spec),
         stream,
-        group=stream.address.group or "",
-        consumer=params.get("consumer") or f"{spec.run.dag_id}.{spec.run.task_id}.{spec.run.map_index}",
+        group=address.group or "",
+        consumer=address.consumer or f"{spec.run.dag_id}.{spec.run.task_id}.{spec.run.map_index}",
         bounds=spec.window,
-        claim_idle_ms=int(float(claim) * 1000) if claim else None,
-        read_batch=int(params.get("batch") or DEFAULT_READ_BATCH),
+        claim_idle_ms=None if address.claim_idle is None else int(address.claim_idle * 1000),
+        read_batch=address.batch or DEFAULT_READ_BATCH,
     )
     if spec.window is not None and spec.window.unbounded:
         # Unbounded: an empty placeholder; the loop opens each window (streams/unbounded.py).
@@ -330,16 +418,6 @@ def _bind(method: Any, spec: TaskSpec) -> inspect.BoundArguments:
         raise TaskCallError(
             f"{spec.task.class_path}.{spec.task.method}{signature} cannot take "
             f"args={list(spec.task.args)!r} kwargs={spec.task.kwargs!r}: {exc}"
-        ) from None
-
-
-def _check_json(result: Any, spec: TaskSpec) -> None:
-    try:
-        json.dumps(result)
-    except (TypeError, ValueError) as exc:
-        raise GeniusError(
-            f"{spec.task.class_path}.{spec.task.method} returned a {type(result).__name__} that is not "
-            f"JSON-serialisable ({exc}); return dicts, lists, strings and numbers"
         ) from None
 
 
@@ -371,8 +449,8 @@ def _heartbeat(state: StateManager, key: RunKey, try_number: int, every: float) 
             try:
                 if state.heartbeat(key, try_number=try_number) is None:
                     return
-            except Exception:  # a missed heartbeat must not kill the run
-                log.warning("heartbeat for %s failed", key, exc_info=True)
+            except Exception as exc:  # a missed heartbeat must not kill the run; one line, no traceback
+                log.warning("heartbeat for %s failed: %s", key, exc)
 
     thread = threading.Thread(target=beat, name=f"genius-heartbeat-{key}", daemon=True)
     thread.start()
@@ -385,15 +463,21 @@ def _heartbeat(state: StateManager, key: RunKey, try_number: int, every: float) 
 
 @contextmanager
 def cancel_on_signals(*signals: int) -> Iterator[None]:
-    """Turn SIGTERM/SIGINT into :class:`RunCancelled` inside the run (main thread only)."""
+    """Turn SIGTERM/SIGINT into a cancellation of the run (main thread only).
+
+    The task's own code is interrupted with :class:`RunCancelled`; a signal that arrives while the store
+    is opened, a transition is written or output is committed takes effect at the next safe point.
+    """
     wanted = signals or (signal.SIGTERM, signal.SIGINT)
 
     def handler(signum: int, frame: FrameType | None) -> None:
-        raise RunCancelled(f"received {signal.Signals(signum).name}")
+        _GATE.signal(signal.Signals(signum).name)
 
+    _GATE.pending = None
     previous = {sig: signal.signal(sig, handler) for sig in wanted}
     try:
         yield
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+        _GATE.pending = None

@@ -24,7 +24,16 @@ from typing import Any
 from airflow_genius.core.defaults import DEFAULT_NAMESPACE, DEFAULT_PARTITION_SCHEME
 from airflow_genius.core.errors import SpecError
 from airflow_genius.core.state import DEFAULT_STATE_URI, STATE_SCHEMES
-from airflow_genius.core.uris import has_password, query_params, redact, split_uri
+from airflow_genius.core.state.values import find_unstorable
+from airflow_genius.core.streams.base import MAX_COUNT, MAX_SECONDS, StreamUriError, parse_stream_uri
+from airflow_genius.core.uris import (
+    DATA_CREDENTIALS_HINT,
+    MODEL_CREDENTIALS_HINT,
+    STATE_CREDENTIALS_HINT,
+    redact,
+    secret_problem,
+    split_uri,
+)
 
 SPEC_VERSION = 1
 SUPPORTED_SPEC_VERSIONS = frozenset({1})
@@ -34,6 +43,14 @@ DATA_TYPES = ("batch", "stream")
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 _CLASS_PATH = re.compile(rf"^{_IDENT}(\.{_IDENT})*:{_IDENT}(\.{_IDENT})*$")
 _DATA_SCHEMES = ("file", "s3")
+#: Largest spec accepted, in bytes of JSON: arguments are for parameters, data goes through input.
+MAX_SPEC_BYTES = 8 * 1024 * 1024
+#: Deepest nesting of objects and arrays accepted anywhere in a spec (the spec itself is level 1).
+MAX_SPEC_DEPTH = 100
+#: Largest ``window.max_records``: a window's ids are recorded in its run record.
+MAX_WINDOW_RECORDS = 1_000_000
+#: Largest ``run.map_index`` / ``run.try_number`` (Airflow keeps both as 32-bit integers).
+MAX_RUN_NUMBER = 2**31 - 1
 #: Schemes of stream URIs (Redis Streams, or the embedded SQLite log).
 _STREAM_SCHEMES = ("redis", "rediss", "sqlite")
 
@@ -138,13 +155,25 @@ class TaskSpec:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> TaskSpec:
-        """Parse and validate a JSON document; raises :class:`SpecError` naming the bad field."""
+        """Parse and validate a JSON document; raises :class:`SpecError` naming the bad field.
+
+        At most :data:`MAX_SPEC_BYTES` bytes and :data:`MAX_SPEC_DEPTH` levels of nesting.
+        """
+        size = len(text) if isinstance(text, bytes) else len(text.encode("utf-8", "surrogatepass"))
+        if size > MAX_SPEC_BYTES:
+            raise SpecError("spec", f"is {size:,} bytes; at most {MAX_SPEC_BYTES:,} are accepted")
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise SpecError(
                 "spec", f"is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
             ) from None
+        except RecursionError:  # the decoder recurses per level; deeper than Python's stack allows
+            raise SpecError("spec", f"nested deeper than {MAX_SPEC_DEPTH} levels") from None
+        except UnicodeDecodeError:
+            raise SpecError("spec", "is not UTF-8 text") from None
+        except ValueError:  # the only other decoder failure: an integer beyond Python's digit limit
+            raise SpecError("spec", "holds a number with too many digits") from None
         return cls.from_dict(data)
 
     @classmethod
@@ -234,6 +263,7 @@ def _data_type_of(uri: str | None) -> str:
 
 # ---------------------------------------------------------------------- validation
 def _parse_spec(data: Any) -> TaskSpec:
+    check_values(data)
     obj = _object(data, "spec")
     _only(obj, "spec", set(_FIELD_ORDER))
     version = obj.get("spec_version")
@@ -328,13 +358,18 @@ def _parse_data(data: Any, where: str) -> DataRef | None:
     return DataRef(uri=uri, type=data_type, partition_scheme=scheme)
 
 
+def refuse_secret(uri: str, where: str, instead: str, *, what: str = "a password") -> None:
+    """Raise :class:`SpecError` naming ``where`` if ``uri`` embeds a secret (user info or query);
+    the message shows the URI redacted and says where the secret goes ``instead``."""
+    problem = secret_problem(uri, instead, what=what)
+    if problem:
+        raise SpecError(where, problem, got=redact(uri))
+
+
 def check_data_uri(uri: str, where: str) -> None:
     if "\x00" in uri:
         raise SpecError(where, "contains a NUL byte")
-    if has_password(uri):
-        raise SpecError(
-            where, "must not embed credentials; pass them through the environment", got=redact(uri)
-        )
+    refuse_secret(uri, where, DATA_CREDENTIALS_HINT, what="credentials")
     if uri.startswith("/"):
         return
     parts = split_uri(uri)
@@ -350,19 +385,17 @@ def check_stream_uri(uri: str, where: str, *, need_group: bool) -> None:
     """A stream URI: redis/rediss/sqlite scheme, ``stream=`` always, ``group=`` to be read."""
     if "\x00" in uri:
         raise SpecError(where, "contains a NUL byte")
-    if has_password(uri):
-        raise SpecError(where, "must not embed a password; pass it in GENIUS_STATE_PASSWORD", got=redact(uri))
+    refuse_secret(uri, where, STATE_CREDENTIALS_HINT)
     if split_uri(uri).scheme.lower() not in _STREAM_SCHEMES:
         raise SpecError(
             where,
             "expected a stream URI redis://host:6379/0?stream=s&group=g or sqlite:///f.db?stream=s",
             got=uri,
         )
-    params = query_params(uri)
-    if not params.get("stream"):
-        raise SpecError(where, "a stream URI needs ?stream=<name>", got=uri)
-    if need_group and not params.get("group"):
-        raise SpecError(where, "a stream input needs &group=<consumer group>", got=uri)
+    try:
+        parse_stream_uri(uri, need_group=need_group)  # the one check of every stream parameter
+    except StreamUriError as exc:
+        raise SpecError(where, exc.problem, got=exc.uri) from None
 
 
 def parse_state(data: Any) -> StateRef:
@@ -373,10 +406,7 @@ def parse_state(data: Any) -> StateRef:
     uri = obj.get("uri", DEFAULT_STATE_URI)
     if not isinstance(uri, str) or not uri:
         raise SpecError("state.uri", "expected a state store URI", got=uri)
-    if has_password(uri):
-        raise SpecError(
-            "state.uri", "must not embed a password; pass it in GENIUS_STATE_PASSWORD", got=redact(uri)
-        )
+    refuse_secret(uri, "state.uri", STATE_CREDENTIALS_HINT)
     scheme = split_uri(uri).scheme.lower()
     if scheme not in STATE_SCHEMES:
         raise SpecError("state.uri", f"expected a scheme among {', '.join(STATE_SCHEMES)}", got=redact(uri))
@@ -392,8 +422,7 @@ def parse_model(data: Any) -> ModelRef | None:
     obj = _object(data, "model")
     _only(obj, "model", {"uri", "name", "version"})
     uri = _string(obj, "uri", "model")
-    if has_password(uri):
-        raise SpecError("model.uri", "must not embed credentials", got=redact(uri))
+    refuse_secret(uri, "model.uri", MODEL_CREDENTIALS_HINT, what="credentials")
     name = obj.get("name")
     if name is not None and (not isinstance(name, str) or not name):
         raise SpecError("model.name", "expected a non-empty string or null", got=name)
@@ -429,26 +458,14 @@ def _parse_window(data: Any) -> Window | None:
         return None
     obj = _object(data, "window")
     _only(obj, "window", {"max_records", "max_seconds", "unbounded", "max_windows"})
-    max_records = obj.get("max_records")
-    if max_records is not None and (
-        not isinstance(max_records, int) or isinstance(max_records, bool) or max_records < 1
-    ):
-        raise SpecError("window.max_records", "expected a positive integer or null", got=max_records)
-    max_seconds = obj.get("max_seconds")
-    if max_seconds is not None and (
-        not isinstance(max_seconds, (int, float)) or isinstance(max_seconds, bool) or max_seconds <= 0
-    ):
-        raise SpecError("window.max_seconds", "expected a positive number or null", got=max_seconds)
+    max_records = _window_bound(obj, "max_records", MAX_WINDOW_RECORDS, integer=True)
+    max_seconds = _window_bound(obj, "max_seconds", MAX_SECONDS, integer=False)
     if max_records is None and max_seconds is None:
         raise SpecError("window", "set max_records, max_seconds or both (or leave window null)")
     unbounded = obj.get("unbounded", False)
     if not isinstance(unbounded, bool):
         raise SpecError("window.unbounded", "expected true or false", got=unbounded)
-    max_windows = obj.get("max_windows")
-    if max_windows is not None and (
-        not isinstance(max_windows, int) or isinstance(max_windows, bool) or max_windows < 1
-    ):
-        raise SpecError("window.max_windows", "expected a positive integer or null", got=max_windows)
+    max_windows = _window_bound(obj, "max_windows", MAX_COUNT, integer=True)
     if max_windows is not None and not unbounded:
         raise SpecError("window.max_windows", "only meaningful with unbounded: true", got=max_windows)
     return Window(
@@ -456,7 +473,50 @@ def _parse_window(data: Any) -> Window | None:
     )
 
 
+def _window_bound(obj: Mapping[str, Any], name: str, maximum: int, *, integer: bool) -> Any:
+    """An optional bound of ``window``: null, or an integer (a number) > 0 and <= ``maximum``."""
+    value = obj.get(name)
+    kinds = int if integer else (int, float)
+    # "not 0 < value <= maximum" also refuses NaN, for which every comparison is false.
+    if value is not None and (
+        not isinstance(value, kinds) or isinstance(value, bool) or not 0 < value <= maximum
+    ):
+        what = "integer" if integer else "number"
+        raise SpecError(f"window.{name}", f"expected a positive {what} up to {maximum:,} or null", got=value)
+    return value
+
+
 # ---------------------------------------------------------------------- small checks
+def check_values(data: Any) -> None:
+    """Refuse, anywhere in a decoded spec, what no store or runner can carry: nesting deeper than
+    :data:`MAX_SPEC_DEPTH`, text with a lone surrogate, and NaN or infinite numbers (not JSON). The
+    walk is the state stores' (``core/state/values.py``); a NUL is fine in arguments.
+
+    >>> check_values({"run": {"run_id": float("nan")}})
+    Traceback (most recent call last):
+    ...
+    airflow_genius.core.errors.SpecError: run.run_id: expected a finite number (JSON has no NaN or Infinity), got nan
+    """
+    found = find_unstorable(data, allow_nul=True, max_depth=MAX_SPEC_DEPTH)
+    if found is not None:
+        path, problem, value = found
+        nested = None
+        for part in path:
+            nested = (nested, part)
+        deep = isinstance(value, (dict, list, tuple))  # the path already says where; no need to echo it
+        raise SpecError(_path(nested), problem, **({} if deep else {"got": value}))
+
+
+def _path(path: Any) -> str:
+    """``task.kwargs.x`` / ``task.args[0]`` from the nested ``(parent, key)`` pairs of :func:`check_values`."""
+    parts: list[str] = []
+    while path is not None:
+        path, key = path
+        parts.append(f"[{key}]" if isinstance(key, int) else f".{key}")
+    where = "".join(reversed(parts)).lstrip(".") or "spec"
+    return where if len(where) <= 80 else where[:77] + "..."  # a deep path stays one short line
+
+
 def _object(data: Any, where: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise SpecError(where, "expected a JSON object", got=data)
@@ -485,4 +545,6 @@ def _integer(obj: Mapping[str, Any], name: str, where: str, *, default: int, min
     value = obj.get(name, default)
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
         raise SpecError(f"{where}.{name}", f"expected an integer >= {minimum}", got=value)
+    if value > MAX_RUN_NUMBER:  # stores and Airflow keep it in 32 bits
+        raise SpecError(f"{where}.{name}", f"expected an integer <= {MAX_RUN_NUMBER:,}", got=value)
     return value

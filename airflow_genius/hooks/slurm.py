@@ -79,10 +79,11 @@ class SlurmHook(BaseHook):
 
     # ------------------------------------------------------------------ transport
     def run(
-        self, command: str, *, stdin: bytes | None = None, check: bool = True
+        self, command: str, *, stdin: bytes | None = None, check: bool = True, what: str | None = None
     ) -> tuple[int, bytes, bytes]:
         """Run one shell command on the login node; ``stdin`` (e.g. a script, a secret) never
-        appears in the command line. Returns ``(exit status, stdout, stderr)``."""
+        appears in the command line. Returns ``(exit status, stdout, stderr)``; an error names ``what``
+        (default: the command's first word)."""
         _, stdout, stderr = self.get_conn().exec_command(command, timeout=self.command_timeout)
         channel = stdout.channel
         if stdin:
@@ -92,7 +93,7 @@ class SlurmHook(BaseHook):
         status = channel.recv_exit_status()
         if check and status != 0:
             raise SlurmCommandError(
-                f"{command.split()[0] if command else 'command'} exited {status} on the login node: "
+                f"{what or (command.split()[0] if command else 'command')} exited {status} on the login node: "
                 f"{err.decode(errors='replace').strip() or out.decode(errors='replace').strip()}"
             )
         return status, out, err
@@ -113,7 +114,7 @@ class SlurmHook(BaseHook):
     # ------------------------------------------------------------------ Slurm
     def submit(self, script: str, *, work_dir: str) -> str:
         """``sbatch --parsable`` with the script on stdin, from ``work_dir``; returns the job id."""
-        _, out, _ = self.run(protocol.submit_command(work_dir), stdin=script.encode())
+        _, out, _ = self.run(protocol.submit_command(work_dir), stdin=script.encode(), what="sbatch")
         return protocol.parse_job_id(out.decode())
 
     def find_live_job(self, job_name: str) -> tuple[str, str] | None:

@@ -21,6 +21,8 @@ import re
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
+from airflow_genius.core.uris import STATE_PASSWORD_ENV
+
 #: Batch job names and Batch/ECS resource names: ^[A-Za-z0-9][A-Za-z0-9_-]{1,126}[A-Za-z0-9]$
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 
@@ -65,6 +67,18 @@ def env_list(env: Mapping[str, str]) -> list[dict[str, str]]:
 
 
 def merge_env(base: Iterable[Mapping[str, Any]] | None, env: Mapping[str, str]) -> list[dict[str, str]]:
-    """An AWS environment list: ``base`` entries the genius ``env`` does not name, then ``env``."""
-    kept = [dict(item) for item in base or () if item.get("name") not in env]
+    """An AWS environment list: ``base`` entries the genius ``env`` does not name, then ``env``.
+
+    ``base`` (the user's overrides) is checked like every container environment; a stale
+    ``GENIUS_TASK_SPEC`` there (an earlier try's overrides) is replaced, a state password refused.
+    """
+    from airflow_genius.operators.container import check_environment
+
+    items = [dict(item) for item in base or ()]
+    check_environment(
+        {item.get("name"): item.get("value", "") for item in items},
+        where="environment overrides",
+        reserved=(STATE_PASSWORD_ENV,),
+    )
+    kept = [item for item in items if item.get("name") not in env]
     return [*kept, *env_list(env)]

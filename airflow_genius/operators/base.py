@@ -155,6 +155,42 @@ class GeniusOperatorMixin(BaseOperator):
         self.model_name = model_name
         self.max_records = max_records
         self.max_seconds = max_seconds
+        self.refuse_secrets_in_uris()
+
+    def refuse_secrets_in_uris(self) -> None:
+        """Refuse a password (user info or query) in ``state_uri``, ``model_uri``, ``input_uri`` or
+        ``output_uri`` when the DAG is parsed: a URI is rendered in the UI and travels in the TaskSpec.
+
+        Raises :class:`~airflow_genius.core.errors.SpecError` (a ``ValueError``): one line naming the
+        argument and the task, the URI redacted. Templates are checked as written; the rendered values
+        are checked again when the TaskSpec is built.
+        """
+        from airflow_genius.core import uris
+
+        call = self.genius_call
+        arguments = {
+            "state_uri": self.state_uri,
+            "model_uri": self.model_uri,
+            "input_uri": call["input_uri"],
+            "output_uri": call["output_uri"],
+        }
+        for name, uri in arguments.items():
+            if not isinstance(uri, str) or not uris.has_password(uri):
+                continue
+            from airflow_genius.core.spec import refuse_secret
+            from airflow_genius.core.streams.base import STREAM_SCHEMES
+
+            where = f"{name} of task {self.task_id!r}"
+            if name == "state_uri":
+                hint = (
+                    f"{uris.STATE_CREDENTIALS_HINT} or keep it in a genius state connection (state_conn_id=)"
+                )
+                refuse_secret(uri, where, hint)
+            elif name == "model_uri":
+                refuse_secret(uri, where, uris.MODEL_CREDENTIALS_HINT, what="credentials")
+            elif uris.split_uri(uri).scheme.lower() in STREAM_SCHEMES:
+                refuse_secret(uri, where, uris.STATE_CREDENTIALS_HINT)
+            refuse_secret(uri, where, uris.DATA_CREDENTIALS_HINT, what="credentials")
 
     # ------------------------------------------------------------------ state
     def genius_state(self) -> StateTarget:
@@ -212,6 +248,7 @@ class GeniusOperatorMixin(BaseOperator):
         the task even if the record looks fine, and is combined with the record's error when there is one.
         """
         from airflow_genius.core.state.base import RunKey
+        from airflow_genius.core.uris import redact
 
         who = identity_from_context(context)
         key = RunKey(who["dag_id"], who["task_id"], who["run_id"], who["map_index"])
@@ -224,11 +261,19 @@ class GeniusOperatorMixin(BaseOperator):
                 raise GeniusTaskFailed(
                     f"{error.get('type', 'Error')}: {error.get('message', '')} ({failure})"
                 )
+            if record is not None and not record.status.terminal:
+                # The job ended without finishing its record: `genius run` exits 4 when the state store
+                # stayed unreachable, keeping the outcome in its work folder's spool (docs/state.md).
+                raise GeniusTaskFailed(
+                    f"{failure} (run record: {record.status.value} at try {record.try_number}: the job could "
+                    "not write its outcome to the state store; exit code 4 means the store stayed "
+                    "unreachable and the outcome waits in the job's spool, applied by the next try)"
+                )
             status = record.status.value if record else "missing"
             raise GeniusTaskFailed(f"{failure} (run record: {status})")
         if record is None:
             raise GeniusTaskFailed(
-                f"the remote job ended but left no run record for {key} in {target.uri}: "
+                f"the remote job ended but left no run record for {key} in {redact(target.uri)}: "
                 "did it reach `genius run`, and can it reach that state store? (see the job output above)"
             )
         self.publish_output(context, record)

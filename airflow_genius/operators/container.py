@@ -19,10 +19,12 @@ override that the platform echoes back.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from airflow_genius.core.uris import STATE_PASSWORD_ENV
 from airflow_genius.operators.base import GeniusOperatorMixin
 
 if TYPE_CHECKING:
@@ -35,6 +37,44 @@ if TYPE_CHECKING:
 SPEC_ENV = "GENIUS_TASK_SPEC"
 #: Arguments after the image's ``genius`` ENTRYPOINT.
 CONTAINER_ARGS: tuple[str, ...] = ("run", "--spec-env", SPEC_ENV)
+#: Names the genius launch sets itself, and why: never part of a user's plain environment.
+RESERVED_ENV: Mapping[str, str] = {
+    SPEC_ENV: "the launch puts the TaskSpec there",
+    STATE_PASSWORD_ENV: "the state password comes from the state connection (state_conn_id=), "
+    "delivered through the platform's secret mechanism",
+}
+#: A portable (POSIX) environment variable name.
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def check_environment(
+    env: Mapping[Any, Any], *, where: str, reserved: Collection[str] = tuple(RESERVED_ENV)
+) -> None:
+    """Refuse an environment a container runner would pass on: every name must be a POSIX name
+    (letters, digits, ``_``; no leading digit) and none of ``reserved``; no value may hold a NUL.
+
+    The one check of every container runner's user environment (Docker ``environment``,
+    ``private_environment`` and ``env_file``, Kubernetes ``env_vars``, ECS/Batch ``environment`` and
+    overrides). Raises ``ValueError``: one line naming ``where`` and the key, never a value.
+
+    >>> check_environment({"HF_HOME": "/cache", "_X1": 2}, where="environment")
+    >>> check_environment({"1 BAD NAME": "x"}, where="environment")
+    Traceback (most recent call last):
+    ...
+    ValueError: environment: '1 BAD NAME' is not a valid variable name (letters, digits and '_', not starting with a digit)
+    """
+    for name, value in env.items():
+        shown = repr(name) if len(repr(name)) <= 60 else repr(name)[:57] + "..."
+        if not isinstance(name, str) or not _ENV_NAME.fullmatch(name):
+            raise ValueError(
+                f"{where}: {shown} is not a valid variable name (letters, digits and '_', not starting "
+                "with a digit)"
+            )
+        if name in reserved:
+            why = RESERVED_ENV.get(name, "the genius launch sets it")
+            raise ValueError(f"{where}: {shown} is reserved: genius sets it itself ({why})")
+        if "\x00" in str(value):
+            raise ValueError(f"{where}: the value of {shown} contains a NUL character")
 
 
 @dataclass(frozen=True)
@@ -63,9 +103,7 @@ def container_launch(
     >>> launch.args, sorted(launch.env), sorted(launch.secret_env)
     (['run', '--spec-env', 'GENIUS_TASK_SPEC'], ['GENIUS_TASK_SPEC'], ['GENIUS_STATE_PASSWORD'])
     """
-    overlap = set(extra_env or {}) & {SPEC_ENV, *(secret_env or {})}
-    if overlap:
-        raise ValueError(f"environment names reserved by the runtime: {', '.join(sorted(overlap))}")
+    check_environment(extra_env or {}, where="environment", reserved={*RESERVED_ENV, *(secret_env or {})})
     return ContainerLaunch(
         spec=spec,
         args=list(CONTAINER_ARGS),
@@ -82,7 +120,9 @@ class GeniusContainerMixin(GeniusOperatorMixin):
 
     genius_state_target: StateTarget | None = None
 
-    def prepare_launch(self, context: Context, *, extra_env: Mapping[str, str] | None = None) -> ContainerLaunch:
+    def prepare_launch(
+        self, context: Context, *, extra_env: Mapping[str, str] | None = None
+    ) -> ContainerLaunch:
         """The TaskSpec of this task instance as a :class:`ContainerLaunch` (state secrets separate)."""
         target = self.genius_state()
         self.genius_state_target = target

@@ -46,7 +46,7 @@ from airflow.providers.docker.operators.docker import DockerOperator
 from airflow_genius import __version__
 from airflow_genius.links.record import GeniusRecordLink
 from airflow_genius.operators.base import GENIUS_TEMPLATE_FIELDS, identity_from_context
-from airflow_genius.operators.container import GeniusContainerMixin
+from airflow_genius.operators.container import SPEC_ENV, GeniusContainerMixin, check_environment
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -100,6 +100,9 @@ class GeniusDockerOperator(GeniusContainerMixin, DockerOperator):
             raise ValueError("GeniusDockerOperator sets `command` itself (genius run --spec-env …); drop it")
         super().__init__(image=image, auto_remove=auto_remove, mount_tmp_dir=mount_tmp_dir, **kwargs)
         self.stop_timeout = stop_timeout
+        # Refused when the DAG is parsed already (keys are never templated); checked again at launch.
+        check_environment(self.environment, where="environment")
+        check_environment(self._private_environment, where="private_environment", reserved=(SPEC_ENV,))
 
     def execute(self, context: Context) -> Any:
         from airflow.providers.docker.exceptions import DockerContainerFailedException
@@ -107,6 +110,8 @@ class GeniusDockerOperator(GeniusContainerMixin, DockerOperator):
         from airflow_genius.operators.docker_request import container_name_for, docker_request
 
         who = identity_from_context(context)
+        if self.env_file:  # rendered by now; DockerOperator passes its variables on as plain environment
+            check_environment(self.unpack_environment_variables(self.env_file), where="env_file")
         launch = self.prepare_launch(context, extra_env=self.environment)
         request = docker_request(launch, private_environment=self._private_environment, labels=self.labels)
         self.command = request.command
@@ -223,6 +228,8 @@ class GeniusDockerOperator(GeniusContainerMixin, DockerOperator):
 
     def _warn_if_state_unreachable(self, state_uri: str) -> None:
         """An embedded SQLite store is a file on the worker: the container sees it only through a mount."""
+        from airflow_genius.core.uris import redact
+
         if not state_uri.startswith("sqlite:///"):
             return
         path = state_uri.removeprefix("sqlite://").split("?", 1)[0]
@@ -232,7 +239,7 @@ class GeniusDockerOperator(GeniusContainerMixin, DockerOperator):
                 "state store %s is a SQLite file the container cannot see unless its folder is "
                 "bind-mounted at the same path; set [genius] state_conn_id/state_uri (or state_conn_id=) "
                 "to a store the container reaches (Redis, PostgreSQL, DynamoDB)",
-                state_uri,
+                redact(state_uri),
             )
 
 

@@ -59,12 +59,13 @@ def docker_request(
     The user's plain environment is already in ``launch.env`` (passed to ``prepare_launch`` as
     ``extra_env``, which refuses the runtime's reserved names). A secret the launch carries must not be
     shadowed by the user's ``private_environment``, nor may a private name replace a plain one: both
-    would silently hand the runtime a value other than the one the operator resolved.
+    would silently hand the runtime a value other than the one the operator resolved. Private names
+    are checked like plain ones (:func:`~airflow_genius.operators.container.check_environment`).
     """
+    from airflow_genius.operators.container import check_environment
+
     private = dict(private_environment or {})
-    clash = (set(private) & set(launch.secret_env)) | (set(private) & set(launch.env))
-    if clash:
-        raise ValueError(f"private_environment sets names the genius launch sets: {', '.join(sorted(clash))}")
+    check_environment(private, where="private_environment", reserved={*launch.secret_env, *launch.env})
     if isinstance(labels, Mapping):
         user_labels = {str(key): str(value) for key, value in labels.items()}
     else:  # DockerOperator also takes a list of label names (empty values)

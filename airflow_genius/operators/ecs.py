@@ -94,7 +94,9 @@ def container_secrets(task_definition: Mapping[str, Any], container_name: str) -
     for container in task_definition.get("containerDefinitions") or ():
         if container.get("name") == container_name:
             return {secret["name"] for secret in container.get("secrets") or ()}
-    raise ValueError(f"task definition {task_definition.get('taskDefinitionArn')} has no container {container_name!r}")
+    raise ValueError(
+        f"task definition {task_definition.get('taskDefinitionArn')} has no container {container_name!r}"
+    )
 
 
 class GeniusEcsOperator(GeniusContainerMixin, EcsRunTaskOperator):
@@ -147,7 +149,9 @@ class GeniusEcsOperator(GeniusContainerMixin, EcsRunTaskOperator):
         self.environment: dict[str, str] = dict(environment or {})
         self.genius_container = container_name
         if self.wait_for_completion is False:  # the result is the run record, read after the end
-            raise ValueError(f"{type(self).__name__} always waits for its result: drop wait_for_completion=False")
+            raise ValueError(
+                f"{type(self).__name__} always waits for its result: drop wait_for_completion=False"
+            )
 
     def platform_secrets(self) -> set[str]:
         """Names of the secrets the task definition injects into the genius container (one call)."""

@@ -57,7 +57,6 @@ if TYPE_CHECKING:
     from airflow.triggers.base import BaseTrigger
 
 
-
 # type-ignore: both bases declare `namespace` (genius state vs Kubernetes); __init__ below separates them
 class GeniusKubernetesOperator(GeniusContainerMixin, KubernetesPodOperator):  # type: ignore[misc]
     """Run a genius task in a pod of the runtime image; the run record's result is the XCom.

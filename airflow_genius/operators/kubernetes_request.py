@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from kubernetes.client import models as k8s
 
-from airflow_genius.operators.container import SPEC_ENV, ContainerLaunch
+from airflow_genius.operators.container import RESERVED_ENV, ContainerLaunch, check_environment
 
 #: Label on the Secrets this runner creates (find leftovers with ``-l app.kubernetes.io/managed-by=…``).
 MANAGED_BY = {"app.kubernetes.io/managed-by": "airflow-genius"}
@@ -75,11 +75,13 @@ def pod_request(
             else env_vars or []
         )
     ]
-    reserved = {SPEC_ENV, *launch.env, *launch.secret_env} & {env.name for env in user_env}
-    if reserved:
-        raise ValueError(
-            f"env_vars may not set names the genius runtime reserves: {', '.join(sorted(reserved))}"
-        )
+    # A plain value is shown by the apiserver and in the pod spec: the reserved names never take one. A
+    # reference to the user's own Secret may carry the state password when the launch does not.
+    launched = {*launch.env, *launch.secret_env}
+    plain = {env.name: env.value or "" for env in user_env if env.value_from is None}
+    check_environment(plain, where="env_vars", reserved={*RESERVED_ENV, *launched})
+    referenced = {env.name: "" for env in user_env if env.value_from is not None}
+    check_environment(referenced, where="env_vars", reserved=launched)
     secret_refs = [
         k8s.V1EnvVar(
             name=name,

@@ -54,10 +54,11 @@ class GeniusTaskOperator(GeniusOperatorMixin):
 
     def execute(self, context: Context) -> Any:
         from airflow_genius.core.runtime import run_spec
+        from airflow_genius.core.uris import redact
 
         target = self.genius_state()
         spec = self.build_task_spec(context, state_uri=target.uri)
-        self.log.info("running %s.%s (state %s)", spec.task.class_path, spec.task.method, target.uri)
+        self.log.info("running %s.%s (state %s)", spec.task.class_path, spec.task.method, redact(target.uri))
         with target.open() as state:
             outcome = run_spec(spec, state=state, work_dir=config.get("work_dir"))
         self.publish_output(context, outcome.record)

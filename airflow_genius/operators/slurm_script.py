@@ -3,7 +3,11 @@
 What reaches the script and how:
 
 * ``#SBATCH`` options are validated (sbatch reads them itself, no shell): a value with a newline or a
-  control character could smuggle in a line of shell, so it is refused; whitespace too.
+  control character could smuggle in a line of shell, so it is refused; whitespace too. Names
+  (partition, account, qos, reservation, constraint) must use Slurm's own character set.
+* ``extra_directives`` must be long options from :data:`EXTRA_DIRECTIVES`, spelled in full: sbatch
+  accepts abbreviations (``--out=`` is ``--output=``) and bundled short options (``-Ho/x``), so only
+  an allow-list keeps a job from moving its output, working directory or environment.
 * environment values are shell-quoted ``export`` lines; names must be identifiers.
 * the TaskSpec and the secret environment are **files** in the job's folder (mode 0600), sourced or
   read by path — never in the script, never in argv.
@@ -25,6 +29,7 @@ import re
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 SPEC_FILE = "spec.json"
 SECRET_FILE = "secret.env"  # noqa: S105 - a file name, not a secret
@@ -33,8 +38,83 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TIME = re.compile(r"^(\d+-)?\d+(:\d{1,2}){0,2}$|^\d+-\d+$")
 _MEM = re.compile(r"^\d+[KMGT]?$", re.IGNORECASE)
 _NO_SPACE_OR_CONTROL = re.compile(r"^[^\s\x00-\x1f\x7f]+$")
-_EXTRA_DIRECTIVE = re.compile(r"^--?[A-Za-z][A-Za-z0-9-]*(=[^\x00-\x1f\x7f]*)?$")
+# Slurm names (partitions, accounts, QOS, reservations, node features): letters, digits, _ - .
+_SLURM_NAME = r"[A-Za-z0-9_.-]+"
+_ONE_NAME = re.compile(rf"^{_SLURM_NAME}$")
+_NAME_LIST = re.compile(rf"^{_SLURM_NAME}(,{_SLURM_NAME})*$")
+# --constraint: feature names joined by & | , and grouped with ( ) [ ], with counts (*2) (sbatch(1))
+_CONSTRAINT = re.compile(r"^[A-Za-z0-9_.\-&|,:*()\[\]]+$")
+_GPUS = re.compile(rf"^({_SLURM_NAME}:)?[1-9][0-9]*$")
+_LONG_OPTION = re.compile(r"^--([a-z][a-z0-9-]*)(=(.*))?$")
+# sbatch's #SBATCH parser strips quotes and backslashes and ends the line at '#'
+_SBATCH_PARSED = re.compile(r"[\"'\\#]")
 CONTAINER_RUNTIMES = ("podman", "apptainer", "singularity")
+
+#: The long sbatch options ``extra_directives`` may use, each with how it takes a value:
+#: ``"value"`` only as ``--option=value`` (a bare ``--option`` would swallow the next directive as its
+#: value), ``"flag"`` only as ``--option``, ``"either"`` both. Anything else is refused.
+EXTRA_DIRECTIVES: Mapping[str, str] = MappingProxyType(
+    {
+        **dict.fromkeys(
+            ("contiguous", "no-requeue", "overcommit", "oversubscribe", "reboot", "requeue",
+             "spread-job", "use-min-nodes"),
+            "flag",
+        ),
+        **dict.fromkeys(("exclusive", "nice", "no-kill", "propagate"), "either"),
+        **dict.fromkeys(
+            ("acctg-freq", "batch", "begin", "comment", "core-spec", "cores-per-socket", "cpu-freq",
+             "cpus-per-gpu", "deadline", "delay-boot", "dependency", "distribution", "exclude",
+             "extra-node-info", "gpu-bind", "gpu-freq", "gpus-per-node", "gpus-per-socket",
+             "gpus-per-task", "gres", "gres-flags", "hint", "kill-on-invalid-dep", "licenses",
+             "mail-type", "mail-user", "mcs-label", "mem-bind", "mem-per-cpu", "mem-per-gpu", "mincpus",
+             "network", "nodelist", "ntasks-per-core", "ntasks-per-gpu", "ntasks-per-node",
+             "ntasks-per-socket", "power", "prefer", "priority", "profile", "signal", "sockets-per-node",
+             "switches", "thread-spec", "threads-per-core", "time-min", "tmp", "wait-all-nodes", "wckey"),
+            "value",
+        ),
+    }
+)  # fmt: skip
+
+# Options genius sets or relies on, with why they are refused in extra_directives.
+_OWN_OUTPUT = "genius keeps the job's output in its job folder"
+_OWN_ENV = "genius sets the job's environment (use env=)"
+_OWN_SUBMIT = "genius submits the job and reads sbatch's reply itself"
+_REFUSED_DIRECTIVES: Mapping[str, str] = MappingProxyType(
+    {
+        "job-name": "genius names the job (a retry finds it by that name)",
+        "output": _OWN_OUTPUT,
+        "error": _OWN_OUTPUT,
+        "open-mode": _OWN_OUTPUT,
+        "input": "the job reads only its job folder",
+        "chdir": "the job runs in its job folder",
+        "wrap": "genius writes the job's script",
+        "export": _OWN_ENV,
+        "export-file": _OWN_ENV,
+        "get-user-env": _OWN_ENV,
+        "uid": "the job runs as the SSH user",
+        "gid": "the job runs as the SSH user",
+        "clusters": "genius watches the job on the login node's own cluster",
+        "cluster-constraint": "genius watches the job on the login node's own cluster",
+        "array": "each task instance is one job",
+        "container": "use container=SlurmContainer(...)",
+        **dict.fromkeys(
+            ("parsable", "test-only", "wait", "hold", "quiet", "verbose", "usage", "help", "version"),
+            _OWN_SUBMIT,
+        ),
+    }
+)
+# Typed options: refused as extra directives so their values always pass the typed checks.
+_TYPED_DIRECTIVES: Mapping[str, str] = MappingProxyType(
+    {
+        "partition": "partition", "time": "time", "nodes": "nodes", "ntasks": "ntasks",
+        "cpus-per-task": "cpus_per_task", "mem": "mem", "gpus": "gpus", "account": "account",
+        "qos": "qos", "constraint": "constraint", "reservation": "reservation",
+    }
+)  # fmt: skip
+# Every long option sbatch 22.05 knows, to name what an abbreviation would expand to.
+_SBATCH_LONG_OPTIONS = frozenset(
+    {*EXTRA_DIRECTIVES, *_REFUSED_DIRECTIVES, *_TYPED_DIRECTIVES, "bb", "bbf", "ignore-pbs", "nodefile"}
+)
 
 
 class SlurmOptionError(ValueError):
@@ -70,7 +150,8 @@ class SlurmJobOptions:
         nodes, ntasks, cpus_per_task: counts.
         mem: ``--mem`` per node (``4G``, ``500M``).
         gpus: ``--gpus`` (``2`` or ``a100:2``).
-        extra_directives: more ``#SBATCH`` lines, each ``--option`` or ``--option=value``.
+        extra_directives: more ``#SBATCH`` lines, each a long option of :data:`EXTRA_DIRECTIVES` spelled
+            in full (``--exclusive``, ``--signal=B:USR1@60``); one word each.
         setup: shell lines run before the task (``module load python/3.11``) — trusted code.
         env: environment of the task (shell-quoted exports).
         genius_command: how to call ``genius`` on the node (a path if it is not on PATH).
@@ -94,18 +175,29 @@ class SlurmJobOptions:
     genius_command: str = "genius"
     container: SlurmContainer | None = None
 
+    def __post_init__(self) -> None:
+        # Validate on construction, so a bad option fails before anything reaches the cluster.
+        self.directives()
+        self.exports()
+
     def directives(self) -> list[str]:
-        """The ``--option=value`` pairs of the typed options, validated."""
+        """The ``#SBATCH`` arguments: the typed options as ``--option=value``, then the extra directives.
+
+        Raises:
+            SlurmOptionError: one line naming the first option or directive that cannot be rendered.
+        """
         rendered: list[str] = []
-        for name, value in (
-            ("partition", self.partition),
-            ("account", self.account),
-            ("qos", self.qos),
-            ("constraint", self.constraint),
-            ("reservation", self.reservation),
-        ):
+        chars = "letters, digits, _ - ."
+        for name, value, pattern, what in (
+            ("partition", self.partition, _NAME_LIST, f"partition names ({chars}), comma-separated"),
+            ("account", self.account, _ONE_NAME, f"an account name ({chars})"),
+            ("qos", self.qos, _ONE_NAME, f"a QOS name ({chars})"),
+            ("constraint", self.constraint, _CONSTRAINT,
+             f"node features ({chars}) joined by & | , : * and grouped by ( ) [ ]"),
+            ("reservation", self.reservation, _NAME_LIST, f"reservation names ({chars}), comma-separated"),
+        ):  # fmt: skip
             if value is not None:
-                rendered.append(f"--{name}={_check_value(name, value)}")
+                rendered.append(f"--{name}={_check_name(name, value, pattern, what)}")
         if self.time is not None:
             if not _TIME.match(str(self.time)):
                 raise SlurmOptionError(f"time {self.time!r} is not a Slurm time (MM, HH:MM:SS, D-HH:MM)")
@@ -124,13 +216,13 @@ class SlurmJobOptions:
                 raise SlurmOptionError(f"mem {self.mem!r} is not a Slurm memory size (e.g. 500M, 4G)")
             rendered.append(f"--mem={self.mem}")
         if self.gpus is not None:
-            rendered.append(f"--gpus={_check_value('gpus', str(self.gpus))}")
-        for line in self.extra_directives:
-            if not _EXTRA_DIRECTIVE.match(line):
-                raise SlurmOptionError(
-                    f"extra directive {line!r} must look like --option or --option=value, on one line"
-                )
-            rendered.append(line)
+            what = "a GPU count, optionally after a type (2, a100:2)"
+            rendered.append(f"--gpus={_check_name('gpus', self.gpus, _GPUS, what)}")
+        if isinstance(self.extra_directives, str):
+            raise SlurmOptionError(
+                f"extra_directives must be a list of strings, got {self.extra_directives!r}"
+            )
+        rendered.extend(_check_extra_directive(line) for line in self.extra_directives)
         return rendered
 
     def exports(self, extra: Mapping[str, str] | None = None) -> list[str]:
@@ -148,6 +240,60 @@ def _check_value(name: str, value: object) -> str:
     if not _NO_SPACE_OR_CONTROL.match(text):
         raise SlurmOptionError(f"{name} {text!r} must be one word without spaces or control characters")
     return text
+
+
+def _check_name(name: str, value: object, pattern: re.Pattern[str], what: str) -> str:
+    """``value`` as text if it matches Slurm's character set for the option ``name``."""
+    text = _check_value(name, value)
+    if isinstance(value, bool) or not pattern.match(text):
+        raise SlurmOptionError(f"{name} {text!r} must be {what}")
+    return text
+
+
+def _check_extra_directive(line: object) -> str:
+    """``line`` if it is a full-length long option of :data:`EXTRA_DIRECTIVES` with a safe value.
+
+    Every refusal is one line naming the directive.
+    """
+    if not isinstance(line, str):
+        raise SlurmOptionError(f"extra directive {line!r} must be a string like --option=value")
+    if not _NO_SPACE_OR_CONTROL.match(line):
+        # sbatch splits #SBATCH lines on whitespace: `--comment=a b` would be two arguments
+        raise SlurmOptionError(
+            f"extra directive {line!r} must be one word without spaces or control characters"
+        )
+    match = _LONG_OPTION.match(line)
+    if match is None:
+        # short options bundle (-Ho/x is --hold --output=/x), so only long ones are readable
+        raise SlurmOptionError(f"extra directive {line!r} must be a long option: --option or --option=value")
+    name, value = match.group(1), match.group(3)
+    if name in _REFUSED_DIRECTIVES:
+        raise SlurmOptionError(f"extra directive {line!r} is refused: {_REFUSED_DIRECTIVES[name]}")
+    if name in _TYPED_DIRECTIVES:
+        raise SlurmOptionError(
+            f"extra directive {line!r} is refused: use the {_TYPED_DIRECTIVES[name]} argument instead"
+        )
+    kind = EXTRA_DIRECTIVES.get(name)
+    if kind is None:
+        longer = sorted(option for option in _SBATCH_LONG_OPTIONS if option.startswith(name))
+        if longer and name not in _SBATCH_LONG_OPTIONS:  # sbatch expands unambiguous abbreviations
+            expands = " or ".join([*(f"--{option}" for option in longer[:3]), *(["…"] if longer[3:] else [])])
+            raise SlurmOptionError(
+                f"extra directive {line!r} is refused: --{name} abbreviates {expands}; "
+                "write allowed options in full"
+            )
+        raise SlurmOptionError(
+            f"extra directive {line!r} is refused: --{name} is not an allowed sbatch option (EXTRA_DIRECTIVES)"
+        )
+    if kind == "flag" and value is not None:
+        raise SlurmOptionError(f"extra directive {line!r}: --{name} takes no value")
+    if (kind == "value" and value is None) or value == "":
+        raise SlurmOptionError(f"extra directive {line!r}: --{name} needs a value, as --{name}=value")
+    if value is not None and _SBATCH_PARSED.search(value):
+        raise SlurmOptionError(
+            f"extra directive {line!r}: quotes, backslashes and '#' are not allowed (sbatch strips them)"
+        )
+    return line
 
 
 def genius_body(job_dir: str, options: SlurmJobOptions) -> list[str]:

@@ -13,8 +13,9 @@ exactly like the REST API) and only see records of DAGs whose task instances the
 
 Which stores it reads (``[genius]`` section, ``AIRFLOW__GENIUS__*``):
 
-* ``dashboard_state_uris``: state URIs separated by commas or whitespace (no passwords: a
-  ``GENIUS_STATE_PASSWORD`` in the API server's environment is used as for ``genius run``);
+* ``dashboard_state_uris``: state URIs separated by commas or whitespace (no passwords, neither in the
+  user info nor in the query: a ``GENIUS_STATE_PASSWORD`` in the API server's environment is used as
+  for ``genius run``; a URI with one is shown redacted, as unavailable, with the reason);
 * ``dashboard_state_conn_ids``: genius state connection ids, comma separated;
 * neither set: the operators' default store — ``state_conn_id`` if set, else ``state_uri``.
 
@@ -39,8 +40,9 @@ from urllib.parse import urlsplit
 from airflow.sdk.plugins_manager import AirflowPlugin  # the Task SDK's base, as providers are asked to use
 from fastapi import Request
 
+from airflow_genius.core.errors import StateError
 from airflow_genius.core.state import open_state
-from airflow_genius.core.uris import redact
+from airflow_genius.core.uris import STATE_CREDENTIALS_HINT, redact, secret_problem
 from airflow_genius.plugins.dashboard_app import Store, create_app
 
 #: Where the app is mounted on the API server (``airflow_genius.links.record.DASHBOARD_PREFIX`` repeats it).
@@ -71,18 +73,35 @@ def _conn_store(conn_id: str) -> Store:
     return Store(f"connection {conn_id}", opener)
 
 
+def _uri_store(uri: str, option: str) -> Store:
+    """The store of a configured URI, labelled with the URI redacted. A URI that embeds a password is
+    refused: its store reports the one-line reason (naming ``option``) and the others still show."""
+    problem = secret_problem(
+        uri,
+        f"{STATE_CREDENTIALS_HINT} (the API server's environment) or list a connection in dashboard_state_conn_ids",
+    )
+    if problem is None:
+        return Store(redact(uri), partial(open_state, uri))
+
+    def refuse() -> Any:
+        raise StateError(f"[genius] {option} {problem}")
+
+    return Store(redact(uri), refuse)
+
+
 def configured_stores() -> list[Store]:
     """The stores named by ``dashboard_state_uris`` / ``dashboard_state_conn_ids``, else the default one."""
-    uris = [uri for uri in _SPLIT.split(_option("dashboard_state_uris")) if uri]
+    option = "dashboard_state_uris"
+    uris = [uri for uri in _SPLIT.split(_option(option)) if uri]
     conn_ids = [conn_id for conn_id in _SPLIT.split(_option("dashboard_state_conn_ids")) if conn_id]
     if not uris and not conn_ids:
         default_conn = _option("state_conn_id").strip()
         if default_conn:
             conn_ids = [default_conn]
         else:
-            uris = [_option("state_uri")]
+            option, uris = "state_uri", [_option("state_uri")]
     stores = [_conn_store(conn_id) for conn_id in conn_ids]
-    stores += [Store(redact(uri), partial(open_state, uri)) for uri in uris]
+    stores += [_uri_store(uri, option) for uri in uris]
     return stores
 
 

@@ -12,26 +12,37 @@ the Airflow user dependency and the DAG-permission filter. On its own (tests, a 
     #                        /api/records and /api/record: the same as JSON
 
 Every store is opened per request and closed after it; a store that fails is reported on the page (and in
-the JSON ``stores`` list) without hiding the records of the others.
+the JSON ``stores`` list) without hiding the records of the others. Any record a store returns is shown
+(lone surrogates, NUL, NaN, huge or deep values: see :mod:`.dashboard_html`); a record that still cannot
+be shown is named in place of its row. Query parameters are checked: a bad one is HTTP 400 with one line.
 """
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from airflow_genius.core.state import RunKey, RunRecord, StateManager, Status
 from airflow_genius.core.state.base import utcnow
 from airflow_genius.plugins import dashboard_html as html
 
-#: Largest ``limit`` a request may ask for (per store).
+#: Largest ``limit`` a request may ask for (per store), and the default.
 MAX_LIMIT = 1000
+DEFAULT_LIMIT = 100
+#: Longest dag, task or run id a request may name (Airflow's own limit).
+MAX_ID_CHARS = 250
+#: Largest map index a request may name (Airflow stores it as a 32-bit integer).
+MAX_MAP_INDEX = 2**31 - 1
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -76,22 +87,40 @@ class Row:
 
     @property
     def duration_seconds(self) -> float | None:
-        """Finished: RUNNING → end of the last try. Running: time since it started. Else None."""
+        """Finished: RUNNING → end of the last try. Running: time since it started. Else None (also
+        when the stored times cannot be compared)."""
         record = self.record
-        if record.status.terminal:
-            return record.duration_seconds
-        if record.status is Status.RUNNING:
-            started = next((e.at for e in reversed(record.history) if e.status is Status.RUNNING), None)
-            return (utcnow() - started).total_seconds() if started else None
+        try:
+            if record.status.terminal:
+                return record.duration_seconds
+            if record.status is Status.RUNNING:
+                started = next((e.at for e in reversed(record.history) if e.status is Status.RUNNING), None)
+                return (utcnow() - started).total_seconds() if started else None
+        except (TypeError, ValueError, OverflowError):  # naive and aware times mixed, out of range
+            return None
         return None
 
     def to_dict(self, airflow_url: str) -> dict[str, Any]:
-        return {
-            **self.record.to_dict(),
-            "store": self.store,
-            "duration_seconds": self.duration_seconds,
-            "airflow_url": airflow_url,
-        }
+        """The record as plain JSON (:func:`~.dashboard_html.displayable`); a record that cannot be
+        converted keeps its key, its store and a ``display_error``."""
+        try:
+            data = {
+                **self.record.to_dict(),
+                "store": self.store,
+                "duration_seconds": self.duration_seconds,
+                "airflow_url": airflow_url,
+            }
+            return dict(html.displayable(data))
+        except Exception as exc:  # one record that cannot be shown must not take the answer down
+            key = self.record.key
+            return {
+                "dag_id": key.dag_id,
+                "task_id": key.task_id,
+                "run_id": key.run_id,
+                "map_index": key.map_index,
+                "store": self.store,
+                "display_error": _short_error(exc),
+            }
 
 
 def ti_path(key: RunKey) -> str:
@@ -100,7 +129,8 @@ def ti_path(key: RunKey) -> str:
     >>> ti_path(RunKey("etl", "count", "manual__2024-05-06T00:00:00+00:00", 3))
     '/dags/etl/runs/manual__2024-05-06T00%3A00%3A00%2B00%3A00/tasks/count/mapped/3'
     """
-    path = f"/dags/{quote(key.dag_id, safe='')}/runs/{quote(key.run_id, safe='')}/tasks/{quote(key.task_id, safe='')}"
+    dag, task, run = (quote(part, safe="", errors="backslashreplace") for part in key.parts()[:3])
+    path = f"/dags/{dag}/runs/{run}/tasks/{task}"
     return f"{path}/mapped/{key.map_index}" if key.map_index >= 0 else path
 
 
@@ -119,8 +149,16 @@ def collect(stores: Sequence[Store], filters: Filters) -> tuple[list[Row], list[
             continue
         rows.extend(Row(store.label, record) for record in found)
         reports.append(StoreReport(store.label, count=len(found)))
-    rows.sort(key=lambda row: row.record.updated_at, reverse=True)
+    rows.sort(key=lambda row: _instant(row.record.updated_at), reverse=True)
     return rows[: filters.limit], reports
+
+
+def _instant(moment: datetime) -> float:
+    """A sort key for any stored time (naive ones read as local time, like ``datetime`` does)."""
+    try:
+        return moment.timestamp()
+    except (AttributeError, OverflowError, ValueError, OSError):
+        return 0.0
 
 
 def find(stores: Sequence[Store], key: RunKey) -> tuple[list[Row], list[StoreReport]]:
@@ -140,21 +178,85 @@ def find(stores: Sequence[Store], key: RunKey) -> tuple[list[Row], list[StoreRep
     return rows, reports
 
 
-def parse_map_index(text: str) -> int:
-    """``map_index`` from a query: an integer, or -1 for an empty or unfilled value.
+def bad_parameter(name: str, problem: str, got: str) -> HTTPException:
+    """HTTP 400 with one line: ``<name>: <problem>, got <value>`` (the value cut and escaped)."""
+    shown = repr(got)
+    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    return HTTPException(400, f"{name}: {problem}, got {shown}")
+
+
+def parse_map_index(text: str | None) -> int:
+    """``map_index`` from a query: an integer from -1, or -1 for an empty or unfilled value.
 
     The UI's task instance tab leaves ``{MAP_INDEX}`` unreplaced for unmapped tasks:
 
     >>> parse_map_index("{MAP_INDEX}"), parse_map_index("3"), parse_map_index("")
     (-1, 3, -1)
+    >>> parse_map_index("x")
+    Traceback (most recent call last):
+    ...
+    fastapi.exceptions.HTTPException: 400: map_index: expected an integer from -1 to 2147483647, got 'x'
     """
-    text = text.strip()
-    return int(text) if re.fullmatch(r"-?\d+", text) else -1
+    value = (text or "").strip()
+    if value in ("", "{MAP_INDEX}"):
+        return -1
+    if not re.fullmatch(r"-?[0-9]{1,10}", value) or not -1 <= int(value) <= MAX_MAP_INDEX:
+        raise bad_parameter("map_index", f"expected an integer from -1 to {MAX_MAP_INDEX}", str(text))
+    return int(value)
+
+
+def parse_limit(text: str | None) -> int:
+    """``limit`` from a query: an integer from 1 to :data:`MAX_LIMIT` (empty: :data:`DEFAULT_LIMIT`)."""
+    value = (text or "").strip()
+    if not value:
+        return DEFAULT_LIMIT
+    if not re.fullmatch(r"[0-9]{1,7}", value) or not 1 <= int(value) <= MAX_LIMIT:
+        raise bad_parameter("limit", f"expected an integer from 1 to {MAX_LIMIT}", str(text))
+    return int(value)
+
+
+def parse_status(text: str | None) -> Status | None:
+    """``status`` from a query: a status name in any case (empty: any status)."""
+    if not text:
+        return None
+    try:
+        return Status(text.strip().upper())
+    except ValueError:
+        known = ", ".join(s.value for s in Status)
+        raise bad_parameter("status", f"unknown status; expected one of {known}", text) from None
+
+
+def parse_id(name: str, text: str | None, *, required: bool = False) -> str | None:
+    """A dag, task or run id from a query: at most :data:`MAX_ID_CHARS` characters, no control
+    characters (empty: no filter, or HTTP 400 when ``required``)."""
+    if not text:
+        if required:
+            raise HTTPException(400, f"{name}: required")
+        return None
+    if len(text) > MAX_ID_CHARS or _CONTROL.search(text):
+        raise bad_parameter(name, f"expected at most {MAX_ID_CHARS} characters, no control characters", text)
+    return text
 
 
 def _short_error(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}"
+    """``Type: message`` on one line, at most about 300 characters."""
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())
     return text if len(text) <= 300 else text[:300] + "…"
+
+
+class SafeJSONResponse(JSONResponse):
+    """JSON that any stored value survives: ASCII only (a lone surrogate is written ``\\ud800``, which
+    JSON allows), the content made plain by :func:`~.dashboard_html.displayable` first."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(html.displayable(content), ensure_ascii=True, allow_nan=False).encode("ascii")
+
+
+def html_response(
+    text: str, status_code: int = 200, headers: Mapping[str, str] | None = None
+) -> HTMLResponse:
+    """An HTML answer that always encodes (the pages escape everything; this is the last guard)."""
+    return HTMLResponse(text.encode("utf-8", "backslashreplace"), status_code=status_code, headers=headers)
 
 
 UserDependency = Callable[[Request], Awaitable[Any]]
@@ -167,7 +269,6 @@ async def _current_user(request: Request) -> Any:
     return await user(request) if user is not None else None
 
 
-Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 Caller = Annotated[Any, Depends(_current_user)]
 
 
@@ -207,15 +308,10 @@ def create_app(
     def airflow_url(key: RunKey) -> str:
         return airflow_base().rstrip("/") + ti_path(key)
 
-    def filters_of(dag_id: str | None, task_id: str | None, status: str | None, limit: int) -> Filters:
-        chosen: Status | None = None
-        if status:
-            try:
-                chosen = Status(status.upper())
-            except ValueError:
-                known = ", ".join(s.value for s in Status)
-                raise HTTPException(400, f"unknown status {status!r}; expected one of {known}") from None
-        return Filters(dag_id or None, task_id or None, chosen, limit)
+    def filters_of(dag_id: str | None, task_id: str | None, status: str | None, limit: str | None) -> Filters:
+        return Filters(
+            parse_id("dag_id", dag_id), parse_id("task_id", task_id), parse_status(status), parse_limit(limit)
+        )
 
     def mount_path(request: Request) -> str:
         return str(request.scope.get("root_path", "")).rstrip("/")
@@ -227,14 +323,14 @@ def create_app(
         dag_id: str | None = None,
         task_id: str | None = None,
         status: str | None = None,
-        limit: Limit = 100,
+        limit: str | None = None,
     ) -> HTMLResponse:
         filters = filters_of(dag_id, task_id, status, limit)
         rows, reports = collect(stores(), filters)
         text = html.records_page(
             permitted(caller, rows), reports, filters, base=mount_path(request), airflow_url=airflow_url
         )
-        return HTMLResponse(text)
+        return html_response(text)
 
     @app.get("/api/records")
     def records_json(
@@ -242,20 +338,26 @@ def create_app(
         dag_id: str | None = None,
         task_id: str | None = None,
         status: str | None = None,
-        limit: Limit = 100,
-    ) -> dict[str, Any]:
+        limit: str | None = None,
+    ) -> Response:
         filters = filters_of(dag_id, task_id, status, limit)
         rows, reports = collect(stores(), filters)
-        return {
-            "records": [row.to_dict(airflow_url(row.record.key)) for row in permitted(caller, rows)],
-            "stores": [report.__dict__ for report in reports],
-        }
+        return SafeJSONResponse(
+            {
+                "records": [row.to_dict(airflow_url(row.record.key)) for row in permitted(caller, rows)],
+                "stores": [report.__dict__ for report in reports],
+            }
+        )
 
-    def lookup(caller: Any, dag_id: str, task_id: str, run_id: str, map_index: str) -> list[Row]:
-        try:
-            key = RunKey(dag_id, task_id, run_id, parse_map_index(map_index))
-        except Exception as exc:
-            raise HTTPException(400, str(exc)) from None
+    def lookup(
+        caller: Any, dag_id: str | None, task_id: str | None, run_id: str | None, map_index: str | None
+    ) -> list[Row]:
+        key = RunKey(
+            str(parse_id("dag_id", dag_id, required=True)),
+            str(parse_id("task_id", task_id, required=True)),
+            str(parse_id("run_id", run_id, required=True)),
+            parse_map_index(map_index),
+        )
         rows, reports = find(stores(), key)
         rows = permitted(caller, rows)
         if not rows:
@@ -268,29 +370,29 @@ def create_app(
     def record_html(
         caller: Caller,
         request: Request,
-        dag_id: str,
-        task_id: str,
-        run_id: str,
-        map_index: str = "-1",
+        dag_id: str | None = None,
+        task_id: str | None = None,
+        run_id: str | None = None,
+        map_index: str | None = None,
     ) -> HTMLResponse:
         rows = lookup(caller, dag_id, task_id, run_id, map_index)
-        return HTMLResponse(html.record_page(rows, base=mount_path(request), airflow_url=airflow_url))
+        return html_response(html.record_page(rows, base=mount_path(request), airflow_url=airflow_url))
 
     @app.get("/api/record")
     def record_json(
         caller: Caller,
-        dag_id: str,
-        task_id: str,
-        run_id: str,
-        map_index: str = "-1",
-    ) -> dict[str, Any]:
+        dag_id: str | None = None,
+        task_id: str | None = None,
+        run_id: str | None = None,
+        map_index: str | None = None,
+    ) -> Response:
         rows = lookup(caller, dag_id, task_id, run_id, map_index)
-        return {"records": [row.to_dict(airflow_url(row.record.key)) for row in rows]}
+        return SafeJSONResponse({"records": [row.to_dict(airflow_url(row.record.key)) for row in rows]})
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:
         if request.url.path.rstrip("/").endswith(("/api/records", "/api/record")):
-            return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+            return SafeJSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
         link = None
         if exc.status_code == 401 and login_url is not None:
             link = (login_url(request), "Log in to Airflow")
@@ -298,6 +400,13 @@ def create_app(
             link = (mount_path(request) + "/", "All run records")
         title = {401: "Not logged in", 403: "Forbidden", 404: "Not found"}.get(exc.status_code, "Bad request")
         text = html.message_page(title, str(exc.detail), link=link)
-        return HTMLResponse(text, status_code=exc.status_code, headers=exc.headers)
+        return html_response(text, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        errors = exc.errors()
+        first = errors[0] if errors else {}
+        where = ".".join(str(part) for part in first.get("loc", ())[1:]) or "request"
+        return await http_error(request, HTTPException(400, f"{where}: {first.get('msg', 'invalid')}"))
 
     return app

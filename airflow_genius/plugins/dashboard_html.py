@@ -1,6 +1,9 @@
 """Server-rendered HTML of the Genius dashboard: small, dependency-free and accessible.
 
-Every value that comes from a run record is escaped (task code controls results, errors and metrics).
+Every value that comes from a run record is escaped (task code controls results, errors and metrics)
+and made printable: control characters and lone surrogates are written as escapes (``\\x00``,
+``\\ud800``), values nested deeper than :data:`MAX_DEPTH` are cut, and a record that still cannot be shown
+becomes one row saying so — it never takes the page down.
 A GET form filters, ``<details>`` folds history and tracebacks, status is written as text (colour only
 repeats it), tables have captions and header scopes, and the page follows the browser's light/dark
 preference. The one script: inside the Airflow UI the page sits in a sandboxed iframe that may not
@@ -14,10 +17,12 @@ navigate the top window, so links to Airflow pages (``data-airflow``) are handed
 
 from __future__ import annotations
 
+import html
 import json
-from collections.abc import Iterable, Sequence
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
-from html import escape
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
@@ -30,6 +35,15 @@ if TYPE_CHECKING:
 INLINE_JSON_CHARS = 300
 #: Longest JSON or traceback shown on a record page.
 DETAIL_CHARS = 20_000
+#: Deepest nesting of lists/dicts shown (stored values are at most 64 deep); deeper parts become a note.
+MAX_DEPTH = 64
+#: Metrics and history entries shown per record in the list (the record page shows up to ``DETAIL_ITEMS``).
+INLINE_ITEMS = 20
+DETAIL_ITEMS = 1000
+#: Larger integers are shown as a note: ``str()`` refuses integers of more than 4,300 digits.
+_MAX_INT_BITS = 14_000
+#: Control characters (but tab and newline) and DEL: shown as ``\xNN``.
+_UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 _STYLE = """
 :root { color-scheme: light dark; --fg:#1b1f24; --bg:#fff; --muted:#57606a; --line:#d0d7de;
@@ -81,6 +95,41 @@ _MARK = {
 }
 
 
+def escape(value: object) -> str:
+    """``value`` as HTML text (quotes escaped too) that every browser shows as stored: control characters
+    and lone surrogates are written as Python escapes, so the page is always valid UTF-8.
+
+    >>> escape("<b>\\ud800\\x00'")
+    '&lt;b&gt;\\\\ud800\\\\x00&#x27;'
+    """
+    text = value if isinstance(value, str) else str(value)
+    text = _UNPRINTABLE.sub(lambda match: f"\\x{ord(match.group()):02x}", text)
+    return html.escape(text.encode("utf-8", "backslashreplace").decode("utf-8"))
+
+
+def displayable(value: Any, depth: int = 0) -> Any:
+    """``value`` as plain JSON that any encoder takes: NaN/Infinity and huge integers as text, mapping
+    keys as text, other objects as their ``str()``, nesting cut at :data:`MAX_DEPTH`. Strings are kept as
+    they are (lone surrogates included): :func:`escape` them for HTML, ``ensure_ascii`` them for JSON.
+
+    >>> displayable({"loss": float("nan"), 1: [[["deep"]]]}, depth=MAX_DEPTH - 2)
+    {'loss': 'nan', '1': ['<nested deeper than 64 levels>']}
+    """
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        return value if value.bit_length() <= _MAX_INT_BITS else f"<integer of {value.bit_length()} bits>"
+    if isinstance(value, float):
+        return value if math.isfinite(value) else repr(value)
+    if isinstance(value, (Mapping, list, tuple)):
+        if depth >= MAX_DEPTH:
+            return f"<nested deeper than {MAX_DEPTH} levels>"
+        if isinstance(value, Mapping):
+            return {str(key): displayable(item, depth + 1) for key, item in value.items()}
+        return [displayable(item, depth + 1) for item in value]
+    return str(value)
+
+
 def page(title: str, body: str, *, status_code_note: str = "") -> str:
     """A whole HTML document around ``body`` (already escaped)."""
     note = f"<p role='alert'>{escape(status_code_note)}</p>" if status_code_note else ""
@@ -122,36 +171,41 @@ def fmt_json(value: Any, limit: int = INLINE_JSON_CHARS) -> str:
     """Compact JSON of ``value`` in ``<code>``, cut at ``limit`` characters (escaped)."""
     if value is None or value == {} or value == []:
         return "—"
-    text = json.dumps(value, default=str, ensure_ascii=False, sort_keys=True)
+    text = json.dumps(displayable(value), ensure_ascii=False, sort_keys=True)
     if len(text) > limit:
         text = text[:limit] + f"… ({len(text)} chars)"
     return f"<code>{escape(text)}</code>"
 
 
-def fmt_metrics(metrics: dict[str, Any], limit: int = 80) -> str:
-    """Metrics as ``name = value`` lines (each value cut at ``limit`` characters)."""
+def fmt_metrics(metrics: Any, limit: int = 80, *, items: int = INLINE_ITEMS) -> str:
+    """Metrics as ``name = value`` lines (each value cut at ``limit`` characters, at most ``items``)."""
     if not metrics:
         return "—"
+    if not isinstance(metrics, Mapping):
+        return fmt_json(metrics, limit)
+    shown = displayable(dict(sorted(metrics.items(), key=lambda item: str(item[0]))[:items]))
 
     def value_text(value: Any) -> str:
-        text = json.dumps(value, default=str, ensure_ascii=False)
+        text = json.dumps(value, ensure_ascii=False)
         return text if len(text) <= limit else text[:limit] + "…"
 
-    items = "".join(
-        f"<li><code>{escape(str(name))} = {escape(value_text(value))}</code></li>"
-        for name, value in sorted(metrics.items())
+    lines = "".join(
+        f"<li><code>{escape(name)} = {escape(value_text(value))}</code></li>" for name, value in shown.items()
     )
-    return f"<ul style='margin:0;padding-left:1rem'>{items}</ul>"
+    more = f"<li>… and {len(metrics) - items} more</li>" if len(metrics) > items else ""
+    return f"<ul style='margin:0;padding-left:1rem'>{lines}{more}</ul>"
 
 
 def fmt_status(status: Status) -> str:
     return f"<span class='status {status.value}'>{_MARK[status]} {status.value}</span>"
 
 
-def fmt_error(error: dict[str, Any] | None, *, limit: int = INLINE_JSON_CHARS) -> str:
+def fmt_error(error: Any, *, limit: int = INLINE_JSON_CHARS) -> str:
     """``Type: message`` with the traceback folded in ``<details>``."""
     if not error:
         return "—"
+    if not isinstance(error, Mapping):  # not what genius writes: show it as it is
+        return fmt_json(error, limit)
     kind = escape(str(error.get("type") or "Error"))
     message = str(error.get("message") or "")
     message = message if len(message) <= limit else message[:limit] + "…"
@@ -163,18 +217,21 @@ def fmt_error(error: dict[str, Any] | None, *, limit: int = INLINE_JSON_CHARS) -
     return text
 
 
-def fmt_history(row: Row) -> str:
-    """The append-only history, folded: ``N transitions``."""
+def fmt_history(row: Row, *, items: int = INLINE_ITEMS, open_: bool = False) -> str:
+    """The append-only history, folded: ``N transitions`` (the last ``items`` of them listed)."""
     history = row.record.history
-    items = "".join(
-        f"<li>{fmt_status(entry.status)} {fmt_time(entry.at)} · try {entry.try_number}"
+    start = max(len(history) - items, 0)
+    entries = "".join(
+        f"<li>{fmt_status(entry.status)} {fmt_time(entry.at)} · try {escape(entry.try_number)}"
         + (f" · {escape(entry.host)}" if entry.host else "")
         + (f" · {escape(entry.message)}" if entry.message else "")
         + "</li>"
-        for entry in history
+        for entry in history[start:]
     )
+    earlier = f"<p>… {start} earlier transition(s) not shown</p>" if start else ""
     label = f"{len(history)} transition{'s' if len(history) != 1 else ''}"
-    return f"<details><summary>{label}</summary><ol>{items}</ol></details>"
+    details = "<details open>" if open_ else "<details>"
+    return f"{details}<summary>{label}</summary>{earlier}<ol start='{start + 1}'>{entries}</ol></details>"
 
 
 def _filter_form(filters: Filters, action: str) -> str:
@@ -215,7 +272,8 @@ def record_href(base: str, row: Row) -> str:
     """Dashboard URL of one record (``base`` is the dashboard's mount path)."""
     key = row.record.key
     query = urlencode(
-        {"dag_id": key.dag_id, "task_id": key.task_id, "run_id": key.run_id, "map_index": key.map_index}
+        {"dag_id": key.dag_id, "task_id": key.task_id, "run_id": key.run_id, "map_index": key.map_index},
+        errors="backslashreplace",
     )
     return f"{base}/record?{query}"
 
@@ -264,6 +322,14 @@ def records_page(
 
 
 def _table_row(row: Row, *, code: str, base: str, airflow_url: Any) -> str:
+    try:
+        cells = _table_cells(row, code=code, base=base, airflow_url=airflow_url)
+    except Exception as exc:  # one record that cannot be shown must not take the page down
+        return f"<tr><td>{code}</td><td colspan='10'>{escape(row.record.key)}: {unshowable(exc)}</td></tr>"
+    return "<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>"
+
+
+def _table_cells(row: Row, *, code: str, base: str, airflow_url: Any) -> tuple[str, ...]:
     record = row.record
     key = record.key
     mapped = f" [{key.map_index}]" if key.map_index >= 0 else ""
@@ -282,7 +348,7 @@ def _table_row(row: Row, *, code: str, base: str, airflow_url: Any) -> str:
         fmt_json(record.window),
         outcome,
     )
-    return "<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>"
+    return cells
 
 
 def record_page(rows: Sequence[Row], *, base: str, airflow_url: Any) -> str:
@@ -295,6 +361,16 @@ def record_page(rows: Sequence[Row], *, base: str, airflow_url: Any) -> str:
 
 
 def _record_section(row: Row, *, airflow_url: Any) -> str:
+    heading = f"<section aria-label='{escape(row.store)}'><h2>{escape(row.store)}</h2>"
+    try:
+        items = _record_items(row, airflow_url=airflow_url)
+    except Exception as exc:  # one record that cannot be shown must not take the page down
+        return f"{heading}<p>{unshowable(exc)}</p></section>"
+    rows = "".join(f"<dt>{name}</dt><dd>{value}</dd>" for name, value in items)
+    return f"{heading}<dl>{rows}</dl></section>"
+
+
+def _record_items(row: Row, *, airflow_url: Any) -> list[tuple[str, str]]:
     record = row.record
     items: Iterable[tuple[str, str]] = (
         ("Store", escape(row.store)),
@@ -305,18 +381,22 @@ def _record_section(row: Row, *, airflow_url: Any) -> str:
         ("Updated", fmt_time(record.updated_at)),
         ("Heartbeat", fmt_time(record.heartbeat_at)),
         ("Duration", fmt_duration(row.duration_seconds)),
-        ("Metrics", fmt_metrics(record.metrics, DETAIL_CHARS)),
+        ("Metrics", fmt_metrics(record.metrics, DETAIL_CHARS, items=DETAIL_ITEMS)),
         ("Window / checkpoint", fmt_json(record.window, DETAIL_CHARS)),
         ("Result", fmt_json(record.result, DETAIL_CHARS)),
         ("Error", fmt_error(record.error, limit=DETAIL_CHARS)),
         ("Info", fmt_json(record.info, DETAIL_CHARS)),
-        ("History", fmt_history(row).replace("<details>", "<details open>", 1)),
+        ("History", fmt_history(row, items=DETAIL_ITEMS, open_=True)),
     )
-    rows = "".join(f"<dt>{name}</dt><dd>{value}</dd>" for name, value in items)
-    return f"<section aria-label='{escape(row.store)}'><h2>{escape(row.store)}</h2><dl>{rows}</dl></section>"
+    return list(items)
 
 
 def message_page(title: str, message: str, *, link: tuple[str, str] | None = None) -> str:
     """A short page for 401/404/400 answers (``link`` = (href, text))."""
     extra = f"<p><a href='{escape(link[0])}' target='_top'>{escape(link[1])}</a></p>" if link else ""
     return page(title, f"<h1>{escape(title)}</h1><p>{escape(message)}</p>{extra}")
+
+
+def unshowable(exc: BaseException) -> str:
+    """Escaped note for a record that cannot be shown (the type and the start of the error)."""
+    return f"this record cannot be shown ({escape(type(exc).__name__)}: {escape(str(exc)[:200])})"

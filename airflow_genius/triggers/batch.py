@@ -42,7 +42,11 @@ class GeniusBatchJobTrigger(BatchJobTrigger):
             if status in TERMINAL:
                 reason = jobs[0].get("statusReason", "")
                 yield TriggerEvent(
-                    {"status": TERMINAL[status], "job_id": self.job_id, "message": f"{status} {reason}".strip()}
+                    {
+                        "status": TERMINAL[status],
+                        "job_id": self.job_id,
+                        "message": f"{status} {reason}".strip(),
+                    }
                 )
                 return
             if status == "MISSING":

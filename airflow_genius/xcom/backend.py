@@ -48,6 +48,7 @@ from airflow_genius.xcom.config import (
     DEFAULT_THRESHOLD_BYTES,
     DEFAULT_XCOM_PATH,
     SECTION,
+    check_xcom_path,
 )
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,7 @@ class XComSettings:
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the option that is wrong."""
+        check_xcom_path(self.path)
         if self.threshold < -1:
             raise ValueError(f"[{SECTION}] xcom_threshold_bytes must be -1 or more, got {self.threshold}")
         if self.compression not in COMPRESSIONS:

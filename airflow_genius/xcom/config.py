@@ -25,6 +25,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from airflow_genius.core.uris import DATA_CREDENTIALS_HINT, redact, secret_problem
+
 #: Section of ``airflow.cfg`` (``AIRFLOW__GENIUS__...`` environment variables) the backend reads.
 SECTION = "genius"
 
@@ -39,6 +41,22 @@ DEFAULT_COMPRESSION_LEVEL = 1
 COMPRESSIONS = ("gzip", "zlib", "none")
 
 _VERSION_ADDED = "0.1.0"
+
+
+def check_xcom_path(path: str) -> None:
+    """Refuse an ``xcom_path`` that embeds credentials (user info or a secret query parameter): it is
+    shown in errors and logs. ``ValueError``, one line naming the option, the path redacted.
+
+    >>> check_xcom_path("s3://bucket/xcom")
+    >>> check_xcom_path("s3://bucket/xcom?aws_secret_access_key=abc")
+    Traceback (most recent call last):
+    ...
+    ValueError: [genius] xcom_path must not embed credentials (query parameter 'aws_secret_access_key'); pass them through the environment (AWS variables, a profile or an instance role), got 's3://bucket/xcom?aws_secret_access_key=***'
+    """
+    problem = secret_problem(path, DATA_CREDENTIALS_HINT, what="credentials")
+    if problem:
+        raise ValueError(f"[{SECTION}] xcom_path {problem}, got {redact(path)!r}")
+
 
 #: The ``config`` fragment of ``get_provider_info()`` (same shape as a provider.yaml ``config`` block).
 XCOM_CONFIG: dict[str, Any] = {

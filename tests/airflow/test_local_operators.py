@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "dags_examples"
 TEST_DAGS = ROOT / "tests" / "airflow_dags"
 
+
 @pytest.fixture
 def genius_env(airflow_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
     """The Airflow env plus a private SQLite state store and data folder for one test."""

@@ -39,7 +39,10 @@ def test_providers_hooks_lists_every_state_hook(airflow_env: dict[str, str]) -> 
 
 def test_providers_links_lists_the_output_and_record_links(airflow_env: dict[str, str]) -> None:
     out = airflow_cli(airflow_env, "providers", "links")
-    assert "airflow_genius.links.output.GeniusOutputLink" in out and "airflow_genius.links.record.GeniusRecordLink" in out
+    assert (
+        "airflow_genius.links.output.GeniusOutputLink" in out
+        and "airflow_genius.links.record.GeniusRecordLink" in out
+    )
 
 
 def test_connection_forms_are_registered(airflow_env: dict[str, str]) -> None:

@@ -127,3 +127,15 @@ class Ledger(Task):
         if fail:
             raise ValueError(f"bad value {value}")
         return {"value": value, "squared": value * value}
+
+
+class Unstorable(Bolt):
+    """Writes an output file, then returns (or logs) a value no state store can hold."""
+
+    def result(self, kind: str) -> Any:
+        self.output.save({"written": True}, "out.json")
+        return {"nan": float("nan"), "inf": float("inf"), "nul": "a\x00b", "surrogate": "\ud800"}[kind]
+
+    def metric_then_fail(self) -> None:
+        self.log_metric("loss", float("nan"))
+        raise ValueError("bad\x00value \udc80")

@@ -289,7 +289,6 @@ def test_an_external_scancel_fails_the_task_with_the_reason(slurm_env: dict[str,
     assert f"Slurm job {job_id} CANCELLED" in output and "scancel" in output
 
 
-
 def test_a_bounded_stream_window_runs_on_slurm(run_python, slurm_env: dict[str, str], redis_url: str) -> None:  # type: ignore[no-untyped-def]
     with stream_prefix(redis_url, "slurm") as prefix:
         env = {**slurm_env, **stream_env(redis_url, prefix)}

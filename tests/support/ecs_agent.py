@@ -83,7 +83,9 @@ class EcsAgent:
     # ------------------------------------------------------------------ lifecycle
     def pin_task_states(self) -> None:
         """Tasks stay RUNNING until ``stop_task`` (moto's state manager, manual progression)."""
-        body = json.dumps({"model_name": "ecs::task", "transition": {"progression": "manual", "times": NEVER}})
+        body = json.dumps(
+            {"model_name": "ecs::task", "transition": {"progression": "manual", "times": NEVER}}
+        )
         request = urllib.request.Request(
             f"{self.endpoint}/moto-api/state-manager/set-transition", data=body.encode(), method="POST"
         )
@@ -130,7 +132,11 @@ class EcsAgent:
         taskdef = self._taskdef(task["taskDefinitionArn"])
         definition = taskdef["containerDefinitions"][0]
         override = next(
-            (o for o in task.get("overrides", {}).get("containerOverrides", []) if o.get("name") == definition["name"]),
+            (
+                o
+                for o in task.get("overrides", {}).get("containerOverrides", [])
+                if o.get("name") == definition["name"]
+            ),
             {},
         )
         env = {e["name"]: e["value"] for e in definition.get("environment") or ()}
@@ -174,7 +180,11 @@ class EcsAgent:
         whole output is re-read each round: simple, and test outputs are small)."""
         if not run.log_stream:
             return
-        lines = run.container.logs(stdout=True, stderr=True, timestamps=True).decode(errors="replace").splitlines()
+        lines = (
+            run.container.logs(stdout=True, stderr=True, timestamps=True)
+            .decode(errors="replace")
+            .splitlines()
+        )
         fresh = lines[run.copied :]
         if not fresh:
             return

@@ -8,6 +8,7 @@ the test with that hint; it never turns into a skip.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 import uuid
@@ -32,7 +33,9 @@ CHROMIUM_ARGS = [
 ]
 #: The DAG files the stack serves: the example under test plus this folder's test DAGs.
 DAG_FILES = (ROOT / "dags_examples" / "genius_batch_pipeline.py", Path(__file__).parent / "dags")
-
+#: How long a browser action, navigation or ``expect`` assertion may take (ms). Generous on purpose:
+#: on a loaded machine the API server, the scheduler and chromium share the cores with the tests.
+UI_TIMEOUT_MS = 90_000
 
 
 @pytest.fixture(scope="module")
@@ -103,13 +106,18 @@ def browser() -> Iterator[Any]:
 @pytest.fixture(scope="module")
 def page(browser: Any, stack: AirflowStack) -> Iterator[Any]:
     """A browser page logged in to the stack through the SimpleAuthManager login form."""
+    from playwright.sync_api import expect
+
+    # expect() has its own default (5 s), separate from the context's action timeout
+    expect.set_options(timeout=UI_TIMEOUT_MS)
     context = browser.new_context(viewport={"width": 1400, "height": 900})
-    context.set_default_timeout(30_000)
+    context.set_default_timeout(UI_TIMEOUT_MS)
     page = context.new_page()
     page.goto(f"{stack.url}/dags")
     page.get_by_label("Username").fill(stack.user)
     page.get_by_label("Password").fill(stack.password)
     page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url("**/dags")
+    # back on the DAG list, whatever query string the UI adds to it
+    expect(page).to_have_url(re.compile(r"/dags/?(\?.*)?$"))
     yield page
     context.close()

@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_genius.core.errors import missing_extra
+from airflow_genius.core.errors import GeniusError, missing_extra
 
 #: Files at or above this size are transferred in parts (boto3's default, spelled out for readers).
 DEFAULT_MULTIPART_THRESHOLD = 8 * 1024 * 1024
@@ -29,6 +29,11 @@ class S3Object:
     etag: str
 
 
+#: Seconds to connect, and to wait for each read of a reply, before an S3 attempt counts as failed.
+S3_CONNECT_TIMEOUT = 5.0
+S3_READ_TIMEOUT = 12.0
+
+
 def _boto3() -> Any:
     try:
         import boto3
@@ -45,10 +50,18 @@ def make_client(max_concurrency: int = DEFAULT_MAX_CONCURRENCY) -> Any:
     boto3 = _boto3()
     from botocore.config import Config
 
-    # botocore's pool defaults to 10 connections: a larger transfer concurrency would only queue.
-    return boto3.session.Session().client(
-        "s3", config=Config(max_pool_connections=max(10, max_concurrency + 2))
+    config = Config(
+        # botocore's pool defaults to 10 connections: a larger transfer concurrency would only queue.
+        max_pool_connections=max(10, max_concurrency + 2),
+        # Bounded: an endpoint that accepts and never answers fails in about 2 x 12 s, not never.
+        connect_timeout=S3_CONNECT_TIMEOUT,
+        read_timeout=S3_READ_TIMEOUT,
+        retries={"mode": "standard", "total_max_attempts": 2},
     )
+    try:
+        return boto3.session.Session().client("s3", config=config)
+    except Exception as exc:  # botocore's ProfileNotFound, NoRegionError...: a configuration problem
+        raise GeniusError(f"cannot make an S3 client: {' '.join(str(exc).split())}") from None
 
 
 def transfer_config(

@@ -30,7 +30,7 @@ from airflow_genius.core.models.base import (
     ModelNotFoundError,
     ModelVersion,
 )
-from airflow_genius.core.uris import has_password, redact, split_uri
+from airflow_genius.core.uris import MODEL_CREDENTIALS_HINT, redact, secret_problem, split_uri
 
 _BACKENDS: dict[str, str] = {
     "s3": "airflow_genius.core.models.s3:S3ModelManager",
@@ -64,11 +64,9 @@ def open_model_manager(uri: str, **options: Any) -> ModelManager:
     keys or credential helpers, S3 and W&B with their usual environment variables.
     """
     cls = model_manager_class(uri)
-    if has_password(uri):
-        raise ModelError(
-            f"model URI {redact(uri)!r} embeds a password; use the backend's credential mechanism "
-            "(ssh key, git credential helper, AWS/W&B environment variables) instead"
-        )
+    problem = secret_problem(uri, f"{MODEL_CREDENTIALS_HINT} instead", verb="embeds")
+    if problem:
+        raise ModelError(f"model URI {redact(uri)!r} {problem}")
     return cls.from_uri(uri, **options)
 
 

@@ -31,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from airflow_genius.core.data._s3 import make_client
 from airflow_genius.core.errors import missing_extra
 from airflow_genius.core.models.base import (
     LATEST,
@@ -120,7 +121,7 @@ class S3ModelManager(ModelManager):
         self.bucket = bucket
         self.prefix = safe_relpath(prefix.strip("/")) if prefix.strip("/") else ""
         self.uri = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
-        self.client = client if client is not None else boto3.client("s3")
+        self.client = client if client is not None else make_client(max_concurrency)
         self.max_concurrency = max(1, max_concurrency)
         self._transfer_config = boto3.s3.transfer.TransferConfig(
             max_concurrency=self.max_concurrency,

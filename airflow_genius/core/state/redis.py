@@ -15,6 +15,7 @@ that also keep the indexes in step, so a record and its index entries never disa
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -32,6 +33,8 @@ from airflow_genius.core.state._common import (
 from airflow_genius.core.state.base import RunKey, RunRecord, StateManager, Status, TaskScope
 from airflow_genius.core.state.faults import FaultBudget
 from airflow_genius.core.uris import query_params, redact, split_uri, state_password
+
+log = logging.getLogger("airflow_genius.state.redis")
 
 DEFAULT_PREFIX = "genius"
 #: Cached key strings per manager (cleared when full: keys are cheap to rebuild, memory is not free).
@@ -283,7 +286,11 @@ class RedisStateManager(StateManager):
                 if version is None or member in seen:  # deleted meanwhile, or moved up while paging
                     continue
                 seen.add(member)
-                record = record_from_json(data, int(version))
+                try:
+                    record = record_from_json(data, int(version))
+                except (ValueError, KeyError, TypeError) as exc:  # one corrupt record must not hide the rest
+                    log.warning("skipping unreadable run record %r: %s", member, exc)
+                    continue
                 if (task_id is None or record.key.task_id == task_id) and (
                     status is None or record.status is status
                 ):

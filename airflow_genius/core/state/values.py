@@ -15,7 +15,7 @@ one backend returns and another refuses — every write is checked here first:
 >>> check_storable({"loss": float("nan")}, "result")
 Traceback (most recent call last):
 ...
-airflow_genius.core.state.values.UnstorableValue: result['loss']: NaN cannot be stored (JSON has no NaN or Infinity); return None or a string instead
+airflow_genius.core.state.values.UnstorableValue: result['loss']: expected a finite number (JSON has no NaN or Infinity), got nan
 >>> storable_error({"type": "ValueError", "message": "bad\\x00value"})["message"]
 'bad\\\\x00value'
 """
@@ -36,43 +36,89 @@ class UnstorableValue(GeniusError, ValueError):
     """A value a state store cannot hold the same way on every backend (bad input: exit code 2)."""
 
 
-def check_storable(value: Any, where: str) -> None:
-    """Raise :class:`UnstorableValue` if ``value`` cannot be stored losslessly on every backend."""
-    # Iterative walk: a hostile value must not turn into a RecursionError.
-    stack: list[tuple[Any, str, int]] = [(value, where, 0)]
+def find_unstorable(
+    value: Any, *, allow_nul: bool = False, max_depth: int = MAX_DEPTH
+) -> tuple[tuple[str | int, ...], str, Any] | None:
+    """The first thing in ``value`` JSON cannot carry the same way everywhere, or None.
+
+    Returns ``(path, problem, offending value)``; the path is the keys and indexes that lead to it.
+    Iterative, so a hostile depth never meets Python's recursion limit; paths are built on error only.
+
+    >>> find_unstorable({"a": [1, float("inf")]})
+    (('a', 1), 'expected a finite number (JSON has no NaN or Infinity)', inf)
+    """
+    stack: list[tuple[Any, Any, int]] = [(value, None, 0)]
     while stack:
         item, path, depth = stack.pop()
+        problem: str | None = None
         if item is None or isinstance(item, (bool, int)):
             continue
         if isinstance(item, float):
             if not math.isfinite(item):
-                name = "NaN" if math.isnan(item) else ("Infinity" if item > 0 else "-Infinity")
-                raise UnstorableValue(
-                    f"{path}: {name} cannot be stored (JSON has no NaN or Infinity); "
-                    "return None or a string instead"
-                )
-            continue
-        if isinstance(item, str):
-            _check_text(item, path)
-            continue
-        if isinstance(item, (list, tuple, dict)):
-            if depth >= MAX_DEPTH:
-                raise UnstorableValue(f"{path}: nested deeper than {MAX_DEPTH} levels cannot be stored")
-            if isinstance(item, dict):
+                problem = "expected a finite number (JSON has no NaN or Infinity)"
+        elif isinstance(item, str):
+            problem = _text_problem(item, allow_nul=allow_nul)
+        elif isinstance(item, (list, tuple, dict)):
+            if depth >= max_depth:
+                problem = f"nested deeper than {max_depth} levels"
+            elif isinstance(item, dict):
                 for key, inner in item.items():
                     if not isinstance(key, str):
-                        raise UnstorableValue(
-                            f"{path}: key {key!r} is a {type(key).__name__}; stored mappings need string keys"
-                        )
-                    _check_text(key, f"{path} key {_short(key)}")
-                    stack.append((inner, f"{path}[{_short(key)}]", depth + 1))
+                        return _unwind(path), f"a key is a {type(key).__name__}, not text", key
+                    key_problem = _text_problem(key, allow_nul=allow_nul)
+                    if key_problem:
+                        return _unwind(path), f"a key {key_problem}", key
+                    stack.append((inner, (path, key), depth + 1))
             else:
-                stack.extend((inner, f"{path}[{index}]", depth + 1) for index, inner in enumerate(item))
-            continue
-        raise UnstorableValue(
-            f"{path}: a {type(item).__name__} is not JSON; store dicts, lists, strings, numbers, "
-            "booleans or None"
-        )
+                stack.extend((inner, (path, index), depth + 1) for index, inner in enumerate(item))
+        else:
+            problem = (
+                f"a {type(item).__name__} is not JSON (store dicts, lists, text, numbers, booleans, None)"
+            )
+        if problem:
+            return _unwind(path), problem, item
+    return None
+
+
+def check_storable(value: Any, where: str) -> None:
+    """Raise :class:`UnstorableValue` if ``value`` cannot be stored losslessly on every backend."""
+    found = find_unstorable(value)
+    if found is None:
+        return
+    path, problem, value = found
+    located = where + "".join(f"[{_short(part) if isinstance(part, str) else part}]" for part in path)
+    shown = repr(value) if isinstance(value, (str, int, float)) else type(value).__name__
+    raise UnstorableValue(f"{located}: {problem}, got {shown if len(shown) <= 80 else shown[:77] + '...'}")
+
+
+def has_lone_surrogate(text: str) -> bool:
+    """Whether ``text`` holds a lone surrogate (``"\\ud800"`` in JSON): not Unicode text, and every
+    UTF-8 encoder (SQLite, PostgreSQL, Redis, logs) fails on it.
+
+    >>> has_lone_surrogate("run" + chr(0xD800)), has_lone_surrogate("ok")
+    (True, False)
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _text_problem(text: str, *, allow_nul: bool) -> str | None:
+    if not allow_nul and "\x00" in text:
+        return "contains a NUL character, which no store keeps as text"
+    if has_lone_surrogate(text):
+        return "contains a lone surrogate, which is not text"
+    return None
+
+
+def _unwind(path: Any) -> tuple[str | int, ...]:
+    parts: list[str | int] = []
+    while path is not None:
+        path, key = path
+        parts.append(key)
+    return tuple(reversed(parts))
 
 
 def storable_error(error: Mapping[str, Any]) -> dict[str, Any]:
@@ -81,6 +127,18 @@ def storable_error(error: Mapping[str, Any]) -> dict[str, Any]:
     Structure is kept; what is nested deeper than ``MAX_DEPTH`` or is not JSON becomes its text.
     """
     return {_escape_text(str(key)): _escape(value, 1) for key, value in error.items()}
+
+
+def storable_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """``metrics`` with every value a store cannot hold replaced by its text (for a failed run's record).
+
+    >>> storable_metrics({"rows": 3, "loss": float("nan")})
+    {'rows': 3, 'loss': 'nan'}
+    """
+    return {
+        _escape_text(str(name)): value if find_unstorable(value) is None else _escape_text(repr(value))
+        for name, value in metrics.items()
+    }
 
 
 def _escape(value: Any, depth: int) -> Any:
@@ -99,17 +157,6 @@ def _escape(value: Any, depth: int) -> Any:
 
 def _escape_text(text: str) -> str:
     return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-def _check_text(text: str, path: str) -> None:
-    if "\x00" in text:
-        raise UnstorableValue(f"{path}: text with a NUL character cannot be stored; remove or escape it")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise UnstorableValue(
-            f"{path}: text with a lone surrogate cannot be stored; it is not valid Unicode"
-        ) from None
 
 
 def _short(key: str) -> str:

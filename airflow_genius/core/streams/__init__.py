@@ -17,6 +17,7 @@ from airflow_genius.core.streams.base import (
     StreamAddress,
     StreamError,
     StreamLog,
+    StreamUriError,
     open_stream_log,
     parse_stream_uri,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "StreamAddress",
     "StreamError",
     "StreamLog",
+    "StreamUriError",
     "StreamingInput",
     "StreamingOutput",
     "open_stream_log",

@@ -13,13 +13,19 @@ conformance suite (``tests/core/streams/test_conformance.py``)::
 
 from __future__ import annotations
 
+import difflib
+import math
+import os
+import re
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+from urllib.parse import SplitResult, parse_qsl
 
 from airflow_genius.core.errors import GeniusError
-from airflow_genius.core.uris import has_password, query_params, redact, split_uri
+from airflow_genius.core.uris import STATE_CREDENTIALS_HINT, redact, secret_problem, split_uri
 
 #: What ``append(..., want_ids=False)`` may return for a record it wrote (None: skipped as a duplicate).
 WRITTEN = "+"
@@ -27,8 +33,28 @@ WRITTEN = "+"
 STREAM_SCHEMES = ("redis", "rediss", "sqlite")
 
 
+#: Largest count a parameter may hold (exact as a JSON, Lua or SQLite number).
+MAX_COUNT = 10**12
+#: Longest duration a parameter may hold, in seconds (ten years).
+MAX_SECONDS = 10 * 365 * 24 * 3600
+
+
 class StreamError(GeniusError):
     """A stream URI or a stream operation is wrong (bad URI, missing group, unreachable server)."""
+
+
+class StreamUriError(StreamError, ValueError):
+    """A stream URI is malformed. ``problem`` is the message without the URI, so a caller that names
+    its own field (``input.uri: <problem>``) can reuse it.
+
+    >>> str(StreamUriError("sqlite:///s.db?stream=s&batch=x", "batch: expected an integer"))
+    "stream URI 'sqlite:///s.db?stream=s&batch=x': batch: expected an integer"
+    """
+
+    def __init__(self, uri: str, problem: str) -> None:
+        self.uri = redact(uri)
+        self.problem = problem
+        super().__init__(f"stream URI {self.uri!r}: {problem}")
 
 
 @dataclass(frozen=True)
@@ -50,35 +76,136 @@ class Record:
 
 @dataclass(frozen=True)
 class StreamAddress:
-    """A parsed stream URI: where the log lives, which stream, and (for input) which group."""
+    """A parsed stream URI: where the log lives, which stream, and (for input) which group.
+
+    The typed fields are the URI's query parameters (``docs/streams.md``); None means the default.
+    """
 
     uri: str
     scheme: str
     stream: str
     group: str | None
     params: dict[str, str]
+    #: Redis database number (Redis only).
+    db: int = 0
+    #: The log file (SQLite only), like SQLAlchemy: a fourth slash makes it absolute.
+    path: Path | None = None
+    consumer: str | None = None
+    #: Records per read (input).
+    batch: int | None = None
+    #: Records per write (output).
+    flush_every: int | None = None
+    #: Bound of the stream's length.
+    maxlen: int | None = None
+    #: Seconds a record pending on another consumer must idle before this one takes it over (input).
+    claim_idle: float | None = None
+    #: Seconds a window's dedup set lives (Redis output).
+    dedup_ttl: float | None = None
+
+
+def _count(value: str) -> int:
+    # Digits only: int() would also take "+5", " 5" and "1_000".
+    if not re.fullmatch(r"[0-9]+", value) or not 1 <= int(value) <= MAX_COUNT:
+        raise ValueError(f"expected an integer from 1 to {MAX_COUNT:,}")
+    return int(value)
+
+
+def _seconds(value: str) -> float:
+    # Plain decimals only: float() would also take "nan", "inf", "1e400" and "1_0".
+    number = float(value) if re.fullmatch(r"[0-9]+(\.[0-9]*)?|\.[0-9]+", value) else math.nan
+    if not 0 < number <= MAX_SECONDS:
+        raise ValueError(f"expected a number of seconds > 0 (at most {MAX_SECONDS:,})")
+    return number
+
+
+def _name(value: str) -> str:
+    if not value.strip():
+        raise ValueError("expected a non-empty name")
+    return value
+
+
+#: Every query parameter a stream URI may carry: its parser, what it means, and the schemes using it.
+STREAM_PARAMS: dict[str, tuple[Callable[[str], Any], str, tuple[str, ...]]] = {
+    "stream": (_name, "the stream's name", STREAM_SCHEMES),
+    "group": (_name, "the consumer group of an input", STREAM_SCHEMES),
+    "consumer": (_name, "this consumer's name in the group", STREAM_SCHEMES),
+    "batch": (_count, "records per read", STREAM_SCHEMES),
+    "flush_every": (_count, "records per write", STREAM_SCHEMES),
+    "maxlen": (_count, "the stream's length bound", STREAM_SCHEMES),
+    "claim_idle": (_seconds, "seconds before records of a dead consumer are taken over", STREAM_SCHEMES),
+    "dedup_ttl": (_seconds, "seconds a window's dedup set lives", ("redis", "rediss")),
+}
 
 
 def parse_stream_uri(uri: str, *, need_group: bool = False) -> StreamAddress:
     """Parse ``redis://host:6379/0?stream=s&group=g`` or ``sqlite:///path.db?stream=s&group=g``.
 
-    >>> parse_stream_uri("sqlite:///tmp/x.db?stream=s&group=g").group
-    'g'
+    Every query parameter is checked and typed here (:data:`STREAM_PARAMS`); anything wrong raises
+    :class:`StreamUriError` naming the parameter and the (redacted) URI.
+
+    >>> parse_stream_uri("sqlite:///tmp/x.db?stream=s&group=g&batch=50").batch
+    50
+    >>> try:
+    ...     parse_stream_uri("sqlite:///tmp/x.db?stream=s&bacth=50")
+    ... except StreamUriError as exc:
+    ...     print(exc.problem[:48])
+    unknown parameter 'bacth'; did you mean 'batch'?
     """
-    if has_password(uri):
-        raise StreamError(f"stream URI {redact(uri)!r} embeds a password; use GENIUS_STATE_PASSWORD")
+    problem = secret_problem(uri, STATE_CREDENTIALS_HINT)
+    if problem:
+        raise StreamUriError(uri, problem)
     parts = split_uri(uri)
     scheme = parts.scheme.lower()
     if scheme not in STREAM_SCHEMES:
-        raise StreamError(f"stream URI {uri!r}: expected a scheme among {', '.join(STREAM_SCHEMES)}")
-    params = query_params(uri)
-    stream = params.get("stream", "")
-    if not stream:
-        raise StreamError(f"stream URI {uri!r} needs ?stream=<name>")
-    group = params.get("group") or None
-    if need_group and group is None:
-        raise StreamError(f"stream URI {uri!r} needs &group=<consumer group> to be read")
-    return StreamAddress(uri=uri, scheme=scheme, stream=stream, group=group, params=params)
+        raise StreamUriError(uri, f"expected a scheme among {', '.join(STREAM_SCHEMES)}")
+    where = _location(uri, parts, scheme)
+    params: dict[str, str] = {}
+    typed: dict[str, Any] = {}
+    # The one place every parameter is checked: a typo or a bad value fails here, at parse time.
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        known = STREAM_PARAMS.get(name)
+        if known is None:
+            close = difflib.get_close_matches(name, STREAM_PARAMS, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise StreamUriError(
+                uri, f"unknown parameter {name!r}{hint} (known: {', '.join(sorted(STREAM_PARAMS))})"
+            )
+        parse, meaning, schemes = known
+        if name in params:
+            raise StreamUriError(uri, f"parameter {name} is given twice")
+        if scheme not in schemes:
+            raise StreamUriError(uri, f"parameter {name} ({meaning}) applies to {'/'.join(schemes)} only")
+        try:
+            typed[name] = parse(value)
+        except ValueError as exc:
+            shown = value if len(value) <= 40 else value[:37] + "..."
+            raise StreamUriError(uri, f"parameter {name}={shown!r} ({meaning}): {exc}") from None
+        params[name] = value
+    if "stream" not in typed:
+        raise StreamUriError(uri, "needs ?stream=<name>")
+    if need_group and "group" not in typed:
+        raise StreamUriError(uri, "needs &group=<consumer group> to be read")
+    group = typed.pop("group", None)
+    return StreamAddress(uri=uri, scheme=scheme, group=group, params=params, **where, **typed)
+
+
+def _location(uri: str, parts: SplitResult, scheme: str) -> dict[str, Any]:
+    """The Redis database or the SQLite file of ``uri`` (split into ``parts``), checked."""
+    if scheme == "sqlite":
+        if parts.netloc:
+            raise StreamUriError(uri, "names a host; use sqlite:///relative.db or sqlite:////abs.db")
+        path = parts.path[1:] if parts.path.startswith("/") else parts.path
+        if not path:
+            raise StreamUriError(uri, "has no file path, e.g. sqlite:///streams.db")
+        return {"path": Path(os.path.expanduser(path))}
+    try:
+        parts.port  # noqa: B018 - urlsplit checks the port only when asked
+    except ValueError:
+        raise StreamUriError(uri, "the port must be a number from 0 to 65535") from None
+    db = parts.path.strip("/") or "0"
+    if not re.fullmatch(r"[0-9]{1,5}", db):
+        raise StreamUriError(uri, f"the path must be a Redis database number (/0), got {parts.path!r}")
+    return {"db": int(db)}
 
 
 class StreamLog(ABC):

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -76,20 +77,20 @@ class RedisStreamLog(StreamLog):
             import redis
         except ImportError as exc:  # pragma: no cover - depends on the install
             raise missing_extra("redis", "redis") from exc
-        parts = split_uri(address.uri)
-        db = int(parts.path.strip("/") or 0)
+        parts = split_uri(address.uri)  # host and port; parse_stream_uri checked them
         self._redis = redis.Redis(
             host=parts.hostname or "127.0.0.1",
             port=parts.port or 6379,
-            db=db,
+            db=address.db,
             username=parts.username or None,
             password=state_password(env),
             ssl=address.scheme == "rediss",
         )
         self._errors = redis.exceptions.ResponseError
         self._append = self._redis.register_script(_APPEND_LUA)
-        self.maxlen = int(address.params.get("maxlen", 0) or 0)
-        self.dedup_ttl = int(address.params.get("dedup_ttl", DEFAULT_DEDUP_TTL))
+        self.maxlen = address.maxlen or 0
+        # EXPIRE takes whole seconds; round up so a short TTL never becomes 0 (= delete at once).
+        self.dedup_ttl = math.ceil(address.dedup_ttl or DEFAULT_DEDUP_TTL)
         self.key = self.stream
 
     @property

@@ -23,7 +23,6 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 
 from airflow_genius.core.streams.base import (
     Message,
@@ -33,7 +32,6 @@ from airflow_genius.core.streams.base import (
     StreamLog,
     json_default,
 )
-from airflow_genius.core.uris import split_uri
 
 BUSY_TIMEOUT_MS = 30_000
 #: How often a blocking read polls the file (SQLite has no server to wake us).
@@ -56,27 +54,24 @@ CREATE TABLE IF NOT EXISTS genius_stream_pending (
 """
 
 
-def sqlite_path(uri: str) -> Path:
-    """The file of a ``sqlite:///…`` stream URI (like SQLAlchemy: a fourth slash makes it absolute)."""
-    parts = split_uri(uri)
-    if parts.netloc:
-        raise StreamError(f"sqlite URI {uri!r} names a host; use sqlite:///relative.db or sqlite:////abs.db")
-    path = parts.path[1:] if parts.path.startswith("/") else parts.path
-    if not path:
-        raise StreamError(f"sqlite URI {uri!r} has no file path")
-    return Path(os.path.expanduser(path))
-
-
 class SqliteStreamLog(StreamLog):
     """A stream in an embedded SQLite file (one machine, many processes)."""
 
     def __init__(self, address: StreamAddress) -> None:
         super().__init__(address)
-        self.path = sqlite_path(address.uri)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.maxlen = int(address.params.get("maxlen", 0) or 0)
+        assert address.path is not None  # parse_stream_uri sets it for every sqlite URI
+        self.path = address.path
+        self.maxlen = address.maxlen or 0
         self._local = threading.local()
-        self._db().executescript(_SCHEMA)  # executescript commits on its own: no BEGIN around it
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db().executescript(_SCHEMA)  # executescript commits on its own: no BEGIN around it
+        except (OSError, sqlite3.Error) as exc:
+            # A folder that cannot exist (a parent that is a file, /proc): one line, not a traceback.
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            if isinstance(exc, FileExistsError):  # mkdir met a file where the folder should be
+                reason = f"{str(self.path.parent)!r} is a file, not a folder"
+            raise StreamError(f"cannot open stream log {str(self.path)!r}: {reason}") from None
 
     # sqlite3 connections must not cross threads or a fork: one per (thread, pid).
     def _db(self) -> sqlite3.Connection:

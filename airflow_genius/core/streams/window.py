@@ -32,7 +32,7 @@ import time
 from typing import Any
 
 from airflow_genius.core.errors import TransitionConflict
-from airflow_genius.core.spec import Window
+from airflow_genius.core.spec import MAX_WINDOW_RECORDS, Window
 from airflow_genius.core.state import RunKey, StateManager, TaskScope
 from airflow_genius.core.streams.base import Message, StreamLog
 from airflow_genius.core.streams.io import StreamingInput, StreamingOutput
@@ -177,7 +177,7 @@ class StreamWindow:
         self._record()
 
     def _read_new(self) -> list[Message]:
-        limit = self.bounds.max_records or 1_000_000
+        limit = self.bounds.max_records or MAX_WINDOW_RECORDS
         deadline = None if self.bounds.max_seconds is None else time.monotonic() + self.bounds.max_seconds
         # Records delivered to this consumer by a try that died before marking them open come first.
         messages = self.log.read_pending(self.group, self.consumer, limit)

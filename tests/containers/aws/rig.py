@@ -89,7 +89,9 @@ def require_engines(*, batch: bool = False) -> None:
         engine.ping()
         engine.images.get(IMAGE)
     except Exception as exc:
-        pytest.fail(f"podman's Docker API at {DOCKER_HOST} or image {IMAGE} is missing ({exc}): {HINT}", pytrace=False)
+        pytest.fail(
+            f"podman's Docker API at {DOCKER_HOST} or image {IMAGE} is missing ({exc}): {HINT}", pytrace=False
+        )
     if batch:
         env = moto_environment()
         if env is not None and env.get("DOCKER_HOST") != DOCKER_HOST:

@@ -64,7 +64,10 @@ def test_bolt_reads_and_writes_s3_in_worker_and_deferred(run_python, batch_env: 
         job = only_job(batch_env["GENIUS_TEST_BATCH_QUEUE"], "genius_batch_bolt", task_id, result["run_id"])
         assert job["status"] == "SUCCEEDED"
         # the runtime's own log line, from CloudWatch Logs into the Airflow task log
-        assert f"airflow_genius.runtime: run genius_batch_bolt.{task_id}@{result['run_id']} try 1 started" in output
+        assert (
+            f"airflow_genius.runtime: run genius_batch_bolt.{task_id}@{result['run_id']} try 1 started"
+            in output
+        )
 
 
 def test_a_failing_task_fails_with_the_remote_traceback(run_python, batch_env: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
@@ -190,7 +193,9 @@ def test_secrets_never_leave_the_platform(run_python, batch_env: dict[str, str],
     # a job definition that does not declare the password: refused before anything is submitted
     assert tis["refused"]["state"] == "failed", output[-6000:]
     assert "GENIUS_STATE_PASSWORD, which job definition" in output and "does not declare" in output
-    assert rig.batch_jobs(queue, deterministic_name("genius_batch_secrets", "refused", result["run_id"])) == []
+    assert (
+        rig.batch_jobs(queue, deterministic_name("genius_batch_secrets", "refused", result["run_id"])) == []
+    )
     # a job definition that declares it (the platform way): runs, and the value is sent nowhere
     assert tis["platform"]["state"] == "success", output[-6000:]
     job = only_job(queue, "genius_batch_secrets", "platform", result["run_id"])
@@ -200,7 +205,6 @@ def test_secrets_never_leave_the_platform(run_python, batch_env: dict[str, str],
     # through the overrides either
     assert tis["platform"]["xcom"] == {"GENIUS_STATE_PASSWORD": None}
     assert secret_value not in output
-
 
 
 def test_a_bounded_stream_window_runs_on_batch(run_python, batch_env: dict[str, str], redis_url: str) -> None:  # type: ignore[no-untyped-def]

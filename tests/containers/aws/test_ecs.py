@@ -55,7 +55,9 @@ def only_task(cluster: str, dag_id: str, task_id: str, run_id: str) -> dict[str,
     return tasks[0]
 
 
-def test_bolt_reads_and_writes_s3_in_worker_and_deferred(run_python, ecs_env: dict[str, str], ecs_rig) -> None:  # type: ignore[no-untyped-def]
+def test_bolt_reads_and_writes_s3_in_worker_and_deferred(
+    run_python, ecs_env: dict[str, str], ecs_rig
+) -> None:  # type: ignore[no-untyped-def]
     result, output = dag_test(run_python, ecs_env, TEST_DAGS, "genius_ecs_bolt", file=FILE)
     assert result["state"] == "success", output[-6000:] + str(ecs_rig["agent"].errors)
     tis = tis_by_id(result)
@@ -68,7 +70,10 @@ def test_bolt_reads_and_writes_s3_in_worker_and_deferred(run_python, ecs_env: di
         task = only_task(ecs_env["GENIUS_TEST_ECS_CLUSTER"], "genius_ecs_bolt", task_id, result["run_id"])
         assert task["lastStatus"] == "STOPPED" and "exit code 0" in task["stoppedReason"]
         # the container's own log line, via CloudWatch Logs, in the Airflow task log
-        assert f"airflow_genius.runtime: run genius_ecs_bolt.{task_id}@{result['run_id']} try 1 started" in output
+        assert (
+            f"airflow_genius.runtime: run genius_ecs_bolt.{task_id}@{result['run_id']} try 1 started"
+            in output
+        )
 
 
 def test_a_failing_task_fails_with_the_remote_traceback(run_python, ecs_env: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
@@ -113,7 +118,9 @@ def test_killing_the_task_stops_the_ecs_task(ecs_env: dict[str, str], ecs_rig: d
             os.killpg(child.pid, signal.SIGKILL)
     (stopped,) = rig.client("ecs").describe_tasks(cluster=cluster, tasks=[task["taskArn"]])["tasks"]
     assert (stopped["lastStatus"], stopped["stoppedReason"]) == ("STOPPED", "Task killed by the user")
-    rig.wait_until("podman to drop the container", lambda: not rig.containers_named(container_name, running_only=False))
+    rig.wait_until(
+        "podman to drop the container", lambda: not rig.containers_named(container_name, running_only=False)
+    )
     assert "Task killed by the user" in output
 
 
@@ -132,7 +139,9 @@ def test_deferred_kill_stops_the_task_from_the_trigger(ecs_rig: dict[str, Any]) 
         overrides={"containerOverrides": [{"name": "genius", "command": ["run", "--spec-env", "GENIUS_TASK_SPEC"],
                                            "environment": [{"name": "GENIUS_TASK_SPEC", "value": spec.to_json()}]}]},
     )["tasks"][0]["taskArn"]  # fmt: skip
-    container = rig.wait_until("the agent to run it", lambda: agent_container(ecs_rig["agent"], arn), timeout=60)
+    container = rig.wait_until(
+        "the agent to run it", lambda: agent_container(ecs_rig["agent"], arn), timeout=60
+    )
     trigger = GeniusEcsTaskDoneTrigger(
         cluster=cluster, task_arn=arn, waiter_delay=1, waiter_max_attempts=5, aws_conn_id=None,
         region_name=rig.REGION,
@@ -142,7 +151,9 @@ def test_deferred_kill_stops_the_task_from_the_trigger(ecs_rig: dict[str, Any]) 
     asyncio.run(GeniusEcsTaskDoneTrigger(**kwargs).on_kill())
     (task,) = ecs.describe_tasks(cluster=cluster, tasks=[arn])["tasks"]
     assert (task["lastStatus"], task["stoppedReason"]) == ("STOPPED", "Task killed by the user")
-    rig.wait_until("podman to drop the container", lambda: not rig.containers_named(container.name, running_only=False))
+    rig.wait_until(
+        "podman to drop the container", lambda: not rig.containers_named(container.name, running_only=False)
+    )
 
 
 def airflow_cli(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
@@ -193,8 +204,9 @@ def test_secrets_never_leave_the_platform(run_python, ecs_env: dict[str, str], s
     assert secret_value not in output
 
 
-
-def test_a_bounded_stream_window_runs_on_ecs(run_python, ecs_env: dict[str, str], redis_url: str, ecs_rig) -> None:  # type: ignore[no-untyped-def]
+def test_a_bounded_stream_window_runs_on_ecs(
+    run_python, ecs_env: dict[str, str], redis_url: str, ecs_rig
+) -> None:  # type: ignore[no-untyped-def]
     # the containers share the host network: the same Redis
     with stream_prefix(redis_url, "ecs") as prefix:
         env = {**ecs_env, **stream_env(redis_url, prefix)}

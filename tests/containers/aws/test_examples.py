@@ -54,7 +54,9 @@ def check_pipeline(result: dict[str, Any], output: str, count: int) -> None:
 @pytest.mark.aws
 @pytest.mark.airflow
 @pytest.mark.slow
-def test_batch_example_runs_on_the_rig(run_python, aws_env: dict[str, str], batch_rig: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
+def test_batch_example_runs_on_the_rig(
+    run_python, aws_env: dict[str, str], batch_rig: dict[str, str]
+) -> None:  # type: ignore[no-untyped-def]
     env = {**example_env(aws_env), "GENIUS_EXAMPLE_BATCH_QUEUE": batch_rig["queue"],
            "GENIUS_EXAMPLE_BATCH_JOB_DEFINITION": batch_rig["jobdef"]}  # fmt: skip
     result, output = dag_test(run_python, env, EXAMPLES, "genius_aws_batch_pipeline", {"count": 7},

@@ -64,7 +64,9 @@ def test_a_secret_is_refused_unless_the_definition_declares_it(build: str) -> No
     def overrides(declared: set[str]) -> dict:  # type: ignore[type-arg]
         if build == "batch":
             return batch_container_overrides(run, platform_secrets=declared, where="job definition 'jd'")
-        return ecs_overrides(run, container_name="genius", platform_secrets=declared, where="task definition 'td'")
+        return ecs_overrides(
+            run, container_name="genius", platform_secrets=declared, where="task definition 'td'"
+        )
 
     with pytest.raises(SecretNotDeliverable) as refused:
         overrides(set())
@@ -111,7 +113,9 @@ def test_platform_verdicts() -> None:
     )
     container = {"name": "genius", "exitCode": 0}
     assert ecs_task_failure({"taskArn": "t", "containers": [container]}, "genius") is None
-    assert "failed to start" in str(ecs_task_failure({"taskArn": "t", "stopCode": "TaskFailedToStart"}, "genius"))
+    assert "failed to start" in str(
+        ecs_task_failure({"taskArn": "t", "stopCode": "TaskFailedToStart"}, "genius")
+    )
     never_ran = {"taskArn": "t", "containers": [{"name": "genius"}]}
     assert "has no exit code" in str(ecs_task_failure(never_ran, "genius"))
     sidecar_failed = {"taskArn": "t", "containers": [container, {"name": "side", "exitCode": 2}]}
@@ -124,7 +128,9 @@ def test_operators_are_thin_subclasses_with_genius_kinds() -> None:
 
     args = {"task_class": "pkg.mod:Task", "method": "go", "environment": {"A": "1"}}
     bolt = batch.GeniusBatchBoltOperator(task_id="b", job_queue="q", job_definition="jd", **args)
-    spout = ecs.GeniusEcsSpoutOperator(task_id="e", cluster="c", task_definition="td", container_name="genius", **args)
+    spout = ecs.GeniusEcsSpoutOperator(
+        task_id="e", cluster="c", task_definition="td", container_name="genius", **args
+    )
     assert isinstance(bolt, BatchOperator) and isinstance(spout, EcsRunTaskOperator)
     assert (bolt.genius_kind, spout.genius_kind) == ("bolt", "spout")
     for op in (bolt, spout):

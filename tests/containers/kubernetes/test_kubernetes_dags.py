@@ -305,7 +305,9 @@ def test_a_bounded_stream_window_runs_in_pods(
         env = {**k8s_env, **stream_env(redis_url, prefix)}
         runs = run_twice(run_python, env, CASES, "genius_k8s_cases", "genius_k8s_stream", timeout=300)
         assert [xcom_of(run, "publish") for run in runs] == [20, 20]
-        check_windows(runs, state_uri=pg_state["uri"], dag_id="genius_k8s_stream", redis_url=redis_url, prefix=prefix)
+        check_windows(
+            runs, state_uri=pg_state["uri"], dag_id="genius_k8s_stream", redis_url=redis_url, prefix=prefix
+        )
         # the window travelled in the TaskSpec of the bolt's pod
         (pod,) = pods_of(pod_api, "genius_k8s_stream", "enrich", runs[0]["run_id"])
         window = spec_of(pod)["window"]

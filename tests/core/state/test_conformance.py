@@ -292,13 +292,16 @@ for _ in range(200):
 
 UNSTORABLE = {
     "set": ({1, 2}, "result: a set is not JSON"),
-    "nan": ({"loss": float("nan")}, "result['loss']: NaN cannot be stored"),
-    "inf": ([1.0, float("inf")], "result[1]: Infinity cannot be stored"),
-    "-inf": (float("-inf"), "result: -Infinity cannot be stored"),
-    "nul": ({"text": "a\x00b"}, "result['text']: text with a NUL character"),
-    "surrogate": ("\ud800", "result: text with a lone surrogate"),
-    "surrogate key": ({"\udc80": 1}, "lone surrogate"),
-    "int key": ({1: "a"}, "result: key 1 is a int"),
+    "nan": (
+        {"loss": float("nan")},
+        "result['loss']: expected a finite number (JSON has no NaN or Infinity), got nan",
+    ),
+    "inf": ([1.0, float("inf")], "result[1]: expected a finite number"),
+    "-inf": (float("-inf"), "result: expected a finite number (JSON has no NaN or Infinity), got -inf"),
+    "nul": ({"text": "a\x00b"}, "result['text']: contains a NUL character"),
+    "surrogate": ("\ud800", "result: contains a lone surrogate, which is not text"),
+    "surrogate key": ({"\udc80": 1}, "result: a key contains a lone surrogate"),
+    "int key": ({1: "a"}, "result: a key is a int, not text, got 1"),
     "deep": (_DEEP, "nested deeper than 64 levels"),
 }
 

@@ -267,7 +267,9 @@ def test_a_silent_endpoint_fails_within_30s_naming_the_store(tmp_path: Path) -> 
     listener.listen(16)
     port = listener.getsockname()[1]
     wait_for_port(port, up=True)
-    env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", }  # the default call timeout (10 s)
+    env = {
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+    }  # the default call timeout (10 s)
     old = {name: os.environ.get(name) for name in env}
     os.environ.update(env)
     try:

@@ -69,7 +69,9 @@ def _launch_env(dag_id: str, run_id: str, state_uri: str, extra: dict[str, str])
     from airflow_genius.operators.aws_common import env_list
     from airflow_genius.operators.container import container_launch
 
-    spec = build_spec(ECHO, "say", args=["hi"], dag_id=dag_id, task_id="echo", run_id=run_id, state_uri=state_uri)
+    spec = build_spec(
+        ECHO, "say", args=["hi"], dag_id=dag_id, task_id="echo", run_id=run_id, state_uri=state_uri
+    )
     return env_list(container_launch(spec, extra_env=extra).env)
 
 
@@ -84,7 +86,9 @@ def _report(name: str, ours: list[float], anchor: list[float]) -> float:
     ratio = mine / theirs
     print(f"{name:6} ours   median {mine:6.2f} s  ({', '.join(f'{t:.2f}' for t in ours)})")
     print(f"{name:6} anchor median {theirs:6.2f} s  ({', '.join(f'{t:.2f}' for t in anchor)})")
-    print(f"{name:6} ratio ours/anchor {ratio:.2f}x  (goal <= {GOAL}x: {'met' if ratio <= GOAL else 'NOT met'})")
+    print(
+        f"{name:6} ratio ours/anchor {ratio:.2f}x  (goal <= {GOAL}x: {'met' if ratio <= GOAL else 'NOT met'})"
+    )
     return ratio
 
 
@@ -111,7 +115,9 @@ def bench_batch(repeats: int, state_uri: str, env: dict[str, str]) -> float:
         def plain(run_id: str = run_id) -> None:
             overrides = {"command": ["run", "--spec-env", "GENIUS_TASK_SPEC"],
                          "environment": _launch_env("bench_batch_plain", run_id, state_uri, env)}  # fmt: skip
-            op = BatchOperator(task_id="echo", job_name=f"plain-{run_id}", container_overrides=overrides, **common)
+            op = BatchOperator(
+                task_id="echo", job_name=f"plain-{run_id}", container_overrides=overrides, **common
+            )
             op.execute(_context("bench_batch_plain", run_id))
 
         ours.append(_timed(genius))
@@ -160,7 +166,9 @@ def bench_ecs(repeats: int, state_uri: str, env: dict[str, str], docker_host: st
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--endpoint", default="http://127.0.0.1:5055")
     parser.add_argument("--docker-host", default="unix:///tmp/genius-rig/podman.sock")

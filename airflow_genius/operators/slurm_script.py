@@ -179,6 +179,12 @@ class SlurmJobOptions:
         # Validate on construction, so a bad option fails before anything reaches the cluster.
         self.directives()
         self.exports()
+        from airflow_genius.operators.container import check_environment
+
+        try:  # the same names are the launch's own on Slurm (the password travels in the 0600 file)
+            check_environment(self.env, where="env")
+        except ValueError as exc:
+            raise SlurmOptionError(str(exc)) from None
 
     def directives(self) -> list[str]:
         """The ``#SBATCH`` arguments: the typed options as ``--option=value``, then the extra directives.

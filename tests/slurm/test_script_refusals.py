@@ -169,3 +169,11 @@ def test_the_allow_list_holds_no_option_genius_sets() -> None:
            "open-mode", "uid", "gid", "clusters", "wait", "test-only"}  # fmt: skip
     assert not own & set(EXTRA_DIRECTIVES)
     assert set(EXTRA_DIRECTIVES.values()) == {"flag", "either", "value"}
+
+
+@pytest.mark.parametrize("name", ["GENIUS_STATE_PASSWORD", "GENIUS_TASK_SPEC"])
+def test_env_may_not_set_the_names_genius_sets_itself(name: str) -> None:
+    with pytest.raises(SlurmOptionError) as refused:
+        SlurmJobOptions(env={name: "evil"})
+    assert str(refused.value).startswith(f"env: {name!r} is reserved: genius sets it itself")
+    assert "evil" not in str(refused.value)

@@ -550,9 +550,10 @@ class StateManager(ABC):
     def _call(self, what: str, primitive: Callable[..., Any], *args: Any) -> Any:
         """Run one storage primitive within the fault budget (``core/state/faults.py``)."""
         return call_with_budget(
-            lambda: primitive(*args),
+            primitive,
+            *args,
             budget=self.budget,
-            store=self.store_label(),
+            store=self.store_label,  # named only when it fails: redacting costs more than a call
             transient=self._is_transient,
             timed_out=self._is_timeout,
             what=what,

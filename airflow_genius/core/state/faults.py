@@ -35,7 +35,7 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from airflow_genius.core.errors import StateError
 
@@ -91,42 +91,49 @@ def _seconds(env: Mapping[str, str], name: str, default: float, *, minimum: floa
 
 
 def call_with_budget(
-    call: Callable[[], T],
-    *,
+    call: Callable[..., T],
+    *args: Any,
     budget: FaultBudget,
-    store: str,
+    store: str | Callable[[], str],
     transient: Callable[[BaseException], bool],
     timed_out: Callable[[BaseException], bool] = lambda exc: False,
     what: str = "call",
     on_retry: Callable[[], None] | None = None,
 ) -> T:
-    """Run ``call``; retry transient failures with backoff until ``budget.seconds`` have passed.
+    """Run ``call(*args)``; retry transient failures with backoff until ``budget.seconds`` have passed.
 
-    ``store`` is the (redacted) name used in the error; ``on_retry`` runs before each retry (e.g. to drop
-    a broken connection).
+    ``store`` is the (redacted) name used in the error, or a function giving it; ``on_retry`` runs before each retry (e.g. to drop
+    a broken connection). The first attempt costs one ``try``: the clock starts at the first failure.
     """
-    deadline = time.monotonic() + budget.seconds
+    try:
+        return call(*args)
+    except Exception as exc:
+        if not transient(exc):
+            raise
+        failure: BaseException = exc
+    started = time.monotonic()
+    deadline = started + budget.seconds
     delay = budget.first_delay
     timeouts = 0
     while True:
+        slow = timed_out(failure)
+        timeouts += slow
+        now = time.monotonic()
+        if (slow and timeouts > budget.timeout_retries) or now + delay > deadline:
+            raise StoreUnavailable(
+                f"state store {store if isinstance(store, str) else store()} unavailable: {what} failed for {now - started:.1f}s "
+                f"(fault budget {budget.seconds:g}s): {_one_line(failure)}"
+            ) from failure
+        time.sleep(delay)
+        delay = min(delay * 2, budget.max_delay)
+        if on_retry is not None:
+            on_retry()
         try:
-            return call()
+            return call(*args)
         except Exception as exc:
             if not transient(exc):
                 raise
-            slow = timed_out(exc)
-            timeouts += slow
-            now = time.monotonic()
-            if (slow and timeouts > budget.timeout_retries) or now + delay > deadline:
-                waited = budget.seconds - max(deadline - now, 0.0)
-                raise StoreUnavailable(
-                    f"state store {store} unavailable: {what} failed for {waited:.1f}s "
-                    f"(fault budget {budget.seconds:g}s): {_one_line(exc)}"
-                ) from exc
-            time.sleep(delay)
-            delay = min(delay * 2, budget.max_delay)
-            if on_retry is not None:
-                on_retry()
+            failure = exc
 
 
 def _one_line(exc: BaseException) -> str:

@@ -32,6 +32,13 @@ from typing import Any
 from airflow_genius.core.discovery import load_task_class
 from airflow_genius.core.errors import SpecError, TaskCallError
 from airflow_genius.core.paths import safe_segment
+from airflow_genius.core.service import (
+    SERVICE_NAME_ENV,
+    SERVICE_PORT_ENV,
+    ReadinessWatch,
+    ServiceInfo,
+    advertised_host,
+)
 from airflow_genius.core.spec import TaskSpec
 from airflow_genius.core.spool import Spool, SpooledOutcome
 from airflow_genius.core.state import RunKey, RunRecord, StateManager, Status, TaskScope, open_state
@@ -174,6 +181,7 @@ def _run(
     status, result, message = Status.SUCCESS, None, None
     error: dict[str, Any] | None = None
     metrics: dict[str, Any] = {}
+    service = _start_service(spec, state)
     try:
         with _heartbeat(
             state, key, try_number, float(env.get("GENIUS_HEARTBEAT_SECONDS", DEFAULT_HEARTBEAT_SECONDS))
@@ -189,16 +197,28 @@ def _run(
 
             result, metrics = _execute(spec, task, call, state, key, started)
     except RunCancelled as exc:
-        failure = exc
         _abort_output(task)
-        status, message = Status.CANCELLED, str(exc) or "cancelled"
         metrics = storable_metrics(_collect_metrics(task, started))
+        if service is not None:  # a service's normal end: stopped by its platform (core/service.py)
+            status, message = Status.SUCCESS, str(exc) or "stopped"
+            result = {
+                "service": service.info.name,
+                "stopped": message,
+                "served_seconds": metrics["duration_seconds"],
+                "ready": service.ready,
+            }
+        else:
+            failure = exc
+            status, message = Status.CANCELLED, str(exc) or "cancelled"
     except Exception as exc:
         failure = exc
         _abort_output(task)
         status, error = Status.FAILED, error_of(exc)
         # A failure is recorded whatever the task logged: a metric JSON cannot hold is kept as its text.
         metrics = storable_metrics(_collect_metrics(task, started))
+    finally:
+        if service is not None:
+            service.stop()
     _close_managers(task)
     record = _finish(state, spool, spec, status, result=result, error=error, metrics=metrics, message=message)
     if status is Status.SUCCESS:
@@ -208,6 +228,31 @@ def _run(
     else:
         log.error("run %s try %d failed: %s: %s", key, try_number, (error or {}).get("type", ""), failure)
     return RunOutcome(record, failure)
+
+
+def _start_service(spec: TaskSpec, state: StateManager) -> ReadinessWatch | None:
+    """For a service run: its environment, where it listens (in the record), and the readiness watch."""
+    if spec.service is None:
+        return None
+    info = ServiceInfo(
+        name=spec.service.name or spec.run.task_id,
+        hostname=advertised_host(),
+        port=spec.service.port,
+        health_path=spec.service.health_path,
+    )
+    # The method (and what it starts) listens where the platform routes clients to.
+    os.environ[SERVICE_PORT_ENV] = str(info.port)
+    os.environ[SERVICE_NAME_ENV] = info.name
+    key = run_key(spec)
+    record = state.update_run(key, info={"service": info.to_dict()})
+
+    def report(update: dict[str, Any]) -> None:
+        current = (state.get_run(key) or record).info.get("service") or {}
+        state.update_run(key, info={"service": {**current, **update}})
+
+    watch = ReadinessWatch(info, timeout=spec.service.ready_timeout, report=report)
+    watch.start()
+    return watch
 
 
 def _finish(

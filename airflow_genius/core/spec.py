@@ -124,6 +124,18 @@ class Window:
 
 
 @dataclass(frozen=True)
+class ServiceRef:
+    """This run serves until stopped (``core/service.py``): where, and how readiness is judged."""
+
+    port: int = 8000
+    health_path: str = "/health"
+    #: Name published to clients (default: the task id).
+    name: str | None = None
+    #: Seconds the service has to answer ``health_path`` with 2xx.
+    ready_timeout: float = 300.0
+
+
+@dataclass(frozen=True)
 class TaskSpec:
     """A complete, validated description of one run. Build with :func:`build_spec`."""
 
@@ -135,6 +147,7 @@ class TaskSpec:
     output: DataRef | None = None
     model: ModelRef | None = None
     window: Window | None = None
+    service: ServiceRef | None = None
     spec_version: int = SPEC_VERSION
 
     # ------------------------------------------------------------------ (de)serialisation
@@ -182,7 +195,9 @@ class TaskSpec:
         return _parse_spec(data)
 
 
-_FIELD_ORDER = ("spec_version", "kind", "task", "input", "output", "state", "model", "run", "window")
+_FIELD_ORDER = (
+    "spec_version", "kind", "task", "input", "output", "state", "model", "run", "window", "service",
+)  # fmt: skip
 
 
 def build_spec(
@@ -212,11 +227,16 @@ def build_spec(
     max_windows: int | None = None,
     input_type: str | None = None,
     output_type: str | None = None,
+    service_port: int | None = None,
+    health_path: str = "/health",
+    service_name: str | None = None,
+    ready_timeout: float = 300.0,
 ) -> TaskSpec:
     """The one place a TaskSpec is assembled from plain values (CLI flags, operator arguments).
 
     The result is validated exactly as a spec read from JSON is. ``input_type``/``output_type``
-    default to ``"stream"`` for ``redis``/``rediss``/``sqlite`` URIs and ``"batch"`` otherwise.
+    default to ``"stream"`` for ``redis``/``rediss``/``sqlite`` URIs and ``"batch"`` otherwise. A
+    ``service_port`` makes the run a service (``core/service.py``).
     """
     if isinstance(logical_date, datetime):
         logical_date = logical_date.isoformat()
@@ -249,6 +269,14 @@ def build_spec(
             "max_windows": max_windows,
         }
         if (max_records is not None or max_seconds is not None or unbounded)
+        else None,
+        "service": {
+            "port": service_port,
+            "health_path": health_path,
+            "name": service_name,
+            "ready_timeout": ready_timeout,
+        }
+        if service_port is not None
         else None,
     }
     return _parse_spec(raw)
@@ -299,6 +327,7 @@ def _parse_spec(data: Any) -> TaskSpec:
         model=parse_model(obj.get("model")),
         run=_parse_run(obj.get("run")),
         window=window,
+        service=_parse_service(obj.get("service")),
     )
 
 
@@ -471,6 +500,34 @@ def _parse_window(data: Any) -> Window | None:
     return Window(
         max_records=max_records, max_seconds=max_seconds, unbounded=unbounded, max_windows=max_windows
     )
+
+
+def _parse_service(data: Any) -> ServiceRef | None:
+    if data is None:
+        return None
+    obj = _object(data, "service")
+    _only(obj, "service", {"port", "health_path", "name", "ready_timeout"})
+    port = obj.get("port")
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise SpecError("service.port", "expected a TCP port (1-65535)", got=port)
+    health = obj.get("health_path", "/health")
+    if not isinstance(health, str) or not _HEALTH_PATH.fullmatch(health):
+        raise SpecError(
+            "service.health_path", "expected a URL path starting with '/' (no spaces, no '?#')", got=health
+        )
+    name = obj.get("name")
+    if name is not None and (not isinstance(name, str) or not _SERVICE_NAME.fullmatch(name)):
+        raise SpecError(
+            "service.name", "expected a name of letters, digits, '.', '_' or '-' (up to 63)", got=name
+        )
+    timeout = obj.get("ready_timeout", 300.0)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= MAX_SECONDS:
+        raise SpecError("service.ready_timeout", f"expected seconds > 0 and <= {MAX_SECONDS:,}", got=timeout)
+    return ServiceRef(port=port, health_path=health, name=name, ready_timeout=float(timeout))
+
+
+_HEALTH_PATH = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@/%-]{0,255}")
+_SERVICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 
 
 def _window_bound(obj: Mapping[str, Any], name: str, maximum: int, *, integer: bool) -> Any:

@@ -97,9 +97,26 @@ class Echo(Task):
         return len(block)
 
 
+class EchoService(Task):
+    """A genius service (``core/service.py``): answers ``POST /echo`` with the body it got, plus which
+    service answered, until its platform stops it."""
+
+    def serve(self, delay: float = 0.0) -> None:
+        """Serve on ``$SERVICE_PORT`` until SIGTERM; ``delay`` seconds pass before it answers its health
+        path (a model that takes time to load)."""
+        from airflow_genius.core.service import serve_http
+
+        started = time.monotonic()
+        name = os.environ.get("SERVICE_NAME", "echo")
+        serve_http(
+            {"/echo": lambda body: {"echo": body, "service": name}},
+            ready=lambda: time.monotonic() - started >= delay,
+        )
+
+
 class ServiceClient(Task):
-    """Calls the service a Slurm service task started (``SERVICE_URL`` in the environment) and
-    records the latencies in its run record's metrics."""
+    """Calls the service its operator was given (``SERVICE_URL`` in the environment) and records the
+    latencies in its run record's metrics."""
 
     def call(self, times: int = 5, path: str = "/") -> dict[str, Any]:
         base = os.environ.get("SERVICE_URL")

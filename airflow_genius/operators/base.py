@@ -108,9 +108,14 @@ class GeniusOperatorMixin(BaseOperator):
             operator's own ``namespace``, e.g. KubernetesPodOperator's).
         model_uri / model_name / model_version: model to load before the call (version templated).
         max_records / max_seconds: window of a streaming run.
+        service: task id of a service operator (``operators/service.py``) this task is a client of: its
+            ``SERVICE_NAME``, ``SERVICE_HOSTNAME``, ``SERVICE_PORT`` and ``SERVICE_URL`` are set in the
+            task's environment.
     """
 
     genius_kind: str = "task"
+    #: The service arguments of a service operator (``GeniusServiceMixin``); None for a job.
+    genius_service: Mapping[str, Any] | None = None
 
     def __init__(
         self,
@@ -130,6 +135,7 @@ class GeniusOperatorMixin(BaseOperator):
         model_version: str = "latest",
         max_records: int | None = None,
         max_seconds: float | None = None,
+        service: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -155,6 +161,7 @@ class GeniusOperatorMixin(BaseOperator):
         self.model_name = model_name
         self.max_records = max_records
         self.max_seconds = max_seconds
+        self.service = service
         self.refuse_secrets_in_uris()
 
     def refuse_secrets_in_uris(self) -> None:
@@ -229,7 +236,14 @@ class GeniusOperatorMixin(BaseOperator):
             **identity_from_context(context),
             max_records=self.max_records,
             max_seconds=self.max_seconds,
+            **(self.genius_service or {}),
         )
+
+    def service_env(self, context: Context) -> dict[str, str]:
+        """A client's ``SERVICE_*`` environment from the service task's XCom ({} without ``service``)."""
+        from airflow_genius.operators.service import published_env
+
+        return published_env(context, self.service)
 
     def publish_output(self, context: Context, record: RunRecord) -> None:
         """Push the committed output location (XCom ``genius_output`` + the extra link), if any."""

@@ -127,4 +127,5 @@ class GeniusContainerMixin(GeniusOperatorMixin):
         target = self.genius_state()
         self.genius_state_target = target
         spec = self.build_task_spec(context, state_uri=target.uri)
-        return container_launch(spec, secret_env=target.secret_env, extra_env=extra_env)
+        env = {**self.service_env(context), **(extra_env or {})}  # the DAG's own environment wins
+        return container_launch(spec, secret_env=target.secret_env, extra_env=env)

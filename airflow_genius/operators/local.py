@@ -27,6 +27,9 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperatorLink
@@ -38,6 +41,21 @@ from airflow_genius.operators.base import GENIUS_TEMPLATE_FIELDS, GeniusOperator
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+
+
+@contextmanager
+def _environment(values: Mapping[str, str]) -> Iterator[None]:
+    """``values`` in ``os.environ`` for the task's method (a service's address), restored afterwards."""
+    before = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 class GeniusTaskOperator(GeniusOperatorMixin):
@@ -59,7 +77,7 @@ class GeniusTaskOperator(GeniusOperatorMixin):
         target = self.genius_state()
         spec = self.build_task_spec(context, state_uri=target.uri)
         self.log.info("running %s.%s (state %s)", spec.task.class_path, spec.task.method, redact(target.uri))
-        with target.open() as state:
+        with target.open() as state, _environment(self.service_env(context)):
             outcome = run_spec(spec, state=state, work_dir=config.get("work_dir"))
         self.publish_output(context, outcome.record)
         return self.result_from_record(outcome.record)

@@ -14,8 +14,11 @@ PACKAGE_NAME = "airflow-provider-genius"
 OPERATOR_MODULES = (
     "airflow_genius.operators.local",
     "airflow_genius.operators.docker",
+    "airflow_genius.operators.docker_service",
     "airflow_genius.operators.kubernetes",
+    "airflow_genius.operators.kubernetes_service",
     "airflow_genius.operators.ecs",
+    "airflow_genius.operators.ecs_service",
     "airflow_genius.operators.batch",
     "airflow_genius.operators.slurm",
     "airflow_genius.operators.slurm_service",

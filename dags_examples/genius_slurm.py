@@ -9,14 +9,16 @@ Configure (environment of the DAG processor and workers; nothing is contacted wh
 * ``GENIUS_EXAMPLE_SERVICE_PORT`` — the service's port (default 8765).
 The run records go to ``[genius] state_uri``/``state_conn_id``, which the compute nodes must reach.
 
-``genius_slurm_service``: a setup task starts a tiny HTTP service as a Slurm job, two genius clients on
-Slurm call it (``SERVICE_URL`` in their environment) and record latency metrics in their run records,
-and a teardown cancels the service — also when a client fails (try ``path="/missing"``).
+``genius_slurm_service``: a setup task starts a genius service (``EchoService.serve``) as a Slurm job and
+waits until it answers its health path, two genius clients on Slurm call it (``SERVICE_URL`` in their
+environment) and record latency metrics in their run records, and a teardown stops the service with
+SIGTERM (its run record ends SUCCESS) — also when a client fails (try ``path="/missing"``).
 """
 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from airflow.sdk import DAG, Param
 
@@ -25,8 +27,7 @@ from airflow_genius.operators.slurm import (
     GeniusSlurmOperator,
     GeniusSlurmSpoutOperator,
 )
-from airflow_genius.operators.slurm_script import SlurmJobOptions
-from airflow_genius.operators.slurm_service import SlurmServiceOperator, SlurmServiceStopOperator
+from airflow_genius.operators.slurm_service import GeniusSlurmServiceOperator, GeniusSlurmServiceStopOperator
 
 SSH_CONN_ID = os.environ.get("GENIUS_EXAMPLE_SSH_CONN_ID", "genius_slurm")
 SETUP = [line for line in [os.environ.get("GENIUS_EXAMPLE_SLURM_SETUP", "")] if line]
@@ -35,7 +36,12 @@ DATA_ROOT = os.environ.get(
     "GENIUS_EXAMPLE_DATA", os.path.join(os.environ.get("AIRFLOW_HOME", "."), "genius", "data")
 )
 SERVICE_PORT = int(os.environ.get("GENIUS_EXAMPLE_SERVICE_PORT", "8765"))
-SLURM = {"ssh_conn_id": SSH_CONN_ID, "setup": SETUP, "partition": PARTITION, "poll_interval": 2.0}
+SLURM: dict[str, Any] = {
+    "ssh_conn_id": SSH_CONN_ID,
+    "setup": SETUP,
+    "partition": PARTITION,
+    "poll_interval": 2.0,
+}
 
 with DAG(
     dag_id="genius_slurm_pipeline",
@@ -80,32 +86,31 @@ with DAG(
     tags=["genius", "example", "slurm"],
     params={
         "calls": Param(5, type="integer", minimum=1, maximum=1000, description="Calls per client"),
-        "path": Param("/", type="string", description="Path the clients request"),
+        "path": Param("/echo", type="string", description="Path the clients request"),
     },
     doc_md=__doc__,
 ) as genius_slurm_service:
-    start = SlurmServiceOperator(
+    start = GeniusSlurmServiceOperator(
         task_id="start_service",
-        ssh_conn_id=SSH_CONN_ID,
-        command='exec python3 -m http.server "$SERVICE_PORT" --bind 0.0.0.0',
-        port=SERVICE_PORT,
-        service_name="quotes-http",
-        health_path="/",
-        startup_timeout=300,
-        options=SlurmJobOptions(partition=PARTITION, time="00:30:00", setup=SETUP),
-        poll_interval=1.0,
+        task_class="airflow_genius.examples.tasks:EchoService",
+        method="serve",
+        service_port=SERVICE_PORT,
+        service_name="echo",
+        health_path="/health",
+        ready_timeout=120,  # to answer /health once running
+        start_timeout=300,  # to leave the queue and start
+        time="00:30:00",  # the job's limit bounds how long it serves
+        **SLURM,
     )
-    clients = [
-        GeniusSlurmOperator(
-            task_id=f"client_{n}",
-            task_class="airflow_genius.examples.tasks:ServiceClient",
-            method="call",
-            method_kwargs={"times": "{{ params.calls }}", "path": "{{ params.path }}"},
-            service="start_service",
-            time="00:05:00",
-            **SLURM,
-        )
-        for n in (1, 2)
-    ]
-    stop = SlurmServiceStopOperator(task_id="stop_service", ssh_conn_id=SSH_CONN_ID, service="start_service")
+    clients = GeniusSlurmOperator.partial(
+        task_id="client",
+        task_class="airflow_genius.examples.tasks:ServiceClient",
+        method="call",
+        service="start_service",  # SERVICE_NAME/HOSTNAME/PORT/URL in the client's environment
+        time="00:05:00",
+        **SLURM,
+    ).expand(method_kwargs=[{"times": "{{ params.calls }}", "path": "{{ params.path }}"}] * 2)
+    stop = GeniusSlurmServiceStopOperator(
+        task_id="stop_service", ssh_conn_id=SSH_CONN_ID, service="start_service"
+    )
     start >> clients >> stop.as_teardown(setups=start)

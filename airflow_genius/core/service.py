@@ -231,11 +231,11 @@ def serve_http(
 
     ``GET <health_path>`` answers 200 ``{"ok": true}`` once ``ready()`` (default: always) is true.
     The port defaults to ``SERVICE_PORT`` (set by the runtime). A route that raises answers 500 with
-    ``{"error": type, "message": text}``; a body that is not JSON answers 400.
+    ``{"error": type, "message": text}`` (or the exception's ``http_status``, 400-599, if it has one); a
+    body that is not JSON answers 400.
     """
     chosen = int(port if port is not None else os.environ.get(SERVICE_PORT_ENV, DEFAULT_PORT))
-    server = ThreadingHTTPServer((host, chosen), _handler(dict(routes), health_path, ready))
-    server.daemon_threads = True
+    server = _Server((host, chosen), _handler(dict(routes), health_path, ready))
     log.info("serving %s on %s:%d", ", ".join(sorted(routes)) or "(health only)", host, chosen)
     try:
         server.serve_forever(poll_interval=0.2)
@@ -243,9 +243,15 @@ def serve_http(
         server.server_close()
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # the default backlog of 5 resets connections when many clients connect at once
+
+
 def _handler(routes: dict[str, Route], health_path: str, ready: Callable[[], bool] | None) -> type:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive: benchmark clients reuse their connection
+        disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms delayed-ACK stall
 
         def do_GET(self) -> None:
             if self.path == health_path:
@@ -272,7 +278,9 @@ def _handler(routes: dict[str, Route], health_path: str, ready: Callable[[], boo
             try:
                 self._answer(200, route(body))
             except Exception as exc:  # the client gets the error; the service keeps serving
-                self._answer(500, {"error": type(exc).__name__, "message": str(exc)})
+                status = getattr(exc, "http_status", 500)  # an error may name its status (504 timeout)
+                status = status if isinstance(status, int) and 400 <= status <= 599 else 500
+                self._answer(status, {"error": type(exc).__name__, "message": str(exc)})
 
         def _answer(self, status: int, value: Any) -> None:
             payload = json.dumps(value).encode()

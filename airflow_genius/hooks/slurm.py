@@ -172,6 +172,21 @@ class SlurmHook(BaseHook):
         """``scancel`` every job of ours called ``job_name``."""
         self.run(protocol.cancel_by_name_command(job_name), check=False)
 
+    def stop_by_name(self, job_name: str, *, signal: str = "TERM") -> None:
+        """Send ``signal`` to every running job of ours called ``job_name`` (batch shell and children) and
+        cancel the queued ones (see :func:`~.slurm_protocol.stop_by_name_command`)."""
+        self.run(protocol.stop_by_name_command(job_name, signal), check=False)
+
+    def node_address(self, job_id: str) -> str:
+        """The address of the node running the job's batch script ('' while it has none)."""
+        _, out, _ = self.run(protocol.node_address_command(job_id), check=False)
+        return protocol.parse_node_address(out.decode(errors="replace"))
+
+    def tail(self, path: str, lines: int = 40) -> str:
+        """The last ``lines`` lines of a file on the cluster ('' if it does not exist)."""
+        _, out, _ = self.run(protocol.tail_command(path, lines), check=False)
+        return out.decode(errors="replace")
+
     def read_file(self, path: str) -> bytes:
         _, out, _ = self.run(f"cat {shlex.quote(path)}")
         return out

@@ -37,6 +37,7 @@ FAILURE_HINTS = {
 
 _SEPARATOR = "@@genius-slurm@@"
 _JOB_ID = re.compile(r"^[0-9]+(_[0-9]+)?$")
+_SIGNAL = re.compile(r"^(SIG)?[A-Z0-9+]{1,12}$")
 
 
 def check_job_id(job_id: str) -> str:
@@ -71,6 +72,51 @@ def cancel_command(job_id: str) -> str:
 def cancel_by_name_command(job_name: str) -> str:
     """Cancel every job of this user called ``job_name`` (a service's teardown; idempotent)."""
     return f"scancel --me --name={shlex.quote(job_name)} 2>/dev/null; true"
+
+
+def stop_by_name_command(job_name: str, signal: str = "TERM") -> str:
+    """Ask this user's jobs called ``job_name`` to end on their own terms (a service's teardown): a queued
+    one is cancelled, a running one gets ``signal`` in its batch shell and all its children (``--full``;
+    without it Slurm spares the batch shell). Idempotent.
+
+    >>> stop_by_name_command("genius-d-svc-1", "TERM")  # doctest: +NORMALIZE_WHITESPACE
+    'scancel --me --state=PENDING --name=genius-d-svc-1 2>/dev/null;
+     scancel --me --state=RUNNING --full --signal=TERM --name=genius-d-svc-1 2>/dev/null; true'
+    """
+    if not _SIGNAL.match(signal):
+        raise ValueError(f"not a signal name or number: {signal!r}")
+    name = shlex.quote(job_name)
+    return (
+        f"scancel --me --state=PENDING --name={name} 2>/dev/null; "
+        f"scancel --me --state=RUNNING --full --signal={signal} --name={name} 2>/dev/null; true"
+    )
+
+
+def node_address_command(job_id: str) -> str:
+    """Where clients on the cluster reach a running job: the address (``NodeAddr``) of the node that runs
+    its batch script (squeue's BatchHost), then that node's name as a fallback line. Read with
+    :func:`parse_node_address`; empty while the job has no node."""
+    job = check_job_id(job_id)
+    return (
+        f"node=$(squeue --noheader -j {job} --format=%B 2>/dev/null | head -n 1); "
+        '[ -z "$node" ] || { sinfo --noheader --Node --nodes="$node" --format=%o 2>/dev/null | head -n 1; '
+        "printf '%s\\n' \"$node\"; }"
+    )
+
+
+def parse_node_address(output: str) -> str:
+    """The first line of :func:`node_address_command`'s answer ('' when the job has no node).
+
+    >>> parse_node_address("10.1.0.7\\nnode7\\n"), parse_node_address("\\nnode7\\n"), parse_node_address("")
+    ('10.1.0.7', 'node7', '')
+    """
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    return lines[0] if lines else ""
+
+
+def tail_command(path: str, lines: int = 40) -> str:
+    """The last ``lines`` lines of a job's output file (nothing if it does not exist yet)."""
+    return f"tail -n {int(lines)} {shlex.quote(path)} 2>/dev/null; true"
 
 
 def poll_command(job_id: str, output_path: str | None = None, offset: int = 0, chunk: int = 65536) -> str:

@@ -108,6 +108,8 @@ class GeniusOperatorMixin(BaseOperator):
             operator's own ``namespace``, e.g. KubernetesPodOperator's).
         model_uri / model_name / model_version: model to load before the call (version templated).
         max_records / max_seconds: window of a streaming run.
+        unbounded / max_windows: a streaming run that processes successive windows until it is stopped
+            (SIGTERM, e.g. a service stop task) or after ``max_windows`` reads (docs/streams.md).
         service: task id of a service operator (``operators/service.py``) this task is a client of: its
             ``SERVICE_NAME``, ``SERVICE_HOSTNAME``, ``SERVICE_PORT`` and ``SERVICE_URL`` are set in the
             task's environment.
@@ -135,6 +137,8 @@ class GeniusOperatorMixin(BaseOperator):
         model_version: str = "latest",
         max_records: int | None = None,
         max_seconds: float | None = None,
+        unbounded: bool = False,
+        max_windows: int | None = None,
         service: str | None = None,
         **kwargs: Any,
     ) -> None:
@@ -161,6 +165,8 @@ class GeniusOperatorMixin(BaseOperator):
         self.model_name = model_name
         self.max_records = max_records
         self.max_seconds = max_seconds
+        self.unbounded = unbounded
+        self.max_windows = max_windows
         self.service = service
         self.refuse_secrets_in_uris()
 
@@ -236,6 +242,8 @@ class GeniusOperatorMixin(BaseOperator):
             **identity_from_context(context),
             max_records=self.max_records,
             max_seconds=self.max_seconds,
+            unbounded=self.unbounded,
+            max_windows=self.max_windows,
             **(self.genius_service or {}),
         )
 
@@ -276,12 +284,12 @@ class GeniusOperatorMixin(BaseOperator):
                     f"{error.get('type', 'Error')}: {error.get('message', '')} ({failure})"
                 )
             if record is not None and not record.status.terminal:
-                # The job ended without finishing its record: `genius run` exits 4 when the state store
-                # stayed unreachable, keeping the outcome in its work folder's spool (docs/state.md).
+                # `genius run` exits 4 when the state store stayed unreachable: the outcome then waits in
+                # the work folder's spool and the next try applies it (docs/state.md#faults).
                 raise GeniusTaskFailed(
-                    f"{failure} (run record: {record.status.value} at try {record.try_number}: the job could "
-                    "not write its outcome to the state store; exit code 4 means the store stayed "
-                    "unreachable and the outcome waits in the job's spool, applied by the next try)"
+                    f"{failure} (run record: {record.status.value}): the job ended without finishing its "
+                    f"run record (try {record.try_number}); exit code 4 means the state store was "
+                    "unreachable and the outcome waits in the job's spool for the next try"
                 )
             status = record.status.value if record else "missing"
             raise GeniusTaskFailed(f"{failure} (run record: {status})")

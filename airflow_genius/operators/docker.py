@@ -32,6 +32,7 @@ retry that finds the container of an earlier try still running (the worker died,
 not) follows its output and waits for it instead of starting a second one on the same run record. An
 earlier try's container that already ended is removed and the task runs again (runs are idempotent).
 Killing the task (``on_kill``) stops the container; the runtime records the run CANCELLED.
+Services (a container that keeps serving after its task) are in ``operators/docker_service.py``.
 See docs/runners/docker.md.
 """
 
@@ -47,15 +48,43 @@ from airflow_genius import __version__
 from airflow_genius.links.record import GeniusRecordLink
 from airflow_genius.operators.base import GENIUS_TEMPLATE_FIELDS, identity_from_context
 from airflow_genius.operators.container import SPEC_ENV, GeniusContainerMixin, check_environment
+from airflow_genius.operators.docker_request import LABEL_PREFIX
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+
+    from airflow_genius.operators.container import ContainerLaunch
 
 #: Default image: docker/Dockerfile built and tagged with the package version (see docker/README.md).
 #: The test rig builds ``localhost/airflow-genius-runtime:dev``.
 DEFAULT_IMAGE = f"airflow-genius-runtime:{__version__}"
 
 RemovePolicy = Literal["never", "success", "force"]
+
+
+def task_container(cli: Any, name: str | None, who: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The container named ``name`` (its inspect dict) if it belongs to the task instance ``who``
+    (dag_id, task_id, run_id, map_index), None if there is none. ``cli``: a ``docker.APIClient``.
+
+    Shared by the job runner (reattach), the service runner (reattach) and the service stop
+    operator. A container of that name whose labels name another task instance (a user-chosen
+    ``container_name`` taken by someone else's container) is never followed, stopped or removed:
+    ``RuntimeError``.
+    """
+    from docker.errors import NotFound
+
+    from airflow_genius.operators.docker_request import belongs_to
+
+    try:
+        found: dict[str, Any] = cli.inspect_container(name)
+    except NotFound:
+        return None
+    if not belongs_to(found.get("Config", {}).get("Labels"), who):
+        raise RuntimeError(
+            f"container name {name!r} is taken by container {found['Id'][:12]}, "
+            "which does not belong to this task instance; choose another container_name"
+        )
+    return found
 
 
 class GeniusDockerOperator(GeniusContainerMixin, DockerOperator):
@@ -107,24 +136,11 @@ class GeniusDockerOperator(GeniusContainerMixin, DockerOperator):
     def execute(self, context: Context) -> Any:
         from airflow.providers.docker.exceptions import DockerContainerFailedException
 
-        from airflow_genius.operators.docker_request import container_name_for, docker_request
-
         who = identity_from_context(context)
-        if self.env_file:  # rendered by now; DockerOperator passes its variables on as plain environment
-            check_environment(self.unpack_environment_variables(self.env_file), where="env_file")
-        launch = self.prepare_launch(context, extra_env=self.environment)
-        request = docker_request(launch, private_environment=self._private_environment, labels=self.labels)
-        self.command = request.command
-        self.environment = request.environment
-        self._private_environment = request.private_environment
-        self.labels = request.labels
-        self.container_name = self.container_name or container_name_for(
-            who["dag_id"], who["task_id"], who["run_id"], who["map_index"]
-        )
+        launch = self._prepare_container(context, who)
         # DockerOperator would remove the container before we read its exit code; we remove it
         # ourselves afterwards (and on_kill then only stops it, leaving removal to this thread).
         remove, self.auto_remove = self.auto_remove, "never"
-        self._warn_if_state_unreachable(launch.spec.state.uri)
         self.log.info(
             "running %s.%s in container %s (image %s)",
             launch.spec.task.class_path, launch.spec.task.method, self.container_name, self.image,
@@ -132,13 +148,10 @@ class GeniusDockerOperator(GeniusContainerMixin, DockerOperator):
         exit_code: int | None = None
         failure: str | None = None
         try:
-            previous = self._previous_container(who)
-            if previous is not None and previous["State"].get("Running"):
+            previous = self._running_container_of_earlier_try(who)
+            if previous is not None:
                 exited_zero = self._reattach(previous)
             else:
-                if previous is not None:
-                    self.log.info("removing the ended container %s of an earlier try", previous["Id"][:12])
-                    self.cli.remove_container(previous["Id"], force=True)
                 # Streams the container's output into this log. Its return value (the last log line) is
                 # not the result: the run record is. It raises on a non-zero exit, read below.
                 exited_zero = False
@@ -151,6 +164,25 @@ class GeniusDockerOperator(GeniusContainerMixin, DockerOperator):
         if failure:
             self.log.error("%s", failure)
         return self.finish_remote(context, failure=failure)
+
+    def _prepare_container(self, context: Context, who: Mapping[str, Any]) -> ContainerLaunch:
+        """Set the genius launch of this task instance on DockerOperator's arguments (command,
+        environment, private environment, labels, the deterministic container name); its launch."""
+        from airflow_genius.operators.docker_request import container_name_for, docker_request
+
+        if self.env_file:  # rendered by now; DockerOperator passes its variables on as plain environment
+            check_environment(self.unpack_environment_variables(self.env_file), where="env_file")
+        launch = self.prepare_launch(context, extra_env=self.environment)
+        request = docker_request(launch, private_environment=self._private_environment, labels=self.labels)
+        self.command = request.command
+        self.environment = request.environment
+        self._private_environment = request.private_environment
+        self.labels = request.labels
+        self.container_name = self.container_name or container_name_for(
+            who["dag_id"], who["task_id"], who["run_id"], who["map_index"]
+        )
+        self._warn_if_state_unreachable(launch.spec.state.uri)
+        return launch
 
     def on_kill(self) -> None:
         """Stop the container: SIGTERM, then SIGKILL after ``stop_timeout`` seconds.
@@ -172,33 +204,37 @@ class GeniusDockerOperator(GeniusContainerMixin, DockerOperator):
     # ------------------------------------------------------------------ reattach
     def _previous_container(self, who: Mapping[str, Any]) -> dict[str, Any] | None:
         """The container of an earlier try of this task instance (by name), if any."""
-        from docker.errors import NotFound
+        return task_container(self.cli, self.container_name, who)
 
-        from airflow_genius.operators.docker_request import belongs_to
+    def _running_container_of_earlier_try(self, who: Mapping[str, Any]) -> dict[str, Any] | None:
+        """An earlier try's container that still runs (to reattach to); one that ended is removed."""
+        previous = self._previous_container(who)
+        if previous is not None and previous["State"].get("Running"):
+            return previous
+        if previous is not None:
+            self.log.info("removing the ended container %s of an earlier try", previous["Id"][:12])
+            self.cli.remove_container(previous["Id"], force=True)
+        return None
 
-        try:
-            found: dict[str, Any] = self.cli.inspect_container(self.container_name)
-        except NotFound:
-            return None
-        if not belongs_to(found.get("Config", {}).get("Labels"), who):
-            # A user-chosen name taken by someone else's container: never follow, stop or remove it.
-            raise RuntimeError(
-                f"container name {self.container_name!r} is taken by container {found['Id'][:12]}, "
-                "which does not belong to this task instance; choose another container_name"
-            )
-        return found
+    def _adopt(self, previous: Mapping[str, Any]) -> int | None:
+        """Make an earlier try's running container this try's (``on_kill`` stops it from now on);
+        the number of the try that started it (None if its label is missing)."""
+        labels = previous.get("Config", {}).get("Labels") or {}
+        started_by = labels.get(f"{LABEL_PREFIX}try_number", "?")
+        self.log.info(
+            "reattaching to container %s (%s) started by try %s",
+            previous["Id"][:12], self.container_name, started_by,
+        )  # fmt: skip
+        self.container = {"Id": previous["Id"]}
+        return int(started_by) if started_by.isdigit() else None
 
     def _reattach(self, previous: dict[str, Any]) -> bool:
         """Follow the output of an earlier try's running container and wait for it to end; whether it
         exited 0."""
         from airflow.providers.docker.operators.docker import fetch_logs
 
-        labels = previous.get("Config", {}).get("Labels") or {}
-        self.log.info(
-            "reattaching to container %s (%s) started by try %s; its output from the start follows",
-            previous["Id"][:12], self.container_name, labels.get("airflow_genius.try_number", "?"),
-        )  # fmt: skip
-        self.container = {"Id": previous["Id"]}  # on_kill stops this one now
+        self._adopt(previous)
+        self.log.info("its output from the start follows")
         stream = self.cli.logs(previous["Id"], stdout=True, stderr=True, stream=True, follow=True)
         fetch_logs(stream, self.log)
         return bool(self.cli.wait(previous["Id"]).get("StatusCode") == 0)

@@ -47,7 +47,7 @@ from kubernetes.client import models as k8s
 from airflow_genius.links.record import GeniusRecordLink
 from airflow_genius.operators.base import GENIUS_TEMPLATE_FIELDS, GeniusTaskFailed, identity_from_context
 from airflow_genius.operators.container import GeniusContainerMixin
-from airflow_genius.operators.kubernetes_request import pod_request, secret_name_for
+from airflow_genius.operators.kubernetes_request import PodRequest, pod_request, secret_name_for
 from airflow_genius.triggers.kubernetes import SECRET_KWARG
 
 if TYPE_CHECKING:
@@ -110,7 +110,10 @@ class GeniusKubernetesOperator(GeniusContainerMixin, KubernetesPodOperator):  # 
         self.genius_result: tuple[Any] | None = None
 
     # ------------------------------------------------------------------ launch
-    def execute(self, context: Context) -> Any:
+    def genius_pod_request(self, context: Context) -> PodRequest:
+        """This task instance's launch handed to KPO: sets ``arguments``, ``env_vars`` and
+        ``pod_request_obj`` (KPO's pod, namespace resolved); returns the request, whose Secret (if any)
+        the caller creates just before the pod."""
         launch = self.prepare_launch(context)
         who = identity_from_context(context)
         secret_name = self.state_secret_name or secret_name_for(
@@ -127,9 +130,15 @@ class GeniusKubernetesOperator(GeniusContainerMixin, KubernetesPodOperator):  # 
         self.env_vars = request.env_vars
         with self._kpo_running():
             self.pod_request_obj = self.build_pod_request_obj(context)
+        return request
+
+    def execute(self, context: Context) -> Any:
+        request = self.genius_pod_request(context)
+        assert self.pod_request_obj is not None  # built by genius_pod_request
+        with self._kpo_running():
             if request.secret is not None:
                 self._create_secret(request.secret, self.pod_request_obj.metadata.namespace)
-                self.trigger_kwargs = {**(self.trigger_kwargs or {}), SECRET_KWARG: secret_name}
+                self.trigger_kwargs = {**(self.trigger_kwargs or {}), SECRET_KWARG: request.secret_name}
             try:
                 super().execute(context)
             except Exception as exc:  # TaskDeferred is a BaseException: the Secret outlives a deferral

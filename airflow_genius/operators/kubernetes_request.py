@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -33,6 +34,13 @@ class PodRequest:
     arguments: list[str]
     env_vars: list[k8s.V1EnvVar]
     secret: k8s.V1Secret | None = None
+    #: The Secret the secret variables reference (the one to create, or the user's).
+    secret_name: str | None = None
+
+
+def instance_digest(dag_id: str, task_id: str, run_id: str, map_index: int = -1, *, length: int = 20) -> str:
+    """A hex digest of one task instance: the same on every try — what its Kubernetes names are made of."""
+    return hashlib.sha256(f"{dag_id}\0{task_id}\0{run_id}\0{map_index}".encode()).hexdigest()[:length]
 
 
 def secret_name_for(dag_id: str, task_id: str, run_id: str, map_index: int = -1) -> str:
@@ -41,8 +49,24 @@ def secret_name_for(dag_id: str, task_id: str, run_id: str, map_index: int = -1)
     >>> secret_name_for("etl", "count", "manual__2026-01-01")
     'genius-state-792db8aba2e0583db725'
     """
-    digest = hashlib.sha256(f"{dag_id}\0{task_id}\0{run_id}\0{map_index}".encode()).hexdigest()[:20]
-    return f"genius-state-{digest}"
+    return f"genius-state-{instance_digest(dag_id, task_id, run_id, map_index)}"
+
+
+def service_name_for(dag_id: str, task_id: str, run_id: str, map_index: int = -1) -> str:
+    """The pod and the Service of one service task instance: the same on every try (a retry finds the
+    pod an earlier try started; the stop operator deletes both by it). An RFC 1035 label — a Service's
+    name becomes a DNS name — made of the task id (lower case, other characters as ``-``) and a digest.
+
+    >>> service_name_for("chat", "start_LLM", "manual__2026-01-01")
+    'start-llm-eee2fecdb8'
+    >>> service_name_for("chat", "9_lives", "r")[:8]
+    'svc-9-li'
+    """
+    slug = re.sub(r"[^a-z0-9]+", "-", task_id.lower()).strip("-")
+    if not slug[:1].isalpha():
+        slug = f"svc-{slug}".rstrip("-")
+    digest = instance_digest(dag_id, task_id, run_id, map_index, length=10)
+    return f"{slug[: 63 - len(digest) - 1].rstrip('-')}-{digest}"
 
 
 def pod_request(
@@ -102,4 +126,5 @@ def pod_request(
         arguments=list(launch.args),
         env_vars=[*user_env, *(k8s.V1EnvVar(name=k, value=v) for k, v in launch.env.items()), *secret_refs],
         secret=secret,
+        secret_name=secret_name if launch.secret_env else None,
     )

@@ -29,7 +29,13 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from airflow_genius.core.service import DEFAULT_HEALTH_PATH, DEFAULT_PORT, DEFAULT_READY_TIMEOUT, client_env
+from airflow_genius.core.service import (
+    DEFAULT_HEALTH_PATH,
+    DEFAULT_PORT,
+    DEFAULT_READY_TIMEOUT,
+    ServiceInfo,
+    client_env,
+)
 from airflow_genius.core.state import RunKey, Status
 from airflow_genius.operators.base import GeniusOperatorMixin, GeniusTaskFailed, identity_from_context
 
@@ -80,7 +86,7 @@ class GeniusServiceMixin(GeniusOperatorMixin):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.genius_service = {
+        self.genius_service: Mapping[str, Any] = {
             "service_port": service_port,
             "health_path": health_path,
             "ready_timeout": ready_timeout,
@@ -98,17 +104,22 @@ class GeniusServiceMixin(GeniusOperatorMixin):
         *,
         running: Callable[[], bool],
         log_tail: Callable[[], str],
-        hostname: str | None = None,
+        hostname: str | Callable[[], str] | None = None,
         poll: float = 0.25,
+        try_number: int | None = None,
     ) -> dict[str, Any]:
         """Wait until the service's run record says it answers its health path; return what to publish.
 
         ``running()`` says whether the remote job still runs; ``log_tail()`` gives its last log lines for
         the error. ``hostname`` overrides the address the runtime recorded (a Kubernetes Service name, a
-        load balancer). Raises :class:`ServiceNotReady` when the job ended first or the time ran out —
-        the caller stops the job then (``on_kill``-like cleanup).
+        load balancer), or a callable asked once the service is ready (the node a queued job landed
+        on). Raises :class:`ServiceNotReady` when the job ended first or the time ran out —
+        the caller stops the job then (``on_kill``-like cleanup). ``try_number``: the try whose run record
+        counts (default: this try); a runner that reattached to a job an earlier try started passes that
+        try's number.
         """
         who = identity_from_context(context)
+        wanted_try = who["try_number"] if try_number is None else try_number
         key = RunKey(who["dag_id"], who["task_id"], who["run_id"], who["map_index"])
         deadline = time.monotonic() + self.start_timeout + float(self.genius_service["ready_timeout"])
         delay = poll
@@ -116,12 +127,15 @@ class GeniusServiceMixin(GeniusOperatorMixin):
             while True:
                 record = state.get_run(key)
                 service = dict((record.info.get("service") or {}) if record else {})
-                if record is not None and record.try_number == who["try_number"]:
+                if record is not None and record.try_number == wanted_try:
                     if service.get("ready_at"):
                         published = {**service, "name": self.published_name}
-                        if hostname:
-                            published["hostname"] = hostname
-                            published["url"] = f"http://{hostname}:{published['port']}"
+                        host = hostname() if callable(hostname) else hostname
+                        if host:
+                            published["hostname"] = host
+                            published["url"] = ServiceInfo(
+                                published["name"], host, int(published["port"])
+                            ).url
                         self.log.info("service %s is ready at %s", published["name"], published["url"])
                         return published
                     if record.status.terminal or service.get("ready") is False:

@@ -28,8 +28,10 @@ deferred, from the triggerer.
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
@@ -47,17 +49,27 @@ from airflow_genius.operators.slurm_script import SlurmContainer, SlurmJobOption
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from airflow_genius.core.spec import TaskSpec
     from airflow_genius.hooks.slurm import SlurmHook
+    from airflow_genius.operators.base import StateTarget
 
 #: task_state_store key of the submitted job id (Airflow 3.3+), checked before squeue on a retry.
 JOB_ID_KEY = "slurm_job_id"
-#: Environment of a client job ← keys of the service task's XCom (see SlurmServiceOperator).
-SERVICE_ENV = {
-    "SERVICE_NAME": "name",
-    "SERVICE_HOSTNAME": "hostname",
-    "SERVICE_PORT": "port",
-    "SERVICE_URL": "url",
-}
+
+
+@dataclass(frozen=True)
+class SlurmJob:
+    """The Slurm job of one task instance: submitted by this try, or one an earlier try left."""
+
+    job_id: str
+    name: str
+    job_dir: str
+    reattached: bool = False
+
+    @property
+    def output_path(self) -> str:
+        """The job's output file (stdout and stderr), as ``render_sbatch_script`` names it."""
+        return f"{self.job_dir}/slurm-{self.job_id}.out"
 
 
 class SlurmJobMixin(BaseOperator):
@@ -84,15 +96,17 @@ class SlurmJobMixin(BaseOperator):
         who = identity_from_context(context)
         return job_name(who["dag_id"], who["task_id"], who["run_id"], who["map_index"])
 
-    def find_previous_job(self, hook: SlurmHook, context: Context, name: str) -> str | None:
+    def find_previous_job(
+        self, hook: SlurmHook, context: Context, name: str, *, live_only: bool = False
+    ) -> str | None:
         """A job an earlier try of this task instance left queued or running (or finished
-        successfully, when Airflow's task_state_store remembers it), else None."""
+        successfully, when Airflow's task_state_store remembers it and not ``live_only``), else None."""
         from airflow_genius.hooks.slurm_protocol import check_job_id
 
         stored = task_state_get(context, JOB_ID_KEY)
         if stored:
             verdict = hook.poll(check_job_id(str(stored))).verdict
-            if (not verdict.finished and not verdict.missing) or verdict.succeeded:
+            if (not verdict.finished and not verdict.missing) or (verdict.succeeded and not live_only):
                 self.log.info("reattaching to Slurm job %s (%s) from an earlier try", stored, verdict.state)
                 return str(stored)
         live = hook.find_live_job(name)
@@ -102,6 +116,28 @@ class SlurmJobMixin(BaseOperator):
             )
             return live[0]
         return None
+
+    def submit_or_reattach(
+        self,
+        context: Context,
+        hook: SlurmHook,
+        prepare: Callable[[str, str], str],
+        *,
+        what: str,
+        live_only: bool = False,
+    ) -> SlurmJob:
+        """This task instance's job: the one an earlier try left (see :meth:`find_previous_job`), else a
+        new one — ``prepare(job name, job folder)`` writes the job's files and returns its sbatch script.
+        ``what`` names the job in the log."""
+        name = self.job_name_for(context)
+        job_dir = hook.resolve_path(f"{self.remote_base_dir.rstrip('/')}/{name}")
+        job_id = self.find_previous_job(hook, context, name, live_only=live_only)
+        reattached = job_id is not None
+        if job_id is None:
+            job_id = hook.submit(prepare(name, job_dir), work_dir=job_dir)
+            self.log.info("submitted Slurm job %s (%s) for %s", job_id, name, what)
+        self.remember_job(context, job_id)
+        return SlurmJob(job_id=job_id, name=name, job_dir=job_dir, reattached=reattached)
 
     def remember_job(self, context: Context, job_id: str) -> None:
         self.job_id = job_id
@@ -155,8 +191,8 @@ class GeniusSlurmOperator(SlurmJobMixin, GeniusOperatorMixin):
         env: environment of the job (templated); values are shell-quoted.
         genius_command: ``genius`` on the compute node (default: on PATH after ``setup``).
         container: run in an image (``SlurmContainer(image=…, runtime="podman"|"apptainer")``).
-        service: task id of a :class:`~airflow_genius.operators.slurm_service.SlurmServiceOperator`;
-            its ``SERVICE_NAME/HOSTNAME/PORT/URL`` are added to the job's environment.
+        (``service=<task id of a service operator>`` — a genius argument — adds that service's
+        ``SERVICE_NAME/HOSTNAME/PORT/URL`` to the job's environment.)
         remote_base_dir: where job folders live on the cluster (default ``~/.genius/slurm``).
         deferrable: wait in the triggerer instead of a worker slot.
         poll_interval: seconds between polls.
@@ -164,7 +200,7 @@ class GeniusSlurmOperator(SlurmJobMixin, GeniusOperatorMixin):
         pending_timeout: give up (and cancel) a job still pending after this many seconds.
     """
 
-    template_fields: ClassVar[tuple[str, ...]] = (*GENIUS_TEMPLATE_FIELDS, "env")
+    template_fields: Sequence[str] = (*GENIUS_TEMPLATE_FIELDS, "env")
     template_fields_renderers: ClassVar[dict[str, str]] = {"genius_call": "json", "env": "json"}
     operator_extra_links = (GeniusRecordLink(),)
     ui_color = "#b58900"
@@ -190,7 +226,6 @@ class GeniusSlurmOperator(SlurmJobMixin, GeniusOperatorMixin):
         env: Mapping[str, str] | None = None,
         genius_command: str = "genius",
         container: SlurmContainer | None = None,
-        service: str | None = None,
         remote_base_dir: str = "~/.genius/slurm",
         deferrable: bool = False,
         poll_interval: float = 10.0,
@@ -200,7 +235,7 @@ class GeniusSlurmOperator(SlurmJobMixin, GeniusOperatorMixin):
     ) -> None:
         super().__init__(**kwargs)
         self.ssh_conn_id = ssh_conn_id
-        self.sbatch_options = {
+        self.sbatch_options: dict[str, Any] = {
             "partition": partition, "time": time, "nodes": nodes, "ntasks": ntasks,
             "cpus_per_task": cpus_per_task, "mem": mem, "gpus": gpus, "account": account, "qos": qos,
             "constraint": constraint, "reservation": reservation,
@@ -208,7 +243,6 @@ class GeniusSlurmOperator(SlurmJobMixin, GeniusOperatorMixin):
             "genius_command": genius_command, "container": container,
         }  # fmt: skip
         self.env: dict[str, str] = dict(env or {})
-        self.service = service
         self.remote_base_dir = remote_base_dir
         self.deferrable = deferrable
         self.poll_interval = poll_interval
@@ -217,14 +251,32 @@ class GeniusSlurmOperator(SlurmJobMixin, GeniusOperatorMixin):
         self.job_id: str | None = None
 
     def job_options(self, context: Context) -> SlurmJobOptions:
-        """The typed sbatch options of this task instance (rendered env + the service's env)."""
-        env = dict(self.env)
-        if self.service:
-            published = context["ti"].xcom_pull(task_ids=self.service) or {}
-            env.update({name: str(published[key]) for name, key in SERVICE_ENV.items() if key in published})
-        return SlurmJobOptions(**self.sbatch_options, env=env)
+        """The typed sbatch options of this task instance: the rendered ``env`` over the ``SERVICE_*``
+        environment of the service this task is a client of (the DAG's own environment wins)."""
+        return SlurmJobOptions(**self.sbatch_options, env={**self.service_env(context), **self.env})
 
     def execute(self, context: Context) -> Any:
+        target = self.genius_state()
+        spec = self.build_task_spec(context, state_uri=target.uri)
+        options = self.job_options(context)  # validated before anything reaches the cluster
+        with self.slurm_hook() as hook:
+            job = self.launch_genius_job(context, hook, spec, options, target)
+            event = self.wait_for_job(context, hook, job.job_id, job.output_path)
+        return self.execute_complete(context, event)
+
+    def launch_genius_job(
+        self,
+        context: Context,
+        hook: SlurmHook,
+        spec: TaskSpec,
+        options: SlurmJobOptions,
+        target: StateTarget,
+        *,
+        live_only: bool = False,
+    ) -> SlurmJob:
+        """Reattach to the job an earlier try left, else write the spec and the secret file and submit
+        ``genius run`` (:meth:`submit_or_reattach`). A service's script runs genius with ``exec``, so a
+        signal to the batch shell (the service's stop) reaches the runtime itself."""
         from airflow_genius.operators.slurm_script import (
             SECRET_FILE,
             SPEC_FILE,
@@ -233,30 +285,28 @@ class GeniusSlurmOperator(SlurmJobMixin, GeniusOperatorMixin):
             secret_file_content,
         )
 
-        target = self.genius_state()
-        spec = self.build_task_spec(context, state_uri=target.uri)
-        options = self.job_options(context)  # validated before anything reaches the cluster
-        name = self.job_name_for(context)
-        with self.slurm_hook() as hook:
-            job_dir = hook.resolve_path(f"{self.remote_base_dir.rstrip('/')}/{name}")
-            job_id = self.find_previous_job(hook, context, name)
-            if job_id is None:
-                script = render_sbatch_script(
-                    job_name=name, job_dir=job_dir, options=options, body=genius_body(job_dir, options)
-                )
-                hook.write_file(f"{job_dir}/{SPEC_FILE}", spec.to_json().encode())
-                hook.write_file(f"{job_dir}/{SECRET_FILE}", secret_file_content(target.secret_env))
-                job_id = hook.submit(script, work_dir=job_dir)
-                self.log.info(
-                    "submitted Slurm job %s (%s) for %s.%s",
-                    job_id,
-                    name,
-                    spec.task.class_path,
-                    spec.task.method,
-                )
-            self.remember_job(context, job_id)
-            event = self.wait_for_job(context, hook, job_id, f"{job_dir}/slurm-{job_id}.out")
-        return self.execute_complete(context, event)
+        def prepare(name: str, job_dir: str) -> str:
+            body = genius_body(job_dir, options)
+            if spec.service is not None:
+                body[-1] = f"exec {body[-1]}"
+            hook.write_file(f"{job_dir}/{SPEC_FILE}", spec.to_json().encode())
+            hook.write_file(f"{job_dir}/{SECRET_FILE}", secret_file_content(target.secret_env))
+            return render_sbatch_script(job_name=name, job_dir=job_dir, options=options, body=body)
+
+        what = f"{spec.task.class_path}.{spec.task.method}"
+        return self.submit_or_reattach(context, hook, prepare, what=what, live_only=live_only)
+
+    @staticmethod
+    def submitted_try(hook: SlurmHook, job: SlurmJob) -> int | None:
+        """The try number in the spec a job was submitted with (an earlier try's, for a reattached job);
+        None if the spec file cannot be read."""
+        from airflow_genius.operators.slurm_script import SPEC_FILE
+
+        try:
+            spec = json.loads(hook.read_file(f"{job.job_dir}/{SPEC_FILE}"))
+            return int(spec["run"]["try_number"])
+        except Exception:  # the spec is gone or unreadable: the caller falls back to this try
+            return None
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
         """The job ended (in the worker or the triggerer): the run record decides the result."""

@@ -1,20 +1,29 @@
-"""Test DAGs for the Slurm runner (tests/slurm/test_slurm_dags.py): failures, hostile values, a sleeper.
+"""Test DAGs for the Slurm runner (tests/slurm/test_slurm_dags.py, tests/slurm/test_slurm_services.py):
+failures, hostile values, a sleeper, services.
 
-``GENIUS_TEST_GENIUS`` is the ``genius`` executable on the compute node (this machine in the rig).
+``GENIUS_TEST_GENIUS`` is the ``genius`` executable on the compute node (this machine in the rig);
+``GENIUS_TEST_SERVICE_PORT`` the port of the service DAGs.
 """
 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from airflow.sdk import DAG
 from stream_windows import stream_tasks
 
 from airflow_genius.operators.slurm import GeniusSlurmOperator
-from airflow_genius.operators.slurm_script import SlurmContainer
+from airflow_genius.operators.slurm_script import SlurmContainer, SlurmJobOptions
+from airflow_genius.operators.slurm_service import (
+    GeniusSlurmServiceOperator,
+    GeniusSlurmServiceStopOperator,
+    SlurmServiceOperator,
+    SlurmServiceStopOperator,
+)
 
 ECHO = "airflow_genius.examples.tasks:Echo"
-SLURM = {
+SLURM: dict[str, Any] = {
     "ssh_conn_id": "genius_slurm",
     "genius_command": os.environ.get("GENIUS_TEST_GENIUS", "genius"),
     "poll_interval": 0.5,
@@ -121,3 +130,62 @@ with DAG(dag_id="genius_slurm_container", schedule=None, catchup=False) as geniu
 
 with DAG(dag_id="genius_slurm_stream", schedule="*/5 * * * *", catchup=False) as genius_slurm_stream:
     stream_tasks(GeniusSlurmOperator, bolt_args={"deferrable": True}, **SLURM)
+
+
+# ---------------------------------------------------------------- services (tests/slurm/test_slurm_services.py)
+SERVICE_PORT = int(os.environ.get("GENIUS_TEST_SERVICE_PORT", "8765"))
+ECHO_SERVICE: dict[str, Any] = {
+    **SLURM,
+    "task_class": "airflow_genius.examples.tasks:EchoService",
+    "method": "serve",
+    "service_port": SERVICE_PORT,
+    "time": "00:10:00",  # a broken test leaves nothing behind for long
+    "retries": 0,
+}
+
+with DAG(
+    dag_id="genius_slurm_service_never_ready", schedule=None, catchup=False
+) as genius_slurm_service_never_ready:
+    # answers its health path only after an hour: the start task gives up after ready_timeout
+    GeniusSlurmServiceOperator(
+        task_id="start", method_kwargs={"delay": 3600}, ready_timeout=5, start_timeout=120, **ECHO_SERVICE
+    )
+
+with DAG(dag_id="genius_slurm_service_kill", schedule=None, catchup=False) as genius_slurm_service_kill:
+    # never ready within the test: the start task is still waiting when it is killed
+    GeniusSlurmServiceOperator(
+        task_id="start", method_kwargs={"delay": 3600}, ready_timeout=600, **ECHO_SERVICE
+    )
+
+with DAG(dag_id="genius_slurm_service_retry", schedule=None, catchup=False) as genius_slurm_service_retry:
+    retried = GeniusSlurmServiceOperator(task_id="start", service_name="echo", **ECHO_SERVICE)
+    retried >> GeniusSlurmServiceStopOperator(
+        task_id="stop", ssh_conn_id=SLURM["ssh_conn_id"], service="start", poll_interval=0.5
+    ).as_teardown(setups=retried)
+
+with DAG(dag_id="genius_slurm_command_service", schedule=None, catchup=False) as genius_slurm_command_service:
+    # a service that is not a genius task: a shell command, checked over HTTP from the login node
+    command = SlurmServiceOperator(
+        task_id="start",
+        ssh_conn_id=SLURM["ssh_conn_id"],
+        command='exec python3 -m http.server "$SERVICE_PORT" --bind 0.0.0.0',
+        service_port=SERVICE_PORT,
+        service_name="files",
+        health_path="/",
+        ready_timeout=60,
+        start_timeout=120,
+        options=SlurmJobOptions(time="00:10:00"),
+        poll_interval=0.5,
+        retries=0,
+    )
+    callers = GeniusSlurmOperator.partial(
+        task_id="client", task_class="airflow_genius.examples.tasks:ServiceClient", method="call",
+        service="start", **SLURM,
+    ).expand(method_kwargs=[{"times": 3, "path": "/"}] * 2)  # fmt: skip
+    (
+        command
+        >> callers
+        >> SlurmServiceStopOperator(
+            task_id="stop", ssh_conn_id=SLURM["ssh_conn_id"], service="start", poll_interval=0.5
+        ).as_teardown(setups=command)
+    )

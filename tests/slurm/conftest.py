@@ -10,10 +10,11 @@ The rig's sshd listens on 127.0.0.1:${GENIUS_SSH_PORT:-2222} and accepts the key
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from slurm.rig import CONN_ID, CONN_JSON, require_rig
+from slurm.rig import CONN_ID, CONN_JSON, GENIUS, require_rig
 
 
 @pytest.fixture(scope="session")
@@ -35,3 +36,19 @@ def slurm_hook(slurm_conn: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[obj
     monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", slurm_conn)
     with SlurmHook(CONN_ID) as hook:
         yield hook
+
+
+@pytest.fixture
+def slurm_env(airflow_env: dict[str, str], slurm_conn: str, tmp_path: Path) -> dict[str, str]:
+    """Airflow env + the SSH connection + a private SQLite state store (the node is this machine)."""
+    return {
+        **airflow_env,
+        f"AIRFLOW_CONN_{CONN_ID.upper()}": slurm_conn,
+        "AIRFLOW__GENIUS__STATE_URI": f"sqlite:///{tmp_path}/state.db",
+        "AIRFLOW__GENIUS__WORK_DIR": str(tmp_path / "work"),
+        "GENIUS_EXAMPLE_DATA": str(tmp_path / "data"),
+        "GENIUS_EXAMPLE_SSH_CONN_ID": CONN_ID,
+        "GENIUS_EXAMPLE_SLURM_SETUP": f"export PATH={Path(GENIUS).parent}:$PATH",
+        "GENIUS_TEST_GENIUS": GENIUS,
+        "GENIUS_TEST_CANARY": str(tmp_path / "canary"),
+    }

@@ -30,6 +30,10 @@ CONN_JSON = json.dumps(
 )
 #: The project's own `genius` (the compute node is this machine).
 GENIUS = str(Path(sys.executable).with_name("genius"))
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "dags_examples"
+TEST_DAGS = ROOT / "tests" / "airflow_dags"
+AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 
 
 def require_rig() -> None:
@@ -80,3 +84,65 @@ def wait_for_running(name_prefix: str, timeout: float = 60) -> tuple[str, str]:
                 return job, name
         time.sleep(0.3)
     raise AssertionError(f"no RUNNING job named {name_prefix}* within {timeout} s")
+
+
+def live_jobs(name: str) -> list[tuple[str, str]]:
+    """(job id, state) of every job called ``name`` that squeue still shows."""
+    out = subprocess.run(
+        ["squeue", "--noheader", f"--name={name}", "--format=%i|%T"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rows = [line.strip().partition("|") for line in out.splitlines() if line.strip()]
+    return [(job, state) for job, _, state in rows]
+
+
+def wait_until_gone(name: str, timeout: float = 60) -> None:
+    """Wait until squeue shows no job called ``name`` (a cancelled job lingers a moment as COMPLETING)."""
+    deadline = time.monotonic() + timeout
+    while live_jobs(name):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"jobs named {name} still live after {timeout} s: {live_jobs(name)}")
+        time.sleep(0.3)
+
+
+def node_address() -> str:
+    """NodeAddr of the rig's one node: where clients on the cluster reach a service on it."""
+    out = subprocess.run(
+        ["sinfo", "--noheader", "--Node", "--format=%o"], capture_output=True, text=True, check=True
+    ).stdout
+    return out.split()[0]
+
+
+# ---------------------------------------------------------------- Airflow runs of the test DAGs
+def tis_by_id(result: dict) -> dict[str, dict]:  # type: ignore[type-arg]
+    """The task instances of a ``dag_test`` result by task id (mapped ones: the last map index)."""
+    return {ti["task_id"]: ti for ti in result["tis"]}
+
+
+def start_dag_test(env: dict[str, str], dag_id: str, logical_date: str) -> subprocess.Popen[str]:
+    """``dag.test()`` of a DAG in tests/airflow_dags/genius_slurm_cases.py, in the background."""
+    from genius_dagtest import DAG_TEST
+
+    env = {**env, "AIRFLOW__CORE__DAGS_FOLDER": str(TEST_DAGS)}
+    args = [str(TEST_DAGS / "genius_slurm_cases.py"), dag_id, "{}", logical_date]
+    return subprocess.Popen(
+        [sys.executable, "-c", DAG_TEST, *args], env=env, cwd=env["AIRFLOW_HOME"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
+
+
+def airflow_cli(env: dict[str, str], *args: str, **popen: object) -> subprocess.Popen[str]:
+    """The ``airflow`` CLI on the test DAGs, in the background."""
+    return subprocess.Popen(
+        [AIRFLOW, *args], env={**env, "AIRFLOW__CORE__DAGS_FOLDER": str(TEST_DAGS)}, cwd=env["AIRFLOW_HOME"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True, **popen,
+    )  # type: ignore[call-overload]  # fmt: skip
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now (the node is this machine)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -117,3 +117,21 @@ def test_job_name_is_deterministic_per_task_instance_and_safe() -> None:
     assert name != protocol.job_name("etl", "clean", "manual__2", 3)
     hostile = protocol.job_name("d'; rm -rf ~ #", "t$(id)`x`\n", "r")
     assert all(ch.isalnum() or ch in "-_." for ch in hostile)
+
+
+def test_stop_commands_quote_the_name_and_check_the_signal() -> None:
+    command = protocol.stop_by_name_command("genius-a;b", "USR1")
+    assert "--name='genius-a;b'" in command and "--full --signal=USR1" in command
+    assert "--state=PENDING" in command and "--state=RUNNING" in command
+    with pytest.raises(ValueError, match="not a signal"):
+        protocol.stop_by_name_command("x", "TERM; reboot")
+    assert protocol.tail_command("/a b/slurm-1.out", 5) == "tail -n 5 '/a b/slurm-1.out' 2>/dev/null; true"
+    with pytest.raises(ValueError, match="not a Slurm job id"):
+        protocol.node_address_command("1; reboot")
+
+
+def test_docstring_examples() -> None:
+    import doctest
+
+    result = doctest.testmod(protocol)
+    assert result.failed == 0 and result.attempted > 0

@@ -5,46 +5,29 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import uuid
 from pathlib import Path
 
 import pytest
-from genius_dagtest import DAG_TEST, dag_test
+from genius_dagtest import dag_test
 from stream_windows import check_windows, run_twice, stream_env, stream_prefix
 
 from airflow_genius.core import RunKey, Status, open_state
 from airflow_genius.hooks.slurm_protocol import job_name
-from slurm.rig import CONN_ID, GENIUS, sacct_rows, wait_for_running
+from slurm.rig import (
+    EXAMPLES,
+    ROOT,
+    TEST_DAGS,
+    airflow_cli,
+    sacct_rows,
+    start_dag_test,
+    tis_by_id,
+    wait_for_running,
+)
 
 pytestmark = [pytest.mark.slurm, pytest.mark.airflow, pytest.mark.slow]
-
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = ROOT / "dags_examples"
-TEST_DAGS = ROOT / "tests" / "airflow_dags"
-AIRFLOW = str(Path(sys.executable).with_name("airflow"))
-
-
-@pytest.fixture
-def slurm_env(airflow_env: dict[str, str], slurm_conn: str, tmp_path: Path) -> dict[str, str]:
-    """Airflow env + the SSH connection + a private SQLite state store (the node is this machine)."""
-    return {
-        **airflow_env,
-        f"AIRFLOW_CONN_{CONN_ID.upper()}": slurm_conn,
-        "AIRFLOW__GENIUS__STATE_URI": f"sqlite:///{tmp_path}/state.db",
-        "AIRFLOW__GENIUS__WORK_DIR": str(tmp_path / "work"),
-        "GENIUS_EXAMPLE_DATA": str(tmp_path / "data"),
-        "GENIUS_EXAMPLE_SSH_CONN_ID": CONN_ID,
-        "GENIUS_EXAMPLE_SLURM_SETUP": f"export PATH={Path(GENIUS).parent}:$PATH",
-        "GENIUS_TEST_GENIUS": GENIUS,
-        "GENIUS_TEST_CANARY": str(tmp_path / "canary"),
-    }
-
-
-def tis_by_id(result: dict) -> dict[str, dict]:  # type: ignore[type-arg]
-    return {ti["task_id"]: ti for ti in result["tis"]}
 
 
 def test_pipeline_on_slurm_worker_and_deferred(run_python, slurm_env: dict[str, str], tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -121,15 +104,6 @@ def test_hostile_values_never_execute(run_python, slurm_env: dict[str, str], tmp
     assert not (tmp_path / "canary").exists()
 
 
-def start_dag_test(env: dict[str, str], dag_id: str, logical_date: str) -> subprocess.Popen[str]:
-    env = {**env, "AIRFLOW__CORE__DAGS_FOLDER": str(TEST_DAGS)}
-    args = [str(TEST_DAGS / "genius_slurm_cases.py"), dag_id, "{}", logical_date]
-    return subprocess.Popen(
-        [sys.executable, "-c", DAG_TEST, *args], env=env, cwd=env["AIRFLOW_HOME"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-    )  # fmt: skip
-
-
 def test_killing_the_task_cancels_the_job(slurm_env: dict[str, str]) -> None:
     env = {**slurm_env, "GENIUS_TEST_SLEEP": "120"}
     logical_date = "2031-01-01T00:00:00+00:00"
@@ -144,13 +118,6 @@ def test_killing_the_task_cancels_the_job(slurm_env: dict[str, str]) -> None:
         if child.poll() is None:
             os.killpg(child.pid, signal.SIGKILL)
     assert f"cancelled Slurm job {job_id}" in output
-
-
-def airflow_cli(env: dict[str, str], *args: str, **popen: object) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [AIRFLOW, *args], env={**env, "AIRFLOW__CORE__DAGS_FOLDER": str(TEST_DAGS)}, cwd=env["AIRFLOW_HOME"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True, **popen,
-    )  # fmt: skip
 
 
 def test_retry_after_a_worker_crash_reattaches(slurm_env: dict[str, str]) -> None:
@@ -174,41 +141,6 @@ def test_retry_after_a_worker_crash_reattaches(slurm_env: dict[str, str]) -> Non
     assert "Pushing xcom" in output and "15.0" in output
     rows = sacct_rows(name=name, wait_for="COMPLETED")
     assert [row["id"] for row in rows] == [job_id], rows  # exactly one job ran for this task instance
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.mark.parametrize("path", ["/", "/missing"])
-def test_service_with_two_clients_and_teardown(run_python, slurm_env: dict[str, str], path: str) -> None:  # type: ignore[no-untyped-def]
-    """A service job (setup), two genius clients on Slurm calling it, a teardown that cancels it —
-    also when the clients fail (``/missing`` answers 404)."""
-    env = {**slurm_env, "GENIUS_EXAMPLE_SERVICE_PORT": str(free_port())}
-    result, output = dag_test(
-        run_python, env, EXAMPLES, "genius_slurm_service", {"calls": 3, "path": path}, file="genius_slurm"
-    )
-    tis = tis_by_id(result)
-    service = tis["start_service"]["xcom"]
-    assert tis["start_service"]["state"] == "success", output[-4000:]
-    assert service["url"] == f"http://{service['hostname']}:{env['GENIUS_EXAMPLE_SERVICE_PORT']}"
-    assert tis["stop_service"]["state"] == "success"
-    rows = sacct_rows(job_id=service["job_id"], wait_for="CANCELLED")
-    assert rows[0]["name"] == service["job_name"] or rows[0]["state"].startswith("CANCELLED")
-    run_id = result["run_id"]
-    with open_state(env["AIRFLOW__GENIUS__STATE_URI"]) as state:
-        for client in ("client_1", "client_2"):
-            record = state.require_run(RunKey("genius_slurm_service", client, run_id))
-            if path == "/":
-                assert tis[client]["state"] == "success", output[-4000:]
-                assert record.result == {"url": service["url"] + "/", "calls": 3, "service": "quotes-http"}
-                assert record.metrics["calls"] == 3 and record.metrics["latency_ms_median"] > 0
-            else:
-                assert tis[client]["state"] == "failed"
-                assert record.status is Status.FAILED and "404" in record.error["message"]
-    assert result["state"] == ("success" if path == "/" else "failed")
 
 
 def all_command_lines() -> str:

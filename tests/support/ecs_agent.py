@@ -14,7 +14,12 @@ until STOPPED with ``exitCode`` 0. This agent plays the part of the ECS agent on
    ``awslogs`` options say (group, stream ``<prefix>/<container>/<task id>``), while the task runs;
 4. when the container exits it calls ``stop_task`` (reason ``Essential container in task exited
    (exit code N)``); when someone else stops the task (``on_kill``) it stops the container (SIGTERM,
-   which the genius runtime records as CANCELLED).
+   which the genius runtime records as CANCELLED — or, for a service, as its normal SUCCESS end).
+
+A long-running task (a genius service) simply runs until ``stop_task``. :meth:`EcsAgent.address` says
+where its container is reachable: the containers share the host network, so a service listens on the
+machine's primary address — what the runtime in the container records as its hostname, and what a
+service operator publishes when the task has no ENI of its own (moto cannot run ``awsvpc`` tasks).
 
 moto still reports ``exitCode`` 0 and container ``lastStatus`` PENDING for every task: the exit code is
 in the stop reason, and whether the genius task succeeded comes from its run record (DESIGN §5, §10).
@@ -97,6 +102,17 @@ class EcsAgent:
         self._thread = threading.Thread(target=self._loop, name=f"ecs-agent-{self.cluster}", daemon=True)
         self._thread.start()
         return self
+
+    def address(self, arn: str) -> str | None:
+        """Where the container of task ``arn`` is reachable (None if this agent does not run it): its own
+        address on a podman network, else (host network) the machine's primary address."""
+        run = self.running.get(arn)
+        if run is None:
+            return None
+        from airflow_genius.core.service import advertised_host
+
+        own = (run.container.attrs.get("NetworkSettings") or {}).get("IPAddress")
+        return str(own) if own else advertised_host({})
 
     def stop(self) -> None:
         self._stop.set()

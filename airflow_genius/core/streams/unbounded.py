@@ -48,6 +48,7 @@ def run_unbounded(
             reads += 1
             source = window.next()
             if source is None:
+                _stop_if_signalled()  # an idle stream never calls the method, where a stop is acted on
                 if window.bounds.max_seconds is None:
                     time.sleep(IDLE_POLL_SECONDS)  # the read did not block: do not spin
                 continue
@@ -84,6 +85,14 @@ def run_unbounded(
         "output_skipped": skipped,
     }
     return summary, metrics
+
+
+def _stop_if_signalled() -> None:
+    """A safe point between windows: raise RunCancelled if SIGTERM/SIGINT arrived while reading."""
+    from airflow_genius.core.runtime import _GATE
+
+    with _GATE.open():  # raises at once when a signal is pending
+        pass
 
 
 @contextmanager

@@ -91,6 +91,10 @@ class StreamWindow:
         self.bounds = bounds or DEFAULT_WINDOW
         self.claim_idle_ms = claim_idle_ms
         self.read_batch = read_batch
+        #: Seconds a time-bounded read goes on once the first records are in hand (None: until the
+        #: window's bounds). 0 answers what is there at once: ``max_seconds`` then bounds only the wait
+        #: for the first record (latency-bound consumers such as ``core/inference.py`` set it).
+        self.linger: float | None = None
         self.ckpt_key = checkpoint_key(log.stream, group, key.map_index)
         self.origin = str(key)
         self.ids: list[str] = []
@@ -186,6 +190,8 @@ class StreamWindow:
                 self.group, self.consumer, self.claim_idle_ms, limit - len(messages)
             )
         while len(messages) < limit:
+            if messages and deadline is not None and self.linger is not None:
+                deadline = min(deadline, time.monotonic() + self.linger)
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 break

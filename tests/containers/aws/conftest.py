@@ -99,3 +99,16 @@ def ecs_rig(aws_secret_arn: str) -> Iterator[dict[str, Any]]:
     agent = EcsAgent(cluster=names["cluster"], endpoint=rig.ENDPOINT, docker_host=rig.DOCKER_HOST).start()
     yield {**names, "agent": agent}
     agent.stop()
+
+
+@pytest.fixture
+def ecs_env(aws_env: dict[str, str], ecs_rig: dict[str, Any]) -> dict[str, str]:
+    """``aws_env`` plus the names of the ECS rig (what the ECS test DAGs read)."""
+    return {
+        **aws_env,
+        "GENIUS_TEST_ECS_CLUSTER": ecs_rig["cluster"],
+        "GENIUS_TEST_ECS_TASKDEF": ecs_rig["taskdef"],
+        "GENIUS_TEST_ECS_TASKDEF_SECRET": ecs_rig["taskdef_secret"],
+        "GENIUS_TEST_ECS_LOG_GROUP": ecs_rig["log_group"],
+        "GENIUS_TEST_ECS_LOG_PREFIX": ecs_rig["log_prefix"],
+    }

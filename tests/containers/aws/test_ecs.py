@@ -28,18 +28,6 @@ AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 FILE = "genius_aws_cases"
 
 
-@pytest.fixture
-def ecs_env(aws_env: dict[str, str], ecs_rig: dict[str, Any]) -> dict[str, str]:
-    return {
-        **aws_env,
-        "GENIUS_TEST_ECS_CLUSTER": ecs_rig["cluster"],
-        "GENIUS_TEST_ECS_TASKDEF": ecs_rig["taskdef"],
-        "GENIUS_TEST_ECS_TASKDEF_SECRET": ecs_rig["taskdef_secret"],
-        "GENIUS_TEST_ECS_LOG_GROUP": ecs_rig["log_group"],
-        "GENIUS_TEST_ECS_LOG_PREFIX": ecs_rig["log_prefix"],
-    }
-
-
 def started_by(dag_id: str, task_id: str, run_id: str, map_index: int = -1) -> str:
     """The provider's deterministic startedBy of one task instance (what reattach looks for)."""
     return generate_uuid(dag_id, task_id, run_id, str(map_index))

@@ -17,7 +17,7 @@ from containers.aws import rig
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLES = ROOT / "dags_examples"
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
-FILES = ("genius_batch.py", "genius_ecs.py")
+FILES = ("genius_batch.py", "genius_ecs.py", "genius_ecs_service.py")
 
 
 @pytest.mark.airflow
@@ -32,6 +32,7 @@ def test_examples_import_without_aws(airflow_env: dict[str, str], tmp_path: Path
     listed = subprocess.run([AIRFLOW, "dags", "list", "--local", "-o", "plain"],
                             capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300, check=False).stdout  # fmt: skip
     assert "genius_aws_batch_pipeline" in listed and "genius_ecs_pipeline" in listed
+    assert "genius_ecs_service" in listed
 
 
 def example_env(aws_env: dict[str, str]) -> dict[str, str]:
@@ -76,3 +77,31 @@ def test_ecs_example_runs_on_the_rig(run_python, aws_env: dict[str, str], ecs_ri
     result, output = dag_test(run_python, env, EXAMPLES, "genius_ecs_pipeline", {"count": 7},
                               file="genius_ecs", timeout=600)  # fmt: skip
     check_pipeline(result, output, 7)
+
+
+@pytest.mark.containers
+@pytest.mark.aws
+@pytest.mark.airflow
+@pytest.mark.slow
+def test_ecs_service_example_runs_on_the_rig(
+    run_python, aws_env: dict[str, str], ecs_rig: dict[str, Any]
+) -> None:  # type: ignore[no-untyped-def]
+    from support.private_stores import free_port
+
+    from airflow_genius.operators.ecs_service import TEARDOWN_REASON, ecs_started_by
+
+    env = {**example_env(aws_env), "GENIUS_EXAMPLE_ECS_CLUSTER": ecs_rig["cluster"],
+           "GENIUS_EXAMPLE_ECS_TASK_DEFINITION": ecs_rig["taskdef"],
+           "GENIUS_EXAMPLE_ECS_LOG_GROUP": ecs_rig["log_group"],
+           "GENIUS_EXAMPLE_ECS_LOG_PREFIX": ecs_rig["log_prefix"],
+           "GENIUS_EXAMPLE_SERVICE_PORT": str(free_port())}  # fmt: skip
+    result, output = dag_test(run_python, env, EXAMPLES, "genius_ecs_service", file="genius_ecs_service",
+                              timeout=600)  # fmt: skip
+    assert result["state"] == "success", output[-6000:]
+    tis = {(ti["task_id"], ti["map_index"]): ti for ti in result["tis"]}
+    url = tis[("start_echo", -1)]["xcom"]["url"]
+    assert [tis[("ask", i)]["xcom"]["url"] for i in (0, 1)] == [f"{url}/echo"] * 2
+    (task,) = rig.ecs_tasks(
+        ecs_rig["cluster"], ecs_started_by("genius_ecs_service", "start_echo", result["run_id"])
+    )
+    assert (task["lastStatus"], task["stoppedReason"]) == ("STOPPED", TEARDOWN_REASON)

@@ -10,7 +10,7 @@ import re
 import pytest
 
 from airflow_genius.core.spec import build_spec
-from airflow_genius.operators import aws_common, batch, ecs
+from airflow_genius.operators import aws_common, batch, ecs, ecs_service
 from airflow_genius.operators.aws_common import SecretNotDeliverable, deterministic_name
 from airflow_genius.operators.batch import batch_container_overrides, job_definition_secrets, job_failure
 from airflow_genius.operators.container import CONTAINER_ARGS, SPEC_ENV, container_launch
@@ -157,7 +157,7 @@ def test_ecs_defers_with_the_trigger_that_has_on_kill() -> None:
     assert trigger.serialize()[1] == provider_trigger.serialize()[1]
 
 
-@pytest.mark.parametrize("module", [aws_common, batch, ecs])
+@pytest.mark.parametrize("module", [aws_common, batch, ecs, ecs_service])
 def test_docstring_examples(module: object) -> None:
     failed, _ = doctest.testmod(module, optionflags=doctest.ELLIPSIS)  # type: ignore[arg-type]
     assert failed == 0
@@ -172,3 +172,31 @@ def test_docstring_examples(module: object) -> None:
 def test_not_waiting_is_refused(build) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ValueError, match="always waits for its result"):
         build()
+
+
+def test_a_service_task_tells_which_try_started_it() -> None:
+    """What a reattaching retry reads back from the described task: the TaskSpec of its override."""
+    spec = build_spec("m:T", "serve", dag_id="d", task_id="t", run_id="r", try_number=2, service_port=8080)
+    overrides = ecs_overrides(container_launch(spec), container_name="genius", base={
+        "containerOverrides": [{"name": "sidecar", "environment": [{"name": SPEC_ENV, "value": "{}"}]}]})  # fmt: skip
+    found = ecs_service.launched_spec({"overrides": overrides}, "genius")
+    assert found is not None and found.run.try_number == 2
+    assert found.service is not None and found.service.port == 8080
+    assert ecs_service.launched_spec({"overrides": overrides}, "other") is None
+    broken = {"overrides": {"containerOverrides": [{"name": "genius", "environment": [
+        {"name": SPEC_ENV, "value": "{not json"}]}]}}  # fmt: skip
+    assert ecs_service.launched_spec(broken, "genius") is None
+
+
+def test_the_service_startedby_is_the_providers() -> None:
+    from airflow.providers.amazon.aws.utils.identifiers import generate_uuid
+
+    assert ecs_service.ecs_started_by("d", "start", "r") == generate_uuid("d", "start", "r", "-1")
+
+
+def test_a_service_operator_does_not_defer() -> None:
+    with pytest.raises(ValueError, match="waits in the worker until the service is ready"):
+        ecs_service.GeniusEcsServiceOperator(
+            task_id="s", cluster="c", task_definition="td", container_name="genius", task_class="m:T",
+            method="serve", deferrable=True,
+        )  # fmt: skip

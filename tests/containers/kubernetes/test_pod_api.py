@@ -190,3 +190,91 @@ def test_the_trigger_waits_for_the_pod_and_drops_the_secret_once_it_started(
     assert event["status"] == "success" and event[SECRET_KWARG] == secret, event
     assert (namespace, secret) not in pod_api.cluster.secrets
     core.delete_namespaced_pod(name, namespace)
+
+
+def test_services_select_pods_resolve_in_pods_and_reach_the_selected_pod(
+    core: client.CoreV1Api, pod_api: PodApiServer
+) -> None:
+    """The Service subset: create/read/list/delete, validation, Endpoints from the selector, and cluster
+    DNS in pods created after the Service (``/etc/hosts``) leading to the selected pod's port."""
+    from support.private_stores import free_port
+
+    namespace, name, port = f"ns-{uuid.uuid4().hex[:6]}", f"svc-{uuid.uuid4().hex[:6]}", free_port()
+    service = k8s.V1Service(
+        metadata=k8s.V1ObjectMeta(name=name, labels={"suite": "pod-api"}),
+        spec=k8s.V1ServiceSpec(
+            selector={"app": name}, ports=[k8s.V1ServicePort(name="http", port=port, target_port=port)]
+        ),
+    )
+    created = core.create_namespaced_service(namespace, service)
+    assert created.spec.cluster_ip == "127.0.0.1" and created.spec.type == "ClusterIP"
+    assert created.metadata.uid and created.spec.ports[0].protocol == "TCP"
+    with pytest.raises(ApiException) as exists:
+        core.create_namespaced_service(namespace, service)
+    assert exists.value.status == 409
+    for bad in (  # what the stand-in cannot model is refused, never silently misrouted
+        k8s.V1ServiceSpec(ports=[k8s.V1ServicePort(port=80, target_port=8080)]),
+        k8s.V1ServiceSpec(type="NodePort", ports=[k8s.V1ServicePort(port=80)]),
+    ):
+        with pytest.raises(ApiException) as refused:
+            core.create_namespaced_service(
+                namespace, k8s.V1Service(metadata=k8s.V1ObjectMeta(name="bad"), spec=bad)
+            )
+        assert refused.value.status == 422
+    with pytest.raises(ApiException) as invalid:
+        core.create_namespaced_service(
+            namespace, k8s.V1Service(metadata=k8s.V1ObjectMeta(name="Not_DNS"), spec=service.spec)
+        )
+    assert invalid.value.status == 422
+    assert core.read_namespaced_service(name, namespace).spec.selector == {"app": name}
+    assert [
+        s.metadata.name for s in core.list_namespaced_service(namespace, label_selector="suite=pod-api").items
+    ] == [name]
+    assert name in [s.metadata.name for s in core.list_service_for_all_namespaces().items]
+    assert core.read_namespaced_endpoints(name, namespace).subsets in (None, [])  # nothing selected yet
+    # the selected pod serves on the port; a client pod reaches it by the Service's DNS names
+    server_code = (
+        "import http.server, os\n"
+        "class H(http.server.BaseHTTPRequestHandler):\n"
+        "    def do_GET(self):\n"
+        "        self.send_response(200); self.end_headers(); self.wfile.write(os.environ['WHO'].encode())\n"
+        f"http.server.HTTPServer(('0.0.0.0', {port}), H).serve_forever()\n"
+    )
+    server = python_pod(f"{name}-server", server_code, env=[k8s.V1EnvVar(name="WHO", value="selected")])
+    server.metadata.labels["app"] = name
+    core.create_namespaced_pod(namespace, server)
+    wait_for(core, f"{name}-server", namespace, {"Running"})
+    (subset,) = core.read_namespaced_endpoints(name, namespace).subsets
+    assert [(a.ip, a.target_ref.name) for a in subset.addresses] == [("127.0.0.1", f"{name}-server")]
+    assert [(p.name, p.port) for p in subset.ports] == [("http", port)]
+    client_code = (
+        (
+            "import time, urllib.request\n"
+            "for host in ('NAME', 'NAME.NS.svc', 'NAME.NS.svc.cluster.local'):\n"
+            "    for _ in range(100):\n"
+            "        try:\n"
+            "            print(host, urllib.request.urlopen(f'http://{host}:PORT/', timeout=5).read().decode(), flush=True)\n"
+            "            break\n"
+            "        except OSError:\n"
+            "            time.sleep(0.2)\n"
+        )
+        .replace("NAME", name)
+        .replace("NS", namespace)
+        .replace("PORT", str(port))
+    )
+    core.create_namespaced_pod(namespace, python_pod(f"{name}-client", client_code))
+    done = wait_for(core, f"{name}-client", namespace, {"Succeeded", "Failed"})
+    log = core.read_namespaced_pod_log(f"{name}-client", namespace, _preload_content=False).data.decode()
+    assert done.status.phase == "Succeeded" and log.splitlines() == [
+        f"{name} selected",
+        f"{name}.{namespace}.svc selected",
+        f"{name}.{namespace}.svc.cluster.local selected",
+    ], log
+    # delete: gone at once; a second delete is 404
+    deleted = core.delete_namespaced_service(name, namespace)
+    assert deleted.metadata.name == name and (namespace, name) not in pod_api.cluster.services
+    with pytest.raises(ApiException) as gone:
+        core.delete_namespaced_service(name, namespace)
+    assert gone.value.status == 404
+    for pod in (f"{name}-server", f"{name}-client"):
+        core.delete_namespaced_pod(pod, namespace, grace_period_seconds=1)

@@ -1,9 +1,10 @@
-"""Pod API server: the test rig's stand-in for a Kubernetes apiserver + one kubelet.
+"""Pod API server: the test rig's stand-in for a Kubernetes apiserver + one kubelet (+ cluster DNS).
 
 No apiserver can be installed on the test machine, so the Kubernetes runner is tested against this:
 real HTTP speaking the part of the Kubernetes REST API (``/api/v1``, JSON) that
 ``KubernetesPodOperator`` (sync and deferrable, ``kubernetes`` and ``kubernetes_asyncio`` clients)
-calls, and running each pod's container through podman's Docker API.
+calls, plus the Service subset the genius service operator calls, and running each pod's container
+through podman's Docker API.
 
 README
 ======
@@ -33,6 +34,13 @@ patch), ``DELETE`` (``gracePeriodSeconds``)             delete = stop (SIGTERM, 
 ``GET    …/events[?fieldSelector=involvedObject.name=]``  list, and ``watch=true`` (ADDED events until
                                                         ``timeoutSeconds``, at most 60 s)
 ``POST/GET/PUT/DELETE …/namespaces/{ns}/secrets``       Secrets (``stringData`` folded into ``data``)
+``POST   …/namespaces/{ns}/services``                  create a ``ClusterIP`` Service (selector, TCP
+                                                        ports with ``targetPort == port``, optional
+                                                        headless ``clusterIP: None``)
+``GET    …/services[?labelSelector=&fieldSelector=]``   list (also ``/api/v1/services``); no watch
+``GET``, ``DELETE …/services/{name}``                   read; delete (at once, answers the object)
+``GET    …/namespaces/{ns}/endpoints/{name}``           the Service's Endpoints, computed from its
+                                                        selector: Running pods ready, Pending not
 =====================================================  ===============================================
 
 How a pod runs: ``Pending`` (PodScheduled False) → scheduled on node ``genius-pod-api`` → env resolved
@@ -52,9 +60,20 @@ pod runs with the host's network (as ``hostNetwork: true``): the rig's Redis, Po
 listen on 127.0.0.1. Resources, node selectors, tolerations, service accounts, image pull secrets and
 restart policies are accepted and ignored (restartPolicy is effectively ``Never``, which KPO uses).
 
+Services: a stand-in, not a proxy. Every pod shares the host's network, so every Service's cluster IP
+is ``127.0.0.1`` and a client reaches the selected pod by connecting to ``<cluster IP or DNS name>:<port>``
+— the pod's own port (hence ``targetPort`` must equal ``port``; a named ``targetPort``, ``NodePort``,
+``LoadBalancer`` and ``ExternalName`` are refused with 422). Cluster DNS is modelled in pods only: when a
+pod's container is created it gets ``/etc/hosts`` entries for every Service that exists at that moment
+(``name.namespace.svc``, ``name.namespace.svc.cluster.local``, and ``name`` for its own namespace); a
+Service created later does not resolve in a pod already running, and nothing outside pods (the Airflow
+worker) resolves them. Not modelled: load balancing between several selected pods (whichever listens
+on the host port answers), readiness gates, session affinity, updates (PUT/PATCH) and watches.
+
 For tests: ``server.cluster.created_pods`` (every pod object as created), ``server.cluster.launched``
 (container id and podman's ``inspect`` at start: argv and environment as podman holds them),
-``server.cluster.created_secrets``, ``server.cluster.secrets`` (live), and
+``server.cluster.created_secrets``, ``server.cluster.secrets`` (live), ``server.cluster.created_services``,
+``server.cluster.services`` (live), and
 ``server.containers(**labels)`` (podman's containers of this server; labels
 ``io.kubernetes.pod.name``/``namespace``/``uid`` and ``io.genius.pod-api.server``).
 """

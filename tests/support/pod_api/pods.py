@@ -1,4 +1,5 @@
-"""The Pod API server's cluster: pods, secrets and events in memory, each pod's container run by podman.
+"""The Pod API server's cluster: pods, secrets, services and events in memory, each pod's container run
+by podman.
 
 A pod moves like a kubelet would move it: created ``Pending`` (unscheduled), then scheduled; its
 environment is resolved (``secretKeyRef`` against the stored Secrets — a missing Secret keeps the
@@ -7,6 +8,13 @@ already be present (nothing is ever pulled: ``ErrImageNeverPull`` otherwise); th
 and started through the Docker API → ``Running``; when it exits → ``Succeeded`` / ``Failed`` with the
 container's real exit code. Deleting a pod stops its container (SIGTERM, then SIGKILL after the grace
 period) and removes it; the pod disappears when its container is gone.
+
+A Service (``ClusterIP`` only) gets the cluster IP :data:`SERVICE_IP`: every pod shares the host's
+network, so the host's loopback reaches whichever pod listens on the port — the stand-in has no
+kube-proxy, hence ``port`` must equal ``targetPort``. Its DNS names (``name``, ``name.namespace.svc``,
+``name.namespace.svc.cluster.local``) resolve inside pods through ``/etc/hosts`` entries written when a
+pod's container is created (cluster DNS for the Services that exist at that moment; no later updates).
+Its Endpoints are computed from the selector over the live pods.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ import contextlib
 import copy
 import itertools
 import os
+import re
 import tempfile
 import threading
 import time
@@ -34,6 +43,10 @@ POD_NAMESPACE_LABEL = "io.kubernetes.pod.namespace"
 POD_UID_LABEL = "io.kubernetes.pod.uid"
 NODE_NAME = "genius-pod-api"
 DEFAULT_GRACE_SECONDS = 30
+#: Address of every pod (they share the host's network) and so the cluster IP of every Service.
+POD_IP = SERVICE_IP = "127.0.0.1"
+#: A Service's name: an RFC 1035 label (what the apiserver requires, since it becomes a DNS name).
+_DNS_1035 = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
 
 
 def now_rfc3339() -> str:
@@ -84,6 +97,9 @@ class Cluster:
         self.launched: list[dict[str, Any]] = []
         #: Names of every Secret ever created/replaced: (namespace, name).
         self.created_secrets: list[tuple[str, str]] = []
+        #: Live Services by (namespace, name), and every Service ever created (as stored), oldest first.
+        self.services: dict[tuple[str, str], dict[str, Any]] = {}
+        self.created_services: list[dict[str, Any]] = []
 
     # ----------------------------------------------------------------- helpers
     def next_version(self) -> str:
@@ -281,6 +297,134 @@ class Cluster:
             if self.secrets.pop((namespace, name), None) is None:
                 raise ApiError(404, "NotFound", f'secrets "{name}" not found')
 
+    # ----------------------------------------------------------------- services
+    def create_service(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Store a ClusterIP Service (validated as the apiserver would, plus this stand-in's limits)."""
+        meta = body.setdefault("metadata", {})
+        name = meta.get("name") or ""
+        if not _DNS_1035.fullmatch(name):
+            raise ApiError(
+                422, "Invalid", f"Service {name!r} is invalid: metadata.name: must be a DNS-1035 label"
+            )
+        spec = body.setdefault("spec", {})
+        kind = spec.setdefault("type", "ClusterIP")
+        if kind != "ClusterIP":
+            raise ApiError(
+                422, "Invalid", f"spec.type: {kind!r}: this Pod API server has ClusterIP Services only"
+            )
+        headless = spec.get("clusterIP") == "None"
+        if spec.get("clusterIP") not in (None, "", "None", SERVICE_IP):
+            raise ApiError(
+                422, "Invalid", f"spec.clusterIP: {spec['clusterIP']!r}: only {SERVICE_IP} exists here"
+            )
+        ports = spec.get("ports") or []
+        if not ports and not headless:
+            raise ApiError(422, "Invalid", "spec.ports: Required value")
+        for index, port in enumerate(ports):
+            where = f"spec.ports[{index}]"
+            number = port.get("port")
+            if isinstance(number, bool) or not isinstance(number, int) or not 1 <= number <= 65535:
+                raise ApiError(422, "Invalid", f"{where}.port: Invalid value: {number!r}")
+            target = port.setdefault("targetPort", number)
+            if target != number:  # no kube-proxy: clients reach the pod's own port, nothing translates it
+                raise ApiError(
+                    422,
+                    "Invalid",
+                    f"{where}.targetPort: this Pod API server needs targetPort == port ({number})",
+                )
+            if port.setdefault("protocol", "TCP") != "TCP":
+                raise ApiError(422, "Invalid", f"{where}.protocol: only TCP here")
+            if len(ports) > 1 and not port.get("name"):
+                raise ApiError(422, "Invalid", f"{where}.name: Required value (more than one port)")
+        selector = spec.get("selector") or {}
+        if not isinstance(selector, dict) or not all(isinstance(v, str) for v in selector.values()):
+            raise ApiError(422, "Invalid", "spec.selector: a map of label names to values")
+        ip = "None" if headless else SERVICE_IP
+        spec.update(clusterIP=ip, clusterIPs=[ip], sessionAffinity=spec.get("sessionAffinity") or "None",
+                     ipFamilies=["IPv4"], ipFamilyPolicy="SingleStack", internalTrafficPolicy="Cluster")  # fmt: skip
+        body.update(apiVersion="v1", kind="Service", status={"loadBalancer": {}})
+        meta.setdefault("labels", {})
+        with self.lock:
+            if (namespace, name) in self.services:
+                raise ApiError(409, "AlreadyExists", f'services "{name}" already exists')
+            meta.update(
+                namespace=namespace,
+                uid=str(uuid.uuid4()),
+                creationTimestamp=now_rfc3339(),
+                resourceVersion=self.next_version(),
+            )
+            self.services[(namespace, name)] = body
+            self.created_services.append(copy.deepcopy(body))
+            return copy.deepcopy(body)
+
+    def get_service(self, namespace: str, name: str) -> dict[str, Any]:
+        with self.lock:
+            service = self.services.get((namespace, name))
+            if service is None:
+                raise ApiError(404, "NotFound", f'services "{name}" not found')
+            return copy.deepcopy(service)
+
+    def list_services(self, namespace: str | None) -> list[dict[str, Any]]:
+        with self.lock:
+            return [copy.deepcopy(s) for key, s in self.services.items() if namespace in (None, key[0])]
+
+    def delete_service(self, namespace: str, name: str) -> dict[str, Any]:
+        """Remove the Service at once (no finalizers here); the answer is the object, as the apiserver's."""
+        with self.lock:
+            service = self.services.pop((namespace, name), None)
+        if service is None:
+            raise ApiError(404, "NotFound", f'services "{name}" not found')
+        return service
+
+    def selected_pods(self, namespace: str, selector: dict[str, str] | None) -> list[Pod]:
+        """The pods a Service selector picks: same namespace, every label equal, not being deleted."""
+        if not selector:
+            return []  # a Service without a selector has manually managed Endpoints (not modelled)
+        with self.lock:
+            pods = [pod for key, pod in self.pods.items() if key[0] == namespace]
+        return [
+            pod for pod in pods
+            if not pod.deleting and all(pod.body["metadata"]["labels"].get(k) == v for k, v in selector.items())
+        ]  # fmt: skip
+
+    def endpoints(self, namespace: str, name: str) -> dict[str, Any]:
+        """The Endpoints of a Service, computed now: Running pods are ready addresses, Pending ones not."""
+        service = self.get_service(namespace, name)
+        ready, pending = [], []
+        for pod in self.selected_pods(namespace, service["spec"].get("selector")):
+            address = {"ip": POD_IP, "nodeName": NODE_NAME,
+                       "targetRef": {"kind": "Pod", "namespace": namespace,
+                                     "name": pod.key[1], "uid": pod.body["metadata"]["uid"]}}  # fmt: skip
+            phase = pod.status.get("phase")
+            if phase == "Running":
+                ready.append(address)
+            elif phase == "Pending":
+                pending.append(address)
+        ports = [
+            {key: port[key] for key in ("name", "protocol") if port.get(key)} | {"port": port["targetPort"]}
+            for port in service["spec"].get("ports") or []
+        ]
+        subset: dict[str, Any] = {"addresses": ready, "notReadyAddresses": pending, "ports": ports}
+        return {
+            "kind": "Endpoints",
+            "apiVersion": "v1",
+            "metadata": {"name": name, "namespace": namespace, "resourceVersion": self.next_version()},
+            "subsets": [subset] if ready or pending else [],
+        }
+
+    def cluster_hosts(self, namespace: str) -> dict[str, str]:
+        """Cluster DNS as ``/etc/hosts`` entries for a pod in ``namespace``: every Service's full names,
+        and the short name of the Services in the pod's own namespace (the resolver's search path)."""
+        hosts = {}
+        with self.lock:
+            services = list(self.services.items())
+        for (ns, name), service in services:
+            ip = POD_IP if service["spec"]["clusterIP"] == "None" else service["spec"]["clusterIP"]
+            hosts[f"{name}.{ns}.svc"] = hosts[f"{name}.{ns}.svc.cluster.local"] = ip
+            if ns == namespace:
+                hosts[name] = ip
+        return hosts
+
     # ----------------------------------------------------------------- the kubelet's part
     def _resolve_env(self, pod: Pod) -> dict[str, str]:
         """The container's environment; raises ApiError for what kubelet reports as a config error."""
@@ -310,8 +454,8 @@ class Cluster:
                     "metadata.namespace": namespace,
                     "metadata.uid": pod.body["metadata"]["uid"],
                     "spec.nodeName": NODE_NAME,
-                    "status.podIP": "127.0.0.1",
-                    "status.hostIP": "127.0.0.1",
+                    "status.podIP": POD_IP,
+                    "status.hostIP": POD_IP,
                 }
                 if ref.get("fieldPath") not in fields:
                     raise ApiError(
@@ -353,6 +497,8 @@ class Cluster:
             "user": user,
             # Every pod shares the host's network (hostNetwork): the rig's Redis/Postgres/moto listen there.
             "network_mode": "host",
+            # Cluster DNS: the Services that exist now resolve by name inside this pod.
+            "extra_hosts": self.cluster_hosts(namespace),
             "volumes": binds,
             "name": f"k8s_{container['name']}_{name}_{namespace}_{pod.body['metadata']['uid'][:8]}",
             "labels": {
@@ -377,8 +523,8 @@ class Cluster:
         self._set_status(
             pod,
             conditions=[{"type": "PodScheduled", "status": "True", "lastTransitionTime": now_rfc3339()}],
-            hostIP="127.0.0.1",
-            podIP="127.0.0.1",
+            hostIP=POD_IP,
+            podIP=POD_IP,
             startTime=now_rfc3339(),
         )
         pod.body["spec"]["nodeName"] = NODE_NAME

@@ -27,6 +27,8 @@ RESOURCES = [
     ("pods/log", "Pod", ["get"]),
     ("secrets", "Secret", ["create", "delete", "get", "list", "update"]),
     ("events", "Event", ["list", "watch"]),
+    ("services", "Service", ["create", "delete", "get", "list"]),
+    ("endpoints", "Endpoints", ["get"]),
     ("namespaces", "Namespace", ["get", "list"]),
 ]
 
@@ -54,6 +56,12 @@ ROUTES: list[Route] = [
     ("GET", re.compile(NS + r"/secrets/(?P<name>[^/]+)/?"), "read_secret"),
     ("PUT", re.compile(NS + r"/secrets/(?P<name>[^/]+)/?"), "replace_secret"),
     ("DELETE", re.compile(NS + r"/secrets/(?P<name>[^/]+)/?"), "delete_secret"),
+    ("GET", re.compile(r"/api/v1/services/?"), "list_services"),
+    ("GET", re.compile(NS + r"/services/?"), "list_services"),
+    ("POST", re.compile(NS + r"/services/?"), "create_service"),
+    ("GET", re.compile(NS + r"/services/(?P<name>[^/]+)/?"), "read_service"),
+    ("DELETE", re.compile(NS + r"/services/(?P<name>[^/]+)/?"), "delete_service"),
+    ("GET", re.compile(NS + r"/endpoints/(?P<name>[^/]+)/?"), "read_endpoints"),
 ]
 
 
@@ -172,7 +180,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(200, {"kind": "APIGroupList", "apiVersion": "v1", "groups": []})
 
     def do_list_namespaces(self, query: dict[str, str]) -> None:
-        names = {"default", *(key[0] for key in self.cluster.pods)}
+        names = {"default", *(key[0] for key in [*self.cluster.pods, *self.cluster.services])}
         self._json(200, {"kind": "NamespaceList", "apiVersion": "v1", "metadata": {},
                          "items": [_namespace(name) for name in sorted(names)]})  # fmt: skip
 
@@ -262,6 +270,36 @@ class _Handler(BaseHTTPRequestHandler):
         self._body()
         self.cluster.delete_secret(ns, name)
         self._json(200, _status(200, "", f'secret "{name}" deleted', status="Success"))
+
+    # ------------------------------------------------------------ services
+    def do_create_service(self, query: dict[str, str], ns: str) -> None:
+        body = self._body()
+        if query.get("dryRun"):
+            raise ApiError(400, "BadRequest", "dryRun is not supported by this Pod API server")
+        self._json(201, self.cluster.create_service(ns, body))
+
+    def do_read_service(self, query: dict[str, str], ns: str, name: str) -> None:
+        self._json(200, self.cluster.get_service(ns, name))
+
+    def do_list_services(self, query: dict[str, str], ns: str | None = None) -> None:
+        if _flag(query, "watch"):
+            raise ApiError(
+                405, "MethodNotAllowed", "watching services is not supported by this Pod API server"
+            )
+        items = [
+            item for item in self.cluster.list_services(ns)
+            if matches_labels(item["metadata"].get("labels"), query.get("labelSelector"))
+            and matches_fields(item, query.get("fieldSelector"))
+        ]  # fmt: skip
+        self._json(200, {"kind": "ServiceList", "apiVersion": "v1",
+                         "metadata": {"resourceVersion": self.cluster.next_version()}, "items": items})  # fmt: skip
+
+    def do_delete_service(self, query: dict[str, str], ns: str, name: str) -> None:
+        self._body()
+        self._json(200, self.cluster.delete_service(ns, name))
+
+    def do_read_endpoints(self, query: dict[str, str], ns: str, name: str) -> None:
+        self._json(200, self.cluster.endpoints(ns, name))
 
 
 def _flag(query: dict[str, str], name: str) -> bool:

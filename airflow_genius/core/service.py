@@ -61,8 +61,9 @@ CLIENT_ENV: Mapping[str, str] = {
 DEFAULT_PORT = 8000
 DEFAULT_HEALTH_PATH = "/health"
 DEFAULT_READY_TIMEOUT = 300.0
-#: Longest wait between two readiness probes.
-MAX_PROBE_INTERVAL = 2.0
+#: Longest wait between two readiness probes (a probe over loopback costs next to nothing, and every
+#: interval is time clients wait after the service is up).
+MAX_PROBE_INTERVAL = 0.5
 
 
 class ServiceNotReady(GeniusError):
@@ -126,12 +127,12 @@ def wait_ready(
 ) -> float:
     """Probe ``url`` until it answers 2xx; returns the seconds it took.
 
-    The one readiness rule of every runner. Probes start at 0.1 s apart and back off to
+    The one readiness rule of every runner. Probes start 0.05 s apart and back off (x1.5) to
     :data:`MAX_PROBE_INTERVAL`. Raises :class:`ServiceNotReady` after ``timeout`` seconds, or when
     ``stop`` is set (the service ended first).
     """
     started = time.monotonic()
-    delay = 0.1
+    delay = 0.05
     while True:
         if check(url):
             return time.monotonic() - started
@@ -142,7 +143,7 @@ def wait_ready(
             raise ServiceNotReady(f"{url}: the service ended before it answered")
         if stop is None:
             time.sleep(min(delay, timeout - waited))
-        delay = min(delay * 2, MAX_PROBE_INTERVAL)
+        delay = min(delay * 1.5, MAX_PROBE_INTERVAL)
 
 
 def advertised_host(env: Mapping[str, str] | None = None) -> str:

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from support.private_stores import silent_endpoint
 
 from airflow_genius.core import open_state
 from airflow_genius.core.data import BatchInput
@@ -20,35 +18,12 @@ from airflow_genius.core.errors import GeniusError, StateError
 TESTS_DIR = Path(__file__).resolve().parents[1]
 
 
-@contextmanager
-def _env(**values: str) -> Iterator[None]:
-    old = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in old.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
-@contextmanager
-def _silent_endpoint() -> Iterator[str]:
-    """A server that accepts connections and never answers."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(64)
-    try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
-    finally:
-        listener.close()
-
-
 @pytest.mark.slow
-def test_a_silent_s3_endpoint_fails_the_input_sync_within_30s(tmp_path: Path) -> None:
-    with _silent_endpoint() as endpoint, _env(AWS_ENDPOINT_URL=endpoint):
+def test_a_silent_s3_endpoint_fails_the_input_sync_within_30s(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with silent_endpoint() as endpoint:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
         started = time.monotonic()
         with pytest.raises(Exception) as caught:
             BatchInput("s3://bucket/prefix", cache_dir=tmp_path).sync()
@@ -66,8 +41,11 @@ def test_an_unknown_aws_profile_is_one_line_for_dynamodb() -> None:
     )
 
 
-def test_an_unknown_aws_profile_is_one_line_for_s3_input(tmp_path: Path) -> None:
-    with _env(AWS_PROFILE="no-such-profile"), pytest.raises(GeniusError) as caught:
+def test_an_unknown_aws_profile_is_one_line_for_s3_input(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_PROFILE", "no-such-profile")
+    with pytest.raises(GeniusError) as caught:
         BatchInput("s3://bucket/prefix", cache_dir=tmp_path).sync()
     assert (
         str(caught.value)

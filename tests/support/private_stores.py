@@ -14,6 +14,8 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -37,6 +39,18 @@ def wait_for_port(port: int, *, up: bool, timeout: float = 30.0) -> None:
             return
         time.sleep(0.05)
     raise TimeoutError(f"port {port} did not go {'up' if up else 'down'} in {timeout}s")
+
+
+@contextmanager
+def silent_endpoint() -> Iterator[str]:
+    """``http://127.0.0.1:<port>`` of a server that accepts connections and never answers."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        listener.close()
 
 
 class PrivateRedis:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -20,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.private_stores import PrivatePostgres, PrivateRedis, wait_for_port
+from support.private_stores import PrivatePostgres, PrivateRedis, silent_endpoint
 
 from airflow_genius.core import Status, build_spec, open_state
 from airflow_genius.core.runtime import run_key
@@ -260,30 +259,15 @@ def test_sigterm_while_the_store_is_opened_ends_cancelled(tmp_path: Path) -> Non
         server.close()
 
 
-def test_a_silent_endpoint_fails_within_30s_naming_the_store(tmp_path: Path) -> None:
-    # Accepts connections, never answers: the DynamoDB client must not wait forever.
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(16)
-    port = listener.getsockname()[1]
-    wait_for_port(port, up=True)
-    env = {
-        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-    }  # the default call timeout (10 s)
-    old = {name: os.environ.get(name) for name in env}
-    os.environ.update(env)
-    try:
+def test_a_silent_endpoint_fails_within_30s_naming_the_store(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Accepts connections, never answers: the DynamoDB client must not wait forever (default call
+    # timeout, 10 s).
+    with silent_endpoint() as endpoint:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)  # boto3 reads it from the environment
         started = time.monotonic()
         with pytest.raises(StoreUnavailable) as caught:
-            open_state("dynamodb://silent_table?region=us-east-1", env)
+            open_state("dynamodb://silent_table?region=us-east-1")
         took = time.monotonic() - started
-    finally:
-        for name, value in old.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        listener.close()
     assert took <= 30, took
     message = str(caught.value)
     assert "dynamodb table 'silent_table' unavailable" in message and "\n" not in message

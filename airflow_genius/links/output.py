@@ -1,7 +1,10 @@
 """The "Genius output" button: where a genius task committed its output partition.
 
-Airflow 3's API server reads a link from the XCom key ``_link_GeniusOutputLink``; the operator pushes
-it when the output is committed (:meth:`GeniusOutputLink.persist`).
+Airflow 3 evaluates :meth:`GeniusOutputLink.get_link` in the worker when the task instance finishes and
+keeps the URL in the XCom ``_link_GeniusOutputLink``; the API server only reads that XCom. The operator
+remembers the committed location (:meth:`GeniusOutputLink.persist`) so that ``get_link`` needs no XCom
+lookup — a failed task, which committed nothing, gets an empty link instead of an "XCom not found" error
+in its log.
 """
 
 from __future__ import annotations
@@ -10,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 from airflow.sdk import BaseOperatorLink
-from airflow.sdk.execution_time.xcom import XCom
 
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperator
@@ -34,11 +36,14 @@ class GeniusOutputLink(BaseOperatorLink):
 
     name = "Genius output"
 
+    #: Attribute of the operator instance that holds the committed location's URL.
+    attribute = "genius_output_url"
+
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
-        value = XCom.get_value(key=self.xcom_key, ti_key=ti_key)
-        return str(value) if value else ""
+        return str(getattr(operator, self.attribute, "") or "")
 
     @classmethod
     def persist(cls, context: Any, location: str) -> None:
-        """Store the link for this task instance (called by the operator after the commit)."""
-        context["ti"].xcom_push(key=cls().xcom_key, value=output_url(location))
+        """Remember the link for this task instance (called by the operator after the commit); the task
+        runner stores it when the task instance finishes."""
+        setattr(context["task"], cls.attribute, output_url(location))

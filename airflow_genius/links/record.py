@@ -7,7 +7,7 @@ absolute when ``[api] base_url`` is set, else a path on the same origin as the U
 
 Usage (an operator lists it)::
 
-    class GeniusBoltOperator(GeniusBaseOperator):
+    class GeniusTaskOperator(GeniusOperatorMixin):
         operator_extra_links = (GeniusOutputLink(), GeniusRecordLink())
 
 >>> record_url("etl", "count", "manual__1", 2, base_url="http://airflow:8080")

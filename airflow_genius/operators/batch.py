@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.providers.amazon.aws.operators.batch import BatchOperator
 
+from airflow_genius.links.output import GeniusOutputLink
 from airflow_genius.links.record import GeniusRecordLink
 from airflow_genius.operators.aws_common import check_platform_secrets, deterministic_name, merge_env
 from airflow_genius.operators.base import (
@@ -106,7 +107,7 @@ class GeniusBatchOperator(GeniusContainerMixin, BatchOperator):
         awslogs_enabled: copy the job's CloudWatch log into the task log (default True).
     """
 
-    operator_extra_links = (*BatchOperator.operator_extra_links, GeniusRecordLink())
+    operator_extra_links = (*BatchOperator.operator_extra_links, GeniusOutputLink(), GeniusRecordLink())
 
     template_fields: Sequence[str] = (
         *GENIUS_TEMPLATE_FIELDS,

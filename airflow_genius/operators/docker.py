@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from airflow.providers.docker.operators.docker import DockerOperator
 
 from airflow_genius import __version__
+from airflow_genius.links.output import GeniusOutputLink
 from airflow_genius.links.record import GeniusRecordLink
 from airflow_genius.operators.base import GENIUS_TEMPLATE_FIELDS, identity_from_context
 from airflow_genius.operators.container import SPEC_ENV, GeniusContainerMixin, check_environment
@@ -105,7 +106,7 @@ class GeniusDockerOperator(GeniusContainerMixin, DockerOperator):
             run CANCELLED) and SIGKILL.
     """
 
-    operator_extra_links = (*DockerOperator.operator_extra_links, GeniusRecordLink())
+    operator_extra_links = (*DockerOperator.operator_extra_links, GeniusOutputLink(), GeniusRecordLink())
 
     template_fields: Sequence[str] = (*GENIUS_TEMPLATE_FIELDS, *DockerOperator.template_fields)
     template_fields_renderers: ClassVar[dict[str, str]] = {

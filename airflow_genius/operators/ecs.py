@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow.providers.amazon.aws.operators.ecs import EcsRunTaskOperator
 from airflow.providers.common.compat.sdk import AirflowException
 
+from airflow_genius.links.output import GeniusOutputLink
 from airflow_genius.links.record import GeniusRecordLink
 from airflow_genius.operators.aws_common import check_platform_secrets, merge_env
 from airflow_genius.operators.base import GENIUS_TEMPLATE_FIELDS
@@ -113,7 +114,7 @@ class GeniusEcsOperator(GeniusContainerMixin, EcsRunTaskOperator):
         reattach: on a retry, wait for the task an earlier try left running (default True).
     """
 
-    operator_extra_links = (*EcsRunTaskOperator.operator_extra_links, GeniusRecordLink())
+    operator_extra_links = (*EcsRunTaskOperator.operator_extra_links, GeniusOutputLink(), GeniusRecordLink())
 
     template_fields: Sequence[str] = (
         *GENIUS_TEMPLATE_FIELDS,

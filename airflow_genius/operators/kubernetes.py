@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 from kubernetes.client import models as k8s
 
+from airflow_genius.links.output import GeniusOutputLink
 from airflow_genius.links.record import GeniusRecordLink
 from airflow_genius.operators.base import GENIUS_TEMPLATE_FIELDS, GeniusTaskFailed, identity_from_context
 from airflow_genius.operators.container import GeniusContainerMixin
@@ -74,7 +75,11 @@ class GeniusKubernetesOperator(GeniusContainerMixin, KubernetesPodOperator):  # 
     ``cmds`` and ``arguments`` are the runner's: the image's ``genius`` ENTRYPOINT is kept.
     """
 
-    operator_extra_links = (*KubernetesPodOperator.operator_extra_links, GeniusRecordLink())
+    operator_extra_links = (
+        *KubernetesPodOperator.operator_extra_links,
+        GeniusOutputLink(),
+        GeniusRecordLink(),
+    )
 
     template_fields: Sequence[str] = (
         *GENIUS_TEMPLATE_FIELDS,

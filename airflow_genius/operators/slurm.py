@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
 
+from airflow_genius.links.output import GeniusOutputLink
 from airflow_genius.links.record import GeniusRecordLink
 from airflow_genius.operators.base import (
     GENIUS_TEMPLATE_FIELDS,
@@ -202,7 +203,7 @@ class GeniusSlurmOperator(SlurmJobMixin, GeniusOperatorMixin):
 
     template_fields: Sequence[str] = (*GENIUS_TEMPLATE_FIELDS, "env")
     template_fields_renderers: ClassVar[dict[str, str]] = {"genius_call": "json", "env": "json"}
-    operator_extra_links = (GeniusRecordLink(),)
+    operator_extra_links = (GeniusOutputLink(), GeniusRecordLink())
     ui_color = "#b58900"
     ui_fgcolor = "#ffffff"
 

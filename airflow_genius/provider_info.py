@@ -10,9 +10,10 @@ from typing import Any
 from airflow_genius import __version__
 
 PACKAGE_NAME = "airflow-provider-genius"
-#: One module per runner (DESIGN §8); each imports its official provider only when used.
+#: One module per runner (docs/architecture.md#runners); each imports its official provider only when used.
 OPERATOR_MODULES = (
     "airflow_genius.operators.local",
+    "airflow_genius.operators.local_service",
     "airflow_genius.operators.docker",
     "airflow_genius.operators.docker_service",
     "airflow_genius.operators.kubernetes",

@@ -265,7 +265,7 @@ class GeniusOperatorMixin(BaseOperator):
             GeniusOutputLink.persist(context, location)
 
     def finish_remote(self, context: Context, *, failure: str | None = None) -> Any:
-        """After a remote job ended, its run record decides (DESIGN §5): the result, or the task's own
+        """After a remote job ended, its run record decides (docs/architecture.md#the-run-record-decides): the result, or the task's own
         error. ``failure`` is what the platform says went wrong (None: the job exited cleanly); it fails
         the task even if the record looks fine, and is combined with the record's error when there is one.
         """

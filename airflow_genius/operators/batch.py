@@ -22,7 +22,7 @@ What happens: the TaskSpec goes into ``containerOverrides.environment`` (``GENIU
 ENTRYPOINT stays in charge. The job name is the same on every try of a task instance, so a retry after
 a worker crash waits for the job the earlier try left running (found through Airflow's
 ``task_state_store``, else ``list_jobs`` by name) instead of submitting another. The job's CloudWatch
-log goes to the task log; the result comes from the run record (DESIGN §5). Killing the task
+log goes to the task log; the result comes from the run record (docs/architecture.md#the-run-record-decides). Killing the task
 terminates the job, from the worker (``on_kill``) or, deferred, from the triggerer.
 
 Secrets: Batch container overrides cannot carry ``secrets``. If the state store needs a password, declare

@@ -24,7 +24,7 @@ What happens: ``overrides.containerOverrides`` of the named container get ``comm
 "--spec-env", "GENIUS_TASK_SPEC"]`` (the image's ENTRYPOINT ``genius`` stays) and the TaskSpec in
 ``environment``. ``reattach`` (on by default) gives the task a deterministic ``startedBy`` per task
 instance, so a retry after a worker crash waits for the running task instead of starting another. The
-CloudWatch log (``awslogs_*``) goes to the task log; the result comes from the run record (DESIGN §5),
+CloudWatch log (``awslogs_*``) goes to the task log; the result comes from the run record (docs/architecture.md#the-run-record-decides),
 not from the exit code alone. Killing the task stops the ECS task, from the worker (``on_kill``) or,
 deferred, from the triggerer (:class:`~airflow_genius.triggers.ecs.GeniusEcsTaskDoneTrigger`).
 
@@ -202,7 +202,7 @@ class GeniusEcsOperator(GeniusContainerMixin, EcsRunTaskOperator):
 
     def _after_execution(self) -> None:
         """The provider's check raises on the first odd container; genius keeps ECS's verdict as the
-        ``failure`` that :meth:`finish_remote` combines with the run record's (DESIGN §5)."""
+        ``failure`` that :meth:`finish_remote` combines with the run record's (docs/architecture.md#the-run-record-decides)."""
         if not self.arn:
             return
         response = self.client.describe_tasks(cluster=self.cluster, tasks=[self.arn])

@@ -32,7 +32,7 @@ Everything else is KPO's: pod logs in the task log (``get_logs``), ``deferrable`
 genius subclass only adds the Secret's cleanup), reattach after a worker crash (``durable``, default on
 Airflow 3.3: the pod's identity is kept in ``task_state_store``, with KPO's label search as fallback),
 and ``on_kill`` deleting the pod (in the worker, and in the triggerer when deferred). The result is the
-run record's (DESIGN §5), never KPO's xcom sidecar: a failed task fails with its own traceback.
+run record's (docs/architecture.md#the-run-record-decides), never KPO's xcom sidecar: a failed task fails with its own traceback.
 """
 
 from __future__ import annotations

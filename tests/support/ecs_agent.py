@@ -22,7 +22,7 @@ machine's primary address — what the runtime in the container records as its h
 service operator publishes when the task has no ENI of its own (moto cannot run ``awsvpc`` tasks).
 
 moto still reports ``exitCode`` 0 and container ``lastStatus`` PENDING for every task: the exit code is
-in the stop reason, and whether the genius task succeeded comes from its run record (DESIGN §5, §10).
+in the stop reason, and whether the genius task succeeded comes from its run record (the run record decides, see docs/architecture.md).
 Secrets declared in the task definition are not resolved (moto has no such machinery).
 
     agent = EcsAgent(cluster="genius", endpoint="http://127.0.0.1:5055",

@@ -40,7 +40,7 @@ import keyword
 import math
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
@@ -58,15 +58,49 @@ from airflow_genius.core.spec import (
     parse_task,
     refuse_secret,
 )
+from airflow_genius.core.spec import _parse_service as parse_service_section  # the TaskSpec's own rules
 from airflow_genius.core.uris import DATA_CREDENTIALS_HINT
 
 #: Geniusfile format versions this package reads.
 GENIUSFILE_VERSIONS = frozenset({1})
 #: A folder's Geniusfiles are the files whose names end with this.
 GENIUSFILE_SUFFIX = ".genius.yaml"
-#: Runners a Geniusfile may name today, and those that are planned (rejected with a clear message).
-RUNNERS = ("local",)
-PLANNED_RUNNERS = ("batch", "docker", "ecs", "kubernetes", "slurm")
+#: Runners a step may name (``airflow_genius.dag_factory.OPERATORS`` has each one's operators).
+RUNNERS = ("local", "docker", "kubernetes", "ecs", "batch", "slurm")
+#: Runners with service operators (start and stop); a Batch job cannot serve.
+SERVICE_RUNNERS = ("local", "docker", "kubernetes", "ecs", "slurm")
+#: Operator arguments the Geniusfile sets from its own keys: never in ``platform`` or ``operator``.
+#: Maps each to the key that sets it (shown in the error).
+GENIUS_ARGUMENTS: Mapping[str, str] = {
+    "task_id": "the entry's name",
+    "task_class": "class",
+    "method": "method",
+    "method_args": "args",
+    "method_kwargs": "kwargs",
+    "input_uri": "input",
+    "output_uri": "output",
+    "state_conn_id": "state",
+    "state_uri": "state",
+    "state_namespace": "state",
+    "model_uri": "model",
+    "model_name": "model",
+    "model_version": "model",
+    "service": "service",
+    "service_port": "port",
+    "health_path": "health_path",
+    "ready_timeout": "ready_timeout_seconds",
+    "start_timeout": "start_timeout_seconds",
+    "service_name": "the service's name",
+    "service_map_index": "the service's name",
+    "retries": "retries",
+    "retry_delay": "retry_delay_seconds",
+    "execution_timeout": "timeout_seconds",
+    "pool": "pool",
+    "queue": "queue",
+    "doc_md": "doc",
+    "dag": "the file itself",
+    "task_group": "the file itself",
+}
 #: Airflow's rule for dag_id and task_id (ASCII only here: names also end up in URIs and paths).
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_.-]+$")
 ID_MAX_LENGTH = 250
@@ -100,24 +134,26 @@ PARAM_KEYS = frozenset(
 )
 _JSON_TYPES = ("string", "integer", "number", "boolean", "array", "object", "null")
 
-_TOP_KEYS = frozenset({"version", "dag", "defaults", "spouts", "bolts"})
+_TOP_KEYS = frozenset({"version", "dag", "runners", "defaults", "spouts", "bolts", "services"})
 _DAG_KEYS = frozenset({"id", "schedule", "start_date", "catchup", "tags", "params", "description", "doc"})
-_DEFAULT_KEYS = frozenset({"runner", "retries", "retry_delay_seconds", "state"})
-_SPOUT_KEYS = frozenset(
-    {
-        "class",
-        "method",
-        "args",
-        "kwargs",
-        "output",
-        "map",
-        "after",
-        "doc",
-        "model",
-        *_DEFAULT_KEYS,
-    }
+_DEFAULT_KEYS = frozenset(
+    {"runner", "retries", "retry_delay_seconds", "state", "timeout_seconds", "pool", "queue", "operator"}
 )
+_STEP_KEYS = frozenset(
+    {"class", "method", "args", "kwargs", "after", "doc", "model", "platform", *_DEFAULT_KEYS}
+)
+_SPOUT_KEYS = _STEP_KEYS | {"output", "map", "service"}
 _BOLT_KEYS = _SPOUT_KEYS | {"input"}
+_SERVICE_KEYS = _STEP_KEYS | {
+    "input",
+    "port",
+    "health_path",
+    "ready_timeout_seconds",
+    "start_timeout_seconds",
+}
+_SECTIONS = {"spout": "spouts", "bolt": "bolts", "service": "services"}
+#: The stop task of service ``serve`` is ``serve_stop``.
+STOP_SUFFIX = "_stop"
 _STATE_KEYS = frozenset({"conn_id", "uri", "namespace"})
 _MAP_KEYS = frozenset({"kwargs"})
 
@@ -178,20 +214,38 @@ class DagSettings:
 
 @dataclass(frozen=True)
 class Defaults:
-    """The ``defaults:`` section; every task inherits these unless it sets its own."""
+    """The ``defaults:`` section; every task inherits these unless it sets its own (``operator``: key
+    by key)."""
 
     runner: str = "local"
     retries: int | None = None
     retry_delay_seconds: float | None = None
     state: StateSettings | None = None
+    timeout_seconds: float | None = None
+    pool: str | None = None
+    queue: str | None = None
+    operator: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """How a service listens and how long it may take (None: the operator's default)."""
+
+    port: int = 8000
+    health_path: str = "/health"
+    ready_timeout_seconds: float | None = None
+    start_timeout_seconds: float | None = None
 
 
 @dataclass(frozen=True)
 class TaskEntry:
-    """One spout or bolt with the defaults already applied.
+    """One spout, bolt or service with the defaults already applied.
 
     ``input_task`` names the upstream whose committed output this bolt reads; ``input_uri`` is a fixed
     folder instead. ``map_kwargs`` (mapped tasks) holds one complete kwargs mapping per mapped instance.
+    ``platform`` holds the entry's own platform arguments (:meth:`Geniusfile.platform_of` merges them
+    over its runner's); ``service`` names the service this entry is a client of; ``serves`` is set on
+    services only.
     """
 
     name: str
@@ -211,11 +265,23 @@ class TaskEntry:
     state: StateSettings | None = None
     model: ModelRef | None = None
     doc: str | None = None
+    timeout_seconds: float | None = None
+    pool: str | None = None
+    queue: str | None = None
+    operator: Mapping[str, Any] = field(default_factory=dict)
+    platform: Mapping[str, Any] = field(default_factory=dict)
+    service: str | None = None
+    serves: ServiceSettings | None = None
 
     @property
     def where(self) -> str:
-        """The entry's name in error messages: ``spouts.fetch`` or ``bolts.count``."""
-        return f"{self.kind}s.{self.name}"
+        """The entry's name in error messages: ``spouts.fetch``, ``bolts.count``, ``services.serve``."""
+        return f"{_SECTIONS[self.kind]}.{self.name}"
+
+    @property
+    def stop_name(self) -> str:
+        """The task id of a service's stop task (``serve_stop``)."""
+        return self.name + STOP_SUFFIX
 
     @property
     def mapped(self) -> bool:
@@ -223,9 +289,18 @@ class TaskEntry:
 
     @property
     def upstream(self) -> tuple[str, ...]:
-        """Tasks that must finish first: the input task, then ``after``."""
-        first = (self.input_task,) if self.input_task else ()
-        return first + tuple(name for name in self.after if name != self.input_task)
+        """Tasks that must finish first: the input task, the service (its start task), then ``after``."""
+        return tuple(name for name, _ in self.upstream_fields())
+
+    def upstream_fields(self) -> tuple[tuple[str, str], ...]:
+        """Each upstream with the field that names it (``input``, ``service`` or ``after``)."""
+        fields = [(self.input_task, "input"), (self.service, "service")]
+        fields += [(name, "after") for name in self.after]
+        seen: dict[str, str] = {}
+        for name, via in fields:
+            if name and name not in seen:
+                seen[name] = via
+        return tuple(seen.items())
 
 
 @dataclass(frozen=True)
@@ -237,6 +312,10 @@ class Geniusfile:
     defaults: Defaults
     tasks: tuple[TaskEntry, ...]
     source: str | None = None
+    #: ``runners:``: each runner's platform arguments.
+    runners: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: Things worth knowing that are not errors (a service without a client), one line each.
+    notes: tuple[str, ...] = ()
 
     @property
     def spouts(self) -> tuple[TaskEntry, ...]:
@@ -246,6 +325,18 @@ class Geniusfile:
     def bolts(self) -> tuple[TaskEntry, ...]:
         return tuple(t for t in self.tasks if t.kind == "bolt")
 
+    @property
+    def services(self) -> tuple[TaskEntry, ...]:
+        return tuple(t for t in self.tasks if t.kind == "service")
+
+    def clients_of(self, service: str) -> tuple[TaskEntry, ...]:
+        """The spouts and bolts whose ``service`` is ``service``."""
+        return tuple(t for t in self.tasks if t.service == service)
+
+    def platform_of(self, entry: TaskEntry) -> dict[str, Any]:
+        """The entry's platform arguments: its runner's block, then its own ``platform`` key by key."""
+        return {**self.runners.get(entry.runner, {}), **entry.platform}
+
     def task(self, name: str) -> TaskEntry:
         """The task called ``name`` (KeyError if there is none)."""
         for entry in self.tasks:
@@ -254,9 +345,11 @@ class Geniusfile:
         raise KeyError(name)
 
     def summary(self) -> str:
-        """``2 spouts, 1 bolt``."""
-        spouts, bolts = len(self.spouts), len(self.bolts)
-        return f"{spouts} spout{'' if spouts == 1 else 's'}, {bolts} bolt{'' if bolts == 1 else 's'}"
+        """``2 spouts, 1 bolt`` (and ``, 1 service`` when there are services)."""
+        counts = [("spout", len(self.spouts)), ("bolt", len(self.bolts))]
+        if self.services:
+            counts.append(("service", len(self.services)))
+        return ", ".join(f"{n} {what}{'' if n == 1 else 's'}" for what, n in counts)
 
 
 # ---------------------------------------------------------------------- entry points
@@ -313,7 +406,8 @@ def check_task_classes(geniusfile: Geniusfile) -> None:
             cls = load_task_class(entry.class_path)
         except GeniusError as exc:
             raise GeniusfileError(f"{entry.where}.class", str(exc), source=geniusfile.source) from None
-        if cls.kind not in (entry.kind, "task"):
+        # A service may be any kind of task class: serving is what its method does, not its kind.
+        if entry.kind != "service" and cls.kind not in (entry.kind, "task"):
             raise GeniusfileError(
                 f"{entry.where}.class",
                 f"{entry.class_path} is a {cls.kind}; list it under {cls.kind}s",
@@ -342,6 +436,35 @@ def check_task_classes(geniusfile: Geniusfile) -> None:
                 ) from None
 
 
+#: Entry point group of checks ``genius dag validate`` runs after parsing: callables taking a
+#: :class:`Geniusfile` and raising :class:`GeniusfileError`. This package registers the check of
+#: platform and operator arguments against the operators' signatures (``airflow_genius.dag_factory``).
+CHECKS_ENTRY_POINT_GROUP = "genius.geniusfile_checks"
+
+
+def load_geniusfile_checks() -> tuple[list[Callable[[Geniusfile], None]], list[str]]:
+    """The checks registered under :data:`CHECKS_ENTRY_POINT_GROUP`, and a note for each that cannot
+    run here (it needs Airflow, which is not installed) — the core never imports Airflow itself."""
+    from importlib.metadata import entry_points
+
+    checks: list[Callable[[Geniusfile], None]] = []
+    notes: list[str] = []
+    found = entry_points(group=CHECKS_ENTRY_POINT_GROUP)
+    for point in found:
+        try:
+            checks.append(point.load())
+        except ModuleNotFoundError as exc:
+            missing = exc.name or str(exc)
+            if missing != "airflow" and not missing.startswith("airflow."):
+                raise
+            notes.append(f"check {point.name!r} ({point.value}) not run: Airflow is not installed")
+    if not found:
+        notes.append(
+            f"no {CHECKS_ENTRY_POINT_GROUP} entry point is installed: platform arguments not checked"
+        )
+    return checks, notes
+
+
 # ---------------------------------------------------------------------- YAML
 #: Limits of a Geniusfile's YAML, checked before any value is built (real pipelines need a fraction):
 #: its size in bytes, how deep values nest, and how many values it holds once aliases are expanded —
@@ -362,8 +485,16 @@ def _load_yaml(text: str) -> Any:
     except ImportError:
         raise missing_extra("yaml", "yaml") from None
     _check_yaml_size(len(text.encode("utf-8", "surrogatepass")))
+    if yaml.__with_libyaml__:
+        # libyaml scans and parses several times faster (most of a DAG file's parse time); the
+        # composing checks are the same Python code. On any problem the pure-Python loader reads the
+        # text again, so errors keep PyYAML's words and the scanner's own depth check.
+        try:
+            return yaml.load(text, Loader=_strict_loader(fast=True))  # noqa: S506 - a SafeConstructor
+        except (yaml.YAMLError, UnicodeError):
+            pass
     try:
-        return yaml.load(text, Loader=_strict_loader())  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=_strict_loader(fast=False))  # noqa: S506 - a SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "invalid YAML"
@@ -382,21 +513,46 @@ def _yaml_hint(problem: str) -> str:
     return ""
 
 
-@lru_cache(maxsize=1)
-def _strict_loader() -> type:
+@lru_cache(maxsize=2)
+def _strict_loader(*, fast: bool) -> type:
     """A SafeLoader that refuses duplicate keys (PyYAML silently keeps the last one) and, while the
     document is composed (before any value is built), YAML bombs and text that is not Unicode:
     more than :data:`MAX_YAML_VALUES` values counting each alias at its expanded size, an alias used
     inside its own anchor, nesting deeper than :data:`MAX_YAML_DEPTH`, and lone surrogates
     (``"\\ud800"``). Errors name the field's path and the line.
+
+    ``fast``: libyaml's scanner and parser (``CParser``, which stops at 1,000 levels of flow nesting
+    itself) under the same Python composer, constructor and checks.
     """
     import yaml
+    from yaml.composer import Composer
+    from yaml.constructor import SafeConstructor
+    from yaml.resolver import Resolver
 
     from airflow_genius.core.state.values import has_lone_surrogate
 
-    class StrictLoader(yaml.SafeLoader):
+    bases: tuple[type, ...]
+    if fast:
+        from yaml.cyaml import CParser
+
+        # Composer first: its Python compose_node (with the checks below) replaces CParser's C
+        # composer, whose events (check_event/peek_event/get_event) it consumes.
+        bases = (Composer, CParser, SafeConstructor, Resolver)
+
+        def start(loader: Any, stream: Any) -> None:
+            CParser.__init__(loader, stream)
+            SafeConstructor.__init__(loader)
+            Resolver.__init__(loader)
+            Composer.__init__(loader)
+    else:
+        bases = (yaml.SafeLoader,)
+
+        def start(loader: Any, stream: Any) -> None:
+            yaml.SafeLoader.__init__(loader, stream)
+
+    class StrictLoader(*bases):  # type: ignore[misc]
         def __init__(self, stream: Any) -> None:
-            super().__init__(stream)
+            start(self, stream)
             self.values = 0  # values composed so far, each alias counted at its anchor's expanded size
             self.sizes: dict[str, int] = {}  # expanded size of each anchor whose node is complete
             self.path: list[str] = []
@@ -413,6 +569,21 @@ def _strict_loader() -> type:
 
         def compose_node(self, parent: Any, index: Any) -> Any:
             event = self.peek_event()
+            if type(event) is yaml.ScalarEvent and event.anchor is None:
+                # Most nodes: one plain value. The same checks, on the path that parse time goes.
+                if len(self.path) >= MAX_YAML_DEPTH or (
+                    not event.value.isascii() and has_lone_surrogate(event.value)
+                ):
+                    return self.compose_checked(parent, index, event)
+                node = self.compose_scalar_node(None)  # what Composer.compose_node does for it
+                self.values += 1
+                if self.values > MAX_YAML_VALUES:
+                    self.values -= 1
+                    self.count(1, _yaml_step(parent, index), event)  # raises, naming the field
+                return node
+            return self.compose_checked(parent, index, event)
+
+        def compose_checked(self, parent: Any, index: Any, event: Any) -> Any:
             step = _yaml_step(parent, index)
             if isinstance(event, yaml.AliasEvent):
                 size = self.sizes.get(event.anchor)
@@ -506,17 +677,32 @@ class _Parser:
             raise GeniusfileError("dag", "missing; give at least 'dag: {id: my_pipeline}'")
         dag = self.dag(top["dag"])
         self.params = tuple(p.name for p in dag.params)
+        runners = self.runners(top.get("runners"))
         defaults = self.defaults(top.get("defaults"))
         raw = self.entries(top)
         names = {name: kind for kind, entries in raw for name in entries}
+        services = tuple(name for name, kind in names.items() if kind == "service")
         tasks = [
-            self.task(name, kind, body, defaults, names)
+            self.task(name, kind, body, defaults, names, services)
             for kind, entries in raw
             for name, body in entries.items()
         ]
         ordered = _dependency_order(tasks)  # a cycle is reported before what it would confuse
         self.check_inputs(tasks)
-        return Geniusfile(version=version, dag=dag, defaults=defaults, tasks=ordered, source=source)
+        notes = tuple(
+            f"{s.where}: no spout or bolt names it as its 'service'; it starts and is stopped at once"
+            for s in tasks
+            if s.kind == "service" and not any(t.service == s.name for t in tasks)
+        )
+        return Geniusfile(
+            version=version,
+            dag=dag,
+            defaults=defaults,
+            tasks=ordered,
+            source=source,
+            runners=runners,
+            notes=notes,
+        )
 
     # -------------------------------------------------------------- dag
     def dag(self, data: Any) -> DagSettings:
@@ -592,7 +778,46 @@ class _Parser:
             retries=_retries(obj.get("retries"), "defaults.retries"),
             retry_delay_seconds=_seconds(obj.get("retry_delay_seconds"), "defaults.retry_delay_seconds"),
             state=self.state(obj.get("state"), "defaults.state"),
+            timeout_seconds=_timeout(obj.get("timeout_seconds"), "defaults.timeout_seconds"),
+            pool=_name(obj.get("pool"), "defaults.pool"),
+            queue=_name(obj.get("queue"), "defaults.queue"),
+            operator=self.arguments(obj.get("operator"), "defaults.operator"),
         )
+
+    # -------------------------------------------------------------- runners, platform, operator
+    def runners(self, data: Any) -> dict[str, dict[str, Any]]:
+        if data is None:
+            return {}
+        obj = _mapping(data, "runners")
+        for name in obj:
+            _runner(name, f"runners.{name}")
+        return {name: self.arguments(block, f"runners.{name}") for name, block in obj.items()}
+
+    def arguments(self, data: Any, where: str) -> dict[str, Any]:
+        """A mapping of operator arguments (``runners.<r>``, ``platform``, ``operator``): identifier
+        keys the Geniusfile does not set itself, JSON values, ``${VAR}`` expanded in texts. Whether
+        the operator takes them is checked where operators are known (``dag_factory``)."""
+        if data is None:
+            return {}
+        obj = _mapping(data, where)
+        for key in obj:
+            if not isinstance(key, str) or not key.isidentifier() or keyword.iskeyword(key):
+                raise GeniusfileError(where, "every key must be a Python identifier", got=key)
+            if key in GENIUS_ARGUMENTS:
+                owner = GENIUS_ARGUMENTS[key]
+                how = f"use '{owner}'" if owner.isidentifier() else f"it is {owner}"
+                raise GeniusfileError(f"{where}.{key}", f"set by the Geniusfile itself; {how}")
+        _json_value(obj, where)
+        return {key: self.expand_texts(value, f"{where}.{key}") for key, value in obj.items()}
+
+    def expand_texts(self, value: Any, where: str) -> Any:
+        if isinstance(value, str):
+            return self.expand(value, where)
+        if isinstance(value, list):
+            return [self.expand_texts(item, f"{where}[{i}]") for i, item in enumerate(value)]
+        if isinstance(value, dict):
+            return {key: self.expand_texts(item, f"{where}.{key}") for key, item in value.items()}
+        return value
 
     def state(self, data: Any, where: str) -> StateSettings | None:
         if data is None:
@@ -621,7 +846,7 @@ class _Parser:
     def entries(self, top: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
         found: list[tuple[str, dict[str, Any]]] = []
         seen: dict[str, str] = {}
-        for section in ("spouts", "bolts"):
+        for section in ("spouts", "bolts", "services"):
             entries = top.get(section) or {}
             entries = _mapping(entries, section)
             for name in entries:
@@ -632,20 +857,32 @@ class _Parser:
                     raise GeniusfileError(f"{section}.{name}", f"duplicate task name (also in {seen[name]})")
                 seen[name] = section
             found.append((section[:-1], entries))
-        if not seen:
+        for name in top.get("services") or {}:
+            stop = name + STOP_SUFFIX
+            if stop in seen:
+                raise GeniusfileError(
+                    f"services.{name}", f"its stop task {stop!r} has the name of {seen[stop]}.{stop}"
+                )
+        if not any(section != "services" for section in seen.values()):
             raise GeniusfileError("spouts", "a Geniusfile needs at least one spout or bolt")
         return found
 
     def task(
-        self, name: str, kind: str, data: Any, defaults: Defaults, names: Mapping[str, str]
+        self,
+        name: str,
+        kind: str,
+        data: Any,
+        defaults: Defaults,
+        names: Mapping[str, str],
+        services: Sequence[str],
     ) -> TaskEntry:
-        where = f"{kind}s.{name}"
+        where = f"{_SECTIONS[kind]}.{name}"
         obj = _mapping(data, where)
         if kind == "spout" and "input" in obj:
             raise GeniusfileError(
                 f"{where}.input", "a spout ingests data itself and takes no input; make it a bolt"
             )
-        _only(obj, where, _BOLT_KEYS if kind == "bolt" else _SPOUT_KEYS)
+        _only(obj, where, {"spout": _SPOUT_KEYS, "bolt": _BOLT_KEYS, "service": _SERVICE_KEYS}[kind])
         for required in ("class", "method"):
             if required not in obj:
                 raise GeniusfileError(f"{where}.{required}", "missing")
@@ -658,14 +895,13 @@ class _Parser:
         self.check_param_refs(ref.kwargs, f"{where}.kwargs")
 
         input_task = input_uri = None
-        if kind == "bolt":
-            if "input" not in obj:
-                raise GeniusfileError(
-                    f"{where}.input",
-                    "missing; a bolt reads the output of an upstream task (its name) or a folder URI",
-                )
-            others = {other: k for other, k in names.items() if other != name}
-            input_task, input_uri = self.input(obj["input"], f"{where}.input", names, others)
+        if kind == "bolt" and "input" not in obj:
+            raise GeniusfileError(
+                f"{where}.input",
+                "missing; a bolt reads the output of an upstream task (its name) or a folder URI",
+            )
+        if "input" in obj:
+            input_task, input_uri = self.input(obj["input"], f"{where}.input", names, name)
         output_uri = self.data_uri(obj.get("output"), f"{where}.output")
 
         after = obj.get("after", [])
@@ -685,6 +921,14 @@ class _Parser:
                 model_obj["uri"] = self.expand(model_obj["uri"], f"{where}.model.uri")
             with _renamed("model", f"{where}.model"):
                 model = parse_model(model_obj)
+        runner = _runner(obj["runner"], f"{where}.runner") if "runner" in obj else defaults.runner
+        serves = self.serves(obj, where, runner, "runner" in obj) if kind == "service" else None
+        service = None
+        if obj.get("service") is not None:
+            service = obj["service"]
+            if not isinstance(service, str) or service not in services:
+                known = ", ".join(services) or "none; declare it under services"
+                raise GeniusfileError(f"{where}.service", f"unknown service {service!r} (known: {known})")
         return TaskEntry(
             name=name,
             kind=kind,
@@ -697,7 +941,7 @@ class _Parser:
             output_uri=output_uri,
             after=tuple(dict.fromkeys(after)),
             map_kwargs=map_kwargs,
-            runner=_runner(obj["runner"], f"{where}.runner") if "runner" in obj else defaults.runner,
+            runner=runner,
             retries=_retries(obj["retries"], f"{where}.retries") if "retries" in obj else defaults.retries,
             retry_delay_seconds=_seconds(obj["retry_delay_seconds"], f"{where}.retry_delay_seconds")
             if "retry_delay_seconds" in obj
@@ -705,10 +949,41 @@ class _Parser:
             state=state,
             model=model,
             doc=_optional_text(obj, "doc", where),
+            timeout_seconds=_timeout(obj["timeout_seconds"], f"{where}.timeout_seconds")
+            if "timeout_seconds" in obj
+            else defaults.timeout_seconds,
+            pool=_name(obj["pool"], f"{where}.pool") if "pool" in obj else defaults.pool,
+            queue=_name(obj["queue"], f"{where}.queue") if "queue" in obj else defaults.queue,
+            operator={**defaults.operator, **self.arguments(obj.get("operator"), f"{where}.operator")},
+            platform=self.arguments(obj.get("platform"), f"{where}.platform"),
+            service=service,
+            serves=serves,
+        )
+
+    def serves(self, obj: Mapping[str, Any], where: str, runner: str, own_runner: bool) -> ServiceSettings:
+        if runner not in SERVICE_RUNNERS:
+            whose = "" if own_runner else " (from defaults.runner)"
+            raise GeniusfileError(
+                f"{where}.runner",
+                f"runner {runner!r}{whose} has no service operators (use one of {', '.join(SERVICE_RUNNERS)})",
+            )
+        section = {"port": obj.get("port", 8000), "health_path": obj.get("health_path", "/health")}
+        with _renamed("service", where):
+            ref = parse_service_section(section)
+        assert ref is not None  # a section was given
+        return ServiceSettings(
+            port=ref.port,
+            health_path=ref.health_path,
+            ready_timeout_seconds=_timeout(
+                obj.get("ready_timeout_seconds"), f"{where}.ready_timeout_seconds"
+            ),
+            start_timeout_seconds=_timeout(
+                obj.get("start_timeout_seconds"), f"{where}.start_timeout_seconds"
+            ),
         )
 
     def input(
-        self, value: Any, where: str, names: Mapping[str, str], others: Mapping[str, str]
+        self, value: Any, where: str, names: Mapping[str, str], name: str
     ) -> tuple[str | None, str | None]:
         if not isinstance(value, str) or not value.strip():
             raise GeniusfileError(
@@ -719,9 +994,8 @@ class _Parser:
         if value in names:
             return value, None
         if not _looks_like_uri(value):
-            raise GeniusfileError(
-                where, f"unknown upstream {value!r} (known: {', '.join(sorted(others)) or 'none'})"
-            )
+            others = sorted(other for other in names if other != name)
+            raise GeniusfileError(where, f"unknown upstream {value!r} (known: {', '.join(others) or 'none'})")
         return None, self.data_uri(value, where)
 
     def data_uri(self, value: Any, where: str) -> str | None:
@@ -769,6 +1043,12 @@ class _Parser:
             if entry.input_task is None:
                 continue
             upstream = by_name[entry.input_task]
+            if upstream.kind == "service":
+                raise GeniusfileError(
+                    f"{entry.where}.input",
+                    f"{upstream.name!r} is a service and writes no output; to use it, set 'service: "
+                    f"{upstream.name}'",
+                )
             if upstream.output_uri is None:
                 raise GeniusfileError(
                     f"{entry.where}.input",
@@ -829,11 +1109,10 @@ def _dependency_order(tasks: Sequence[TaskEntry]) -> tuple[TaskEntry, ...]:
         if entry.name in done:
             return
         visiting.append(entry.name)
-        for up in entry.upstream:
+        for up, via in entry.upstream_fields():
             if up in visiting:
                 # Shown in data-flow order: each task feeds the next.
                 cycle = [up, *reversed(visiting[visiting.index(up) :])]
-                via = "input" if entry.input_task == up else "after"
                 raise GeniusfileError(f"{entry.where}.{via}", f"cycle: {' -> '.join(cycle)}")
             visit(by_name[up])
         visiting.pop()
@@ -872,9 +1151,9 @@ def _only(obj: Mapping[Any, Any], where: str, known: frozenset[str]) -> None:
             continue
         name = key if isinstance(key, str) else repr(key)
         close = difflib.get_close_matches(name, sorted(known), n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
+        hint = f"; did you mean {close[0]!r}?" if close else ""
         path = f"{where}.{name}" if where else name
-        raise GeniusfileError(path, f"unknown key; {hint}(known: {', '.join(sorted(known))})")
+        raise GeniusfileError(path, f"unknown key{hint} (known: {', '.join(sorted(known))})")
 
 
 def _identifier(value: Any, where: str, *, what: str = "an id") -> str:
@@ -930,17 +1209,30 @@ def _start_date(value: Any) -> datetime | None:
 
 
 def _runner(value: Any, where: str) -> str:
-    if value in RUNNERS:
-        return str(value)
-    if value in PLANNED_RUNNERS:
-        raise GeniusfileError(
-            where, f"runner {value!r} is not available yet (available: {', '.join(RUNNERS)})"
-        )
-    raise GeniusfileError(
-        where,
-        f"unknown runner (available: {', '.join(RUNNERS)}; planned: {', '.join(PLANNED_RUNNERS)})",
-        got=value,
-    )
+    if isinstance(value, str) and value in RUNNERS:
+        return value
+    close = difflib.get_close_matches(str(value), RUNNERS, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise GeniusfileError(where, f"unknown runner{hint} (known: {', '.join(RUNNERS)})", got=value)
+
+
+def _timeout(value: Any, where: str) -> float | None:
+    """Seconds > 0 (a timeout of 0 would fail every run)."""
+    if value is None:
+        return None
+    seconds = _seconds(value, where)
+    if not seconds:
+        raise GeniusfileError(where, "expected a number of seconds > 0", got=value)
+    return seconds
+
+
+def _name(value: Any, where: str) -> str | None:
+    """A pool or queue name: a short text without control characters."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip() or len(value) > 256 or not value.isprintable():
+        raise GeniusfileError(where, "expected a name (a short text)", got=value)
+    return value
 
 
 def _retries(value: Any, where: str) -> int | None:

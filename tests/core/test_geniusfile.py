@@ -158,13 +158,15 @@ MALFORMED = [
     ),
     pytest.param(
         variant("bolts:", "bolt:"),
-        "bolt: unknown key; did you mean 'bolts'? (known: bolts, dag, defaults, spouts, version)",
+        "bolt: unknown key; did you mean 'bolts'? (known: bolts, dag, defaults, runners, services, spouts, "
+        "version)",
         id="unknown-top-key",
     ),
     pytest.param(
         variant("    input: fetch", "    inptu: fetch"),
         "bolts.count.inptu: unknown key; did you mean 'input'? (known: after, args, class, doc, input, "
-        "kwargs, map, method, model, output, retries, retry_delay_seconds, runner, state)",
+        "kwargs, map, method, model, operator, output, platform, pool, queue, retries, retry_delay_seconds, "
+        "runner, service, state, timeout_seconds)",
         id="unknown-task-key",
     ),
     pytest.param(
@@ -228,20 +230,15 @@ MALFORMED = [
         id="bad-task-name",
     ),
     pytest.param(
-        variant("runner: local", "runner: docker"),
-        "defaults.runner: runner 'docker' is not available yet (available: local)",
-        id="planned-runner",
-    ),
-    pytest.param(
-        variant("    retries: 0", "    retries: 0\n    runner: kubernetes"),
-        "bolts.report.runner: runner 'kubernetes' is not available yet (available: local)",
-        id="planned-runner-per-task",
-    ),
-    pytest.param(
         variant("runner: local", "runner: lokal"),
-        "defaults.runner: unknown runner (available: local; planned: batch, docker, ecs, kubernetes, slurm), "
-        "got 'lokal'",
+        "defaults.runner: unknown runner; did you mean 'local'? "
+        "(known: local, docker, kubernetes, ecs, batch, slurm), got 'lokal'",
         id="unknown-runner",
+    ),
+    pytest.param(
+        variant("    retries: 0", "    retries: 0\n    runner: kube"),
+        "bolts.report.runner: unknown runner (known: local, docker, kubernetes, ecs, batch, slurm), got 'kube'",
+        id="unknown-runner-per-task",
     ),
     pytest.param(
         variant("version: 1", "version: 2"),
@@ -378,6 +375,254 @@ def test_check_task_classes_imports_and_binds(old: str, new: str, message: str) 
     assert str(caught.value) == message
 
 
+# ---------------------------------------------------------------------- runners, services, task settings
+PLATFORM = textwrap.dedent(
+    """\
+    version: 1
+    dag: {id: ml}
+    runners:
+      docker: {image: "${IMAGE:-localhost/airflow-genius-runtime:dev}", network_mode: host}
+      slurm: {ssh_conn_id: slurm_default, partition: debug}
+    defaults:
+      runner: docker
+      timeout_seconds: 600
+      pool: genius_pool
+      queue: gpu
+      operator: {priority_weight: 2, owner: data}
+    spouts:
+      fetch:
+        class: airflow_genius.examples.tasks:QuoteSpout
+        method: fetch
+        output: /data/quotes
+        runner: local
+        pool: local_pool
+        operator: {owner: ingest}
+    bolts:
+      ask:
+        class: airflow_genius.examples.tasks:ServiceClient
+        method: call
+        input: fetch
+        service: serve
+        platform: {network_mode: bridge, environment: {MODE: fast}}
+        timeout_seconds: 30
+    services:
+      serve:
+        class: airflow_genius.examples.tasks:EchoService
+        method: serve
+        port: 8001
+        health_path: /ready
+        ready_timeout_seconds: 120
+        start_timeout_seconds: 300
+        runner: slurm
+        queue: cpu
+    """
+)
+
+
+def platform_variant(old: str, new: str) -> str:
+    assert old in PLATFORM, old
+    return PLATFORM.replace(old, new, 1)
+
+
+def test_runners_platform_and_task_settings_merge_over_defaults() -> None:
+    gf = parse(PLATFORM, IMAGE="registry.local/genius:2")
+    fetch, ask, serve = gf.task("fetch"), gf.task("ask"), gf.task("serve")
+    assert gf.runners["docker"] == {"image": "registry.local/genius:2", "network_mode": "host"}  # ${IMAGE}
+    assert (fetch.runner, ask.runner, serve.runner) == ("local", "docker", "slurm")
+    # a step's platform merges over its runner's block, key by key
+    assert gf.platform_of(ask) == {
+        "image": "registry.local/genius:2",
+        "network_mode": "bridge",
+        "environment": {"MODE": "fast"},
+    }
+    assert ask.platform == {"network_mode": "bridge", "environment": {"MODE": "fast"}}
+    assert gf.platform_of(serve) == {"ssh_conn_id": "slurm_default", "partition": "debug"}
+    assert gf.platform_of(fetch) == {}  # no runners.local block
+    # timeout, pool, queue: the step's own value, else the default; operator: merged key by key
+    assert (fetch.timeout_seconds, fetch.pool, fetch.queue) == (600.0, "local_pool", "gpu")
+    assert (ask.timeout_seconds, ask.pool, ask.queue) == (30.0, "genius_pool", "gpu")
+    assert serve.queue == "cpu"
+    assert fetch.operator == {"priority_weight": 2, "owner": "ingest"}
+    assert ask.operator == {"priority_weight": 2, "owner": "data"}
+    assert gf.defaults.operator == {"priority_weight": 2, "owner": "data"}
+
+
+def test_services_their_clients_and_notes() -> None:
+    gf = parse(PLATFORM)
+    serve, ask = gf.task("serve"), gf.task("ask")
+    assert serve.kind == "service" and serve.where == "services.serve" and serve.stop_name == "serve_stop"
+    assert serve.serves is not None
+    assert (serve.serves.port, serve.serves.health_path) == (8001, "/ready")
+    assert (serve.serves.ready_timeout_seconds, serve.serves.start_timeout_seconds) == (120.0, 300.0)
+    # a client runs after its service is up (and after its input)
+    assert ask.service == "serve" and ask.upstream == ("fetch", "serve")
+    assert [t.name for t in gf.tasks] == ["fetch", "serve", "ask"]
+    assert gf.services == (serve,) and gf.clients_of("serve") == (ask,)
+    assert gf.summary() == "1 spout, 1 bolt, 1 service" and gf.notes == ()
+    # a service nobody uses is allowed, with a note
+    lonely = parse(platform_variant("    service: serve\n", ""))
+    assert lonely.notes == (
+        "services.serve: no spout or bolt names it as its 'service'; it starts and is stopped at once",
+    )
+    defaults = parse(platform_variant("    port: 8001\n    health_path: /ready\n", "")).task("serve").serves
+    assert defaults is not None and (defaults.port, defaults.health_path) == (8000, "/health")
+
+
+PLATFORM_ERRORS = [
+    pytest.param(
+        platform_variant("  slurm: {", "  slurmm: {"),
+        "runners.slurmm: unknown runner; did you mean 'slurm'? (known: local, docker, kubernetes, ecs, batch, "
+        "slurm), got 'slurmm'",
+        id="unknown-runner-block",
+    ),
+    pytest.param(
+        platform_variant("network_mode: bridge,", "task_class: x,"),
+        "bolts.ask.platform.task_class: set by the Geniusfile itself; use 'class'",
+        id="platform-genius-argument",
+    ),
+    pytest.param(
+        platform_variant("partition: debug}", "partition: debug, execution_timeout: 5}"),
+        "runners.slurm.execution_timeout: set by the Geniusfile itself; use 'timeout_seconds'",
+        id="runner-block-task-argument",
+    ),
+    pytest.param(
+        platform_variant("{priority_weight: 2, owner: data}", "{priority_weight: 2, task_id: x}"),
+        "defaults.operator.task_id: set by the Geniusfile itself; it is the entry's name",
+        id="operator-task-id",
+    ),
+    pytest.param(
+        platform_variant("operator: {owner: ingest}", "operator: {retries: 3}"),
+        "spouts.fetch.operator.retries: set by the Geniusfile itself; use 'retries'",
+        id="operator-retries",
+    ),
+    pytest.param(
+        platform_variant("environment: {MODE: fast}", "2bad: 1"),
+        "bolts.ask.platform: every key must be a Python identifier, got '2bad'",
+        id="platform-key",
+    ),
+    pytest.param(
+        platform_variant("network_mode: bridge,", "since: 2024-01-01,"),
+        "bolts.ask.platform.since: expected text, a number, true/false, null, a list or a mapping; quote dates "
+        "and times, got datetime.date(2024, 1, 1)",
+        id="platform-value",
+    ),
+    pytest.param(
+        platform_variant("network_mode: bridge", "network_mode: '${NO_SUCH_NETWORK}'"),
+        "bolts.ask.platform.network_mode: environment variable 'NO_SUCH_NETWORK' is not set "
+        "(write ${NO_SUCH_NETWORK:-default} to give a default)",
+        id="platform-env",
+    ),
+    pytest.param(
+        platform_variant("platform: {", "platform: [").replace("fast}}", "fast}]"),
+        "bolts.ask.platform: expected a mapping (key: value lines), got [{'network_mode': 'bridge'}, "
+        "{'environment': {'MODE': 'fast'}}]",
+        id="platform-not-mapping",
+    ),
+    pytest.param(
+        platform_variant("timeout_seconds: 30", "timeout_seconds: 0"),
+        "bolts.ask.timeout_seconds: expected a number of seconds > 0, got 0",
+        id="timeout-zero",
+    ),
+    pytest.param(
+        platform_variant("timeout_seconds: 600", "timeout_seconds: ten minutes"),
+        "defaults.timeout_seconds: expected a number of seconds >= 0, got 'ten minutes'",
+        id="timeout-text",
+    ),
+    pytest.param(
+        platform_variant("pool: local_pool", "pool: ''"),
+        "spouts.fetch.pool: expected a name (a short text), got ''",
+        id="pool-empty",
+    ),
+    pytest.param(
+        platform_variant("queue: gpu", "queue: [gpu]"),
+        "defaults.queue: expected a name (a short text), got ['gpu']",
+        id="queue-list",
+    ),
+    pytest.param(
+        platform_variant("service: serve", "service: serv"),
+        "bolts.ask.service: unknown service 'serv' (known: serve)",
+        id="unknown-service",
+    ),
+    pytest.param(
+        platform_variant("runner: slurm", "runner: batch"),
+        "services.serve.runner: runner 'batch' has no service operators "
+        "(use one of local, docker, kubernetes, ecs, slurm)",
+        id="service-on-batch",
+    ),
+    pytest.param(
+        platform_variant("    runner: slurm\n", "").replace("runner: docker", "runner: batch"),
+        "services.serve.runner: runner 'batch' (from defaults.runner) has no service operators "
+        "(use one of local, docker, kubernetes, ecs, slurm)",
+        id="service-on-default-batch",
+    ),
+    pytest.param(
+        platform_variant("    queue: cpu\n", "    queue: cpu\n    after: ask\n"),
+        "services.serve.after: cycle: ask -> serve -> ask",
+        id="cycle-through-service",
+    ),
+    pytest.param(
+        platform_variant("  ask:", "  serve_stop:"),
+        "services.serve: its stop task 'serve_stop' has the name of bolts.serve_stop",
+        id="stop-name-clash",
+    ),
+    pytest.param(
+        platform_variant("input: fetch", "input: serve"),
+        "bolts.ask.input: 'serve' is a service and writes no output; to use it, set 'service: serve'",
+        id="service-as-input",
+    ),
+    pytest.param(
+        platform_variant("port: 8001", "port: 80000"),
+        "services.serve.port: expected a TCP port (1-65535), got 80000",
+        id="service-port",
+    ),
+    pytest.param(
+        platform_variant("health_path: /ready", "health_path: ready"),
+        "services.serve.health_path: expected a URL path starting with '/' (no spaces, no '?#'), got 'ready'",
+        id="service-health-path",
+    ),
+    pytest.param(
+        platform_variant("ready_timeout_seconds: 120", "ready_timeout_seconds: -1"),
+        "services.serve.ready_timeout_seconds: expected a number of seconds >= 0, got -1",
+        id="service-ready-timeout",
+    ),
+    pytest.param(
+        platform_variant("    queue: cpu\n", "    queue: cpu\n    map: {kwargs: [{a: 1}]}\n"),
+        "services.serve.map: unknown key (known: after, args, class, doc, health_path, input, kwargs, method, "
+        "model, operator, platform, pool, port, queue, ready_timeout_seconds, retries, retry_delay_seconds, "
+        "runner, start_timeout_seconds, state, timeout_seconds)",
+        id="service-map",
+    ),
+    pytest.param(
+        platform_variant("    queue: cpu\n", "    queue: cpu\n    service: serve\n"),
+        "services.serve.service: unknown key (known: after, args, class, doc, "
+        "health_path, input, kwargs, method, model, operator, platform, pool, port, queue, ready_timeout_seconds, "
+        "retries, retry_delay_seconds, runner, start_timeout_seconds, state, timeout_seconds)",
+        id="service-of-service",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), PLATFORM_ERRORS)
+def test_runner_service_and_task_setting_errors_are_one_line(text: str, message: str) -> None:
+    with pytest.raises(GeniusfileError) as caught:
+        parse(text)
+    assert str(caught.value) == message
+    assert "\n" not in str(caught.value)
+
+
+def test_a_file_of_services_only_still_needs_a_spout_or_bolt() -> None:
+    text = "version: 1\ndag: {id: x}\nservices:\n  s: {class: 'airflow_genius.examples.tasks:EchoService', method: serve}\n"
+    with pytest.raises(GeniusfileError, match=r"^spouts: a Geniusfile needs at least one spout or bolt$"):
+        parse(text)
+
+
+def test_check_task_classes_accepts_any_class_kind_for_a_service() -> None:
+    check_task_classes(parse(PLATFORM))  # EchoService is a Task; ServiceClient too
+    with pytest.raises(GeniusfileError) as caught:
+        check_task_classes(parse(platform_variant("method: serve", "method: sreve")))
+    assert str(caught.value).startswith("services.serve.method: EchoService has no task method 'sreve'")
+
+
 # ---------------------------------------------------------------------- genius dag validate
 def genius(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -435,8 +680,11 @@ def test_validate_missing_file_empty_folder_and_usage(tmp_path: Path) -> None:
     assert "validate" in genius("dag", "--help").stdout
 
 
-def test_validate_runs_without_airflow() -> None:
-    # `import airflow` fails in the child as on a lean image; validation must not need it.
+def test_validate_runs_without_airflow(tmp_path: Path) -> None:
+    # `import airflow` fails in the child as on a lean image; validation must not need it. The check of
+    # platform arguments (an entry point that needs Airflow) is then skipped, with a note on stderr.
+    lonely = tmp_path / "ml.genius.yaml"
+    lonely.write_text(platform_variant("    service: serve\n", ""))
     child = textwrap.dedent(
         f"""
         import sys
@@ -448,11 +696,20 @@ def test_validate_runs_without_airflow() -> None:
 
         sys.meta_path.insert(0, NoAirflow())
         from airflow_genius.core.cli import main
-        code = main(["dag", "validate", {str(EXAMPLE)!r}])
+        code = main(["dag", "validate", {str(EXAMPLE)!r}, {str(lonely)!r}])
         assert not [m for m in sys.modules if m == "airflow" or m.startswith("airflow.")]
         sys.exit(code)
         """
     )
     done = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("OK ")
+    assert done.stdout.splitlines() == [
+        f"OK {EXAMPLE}: 1 spout, 2 bolts",
+        f"OK {lonely}: 1 spout, 1 bolt, 1 service",
+    ]
+    assert done.stderr.splitlines() == [
+        "note: check 'platform_arguments' (airflow_genius.dag_factory:check_platform_arguments) not run: "
+        "Airflow is not installed",
+        f"note: {lonely}: services.serve: no spout or bolt names it as its 'service'; it starts and is "
+        "stopped at once",
+    ]

@@ -4,9 +4,12 @@ What it adds (Airflow ≥ 3.1 plugin API):
 
 * ``fastapi_apps``: the app of :mod:`~airflow_genius.plugins.dashboard_app` at ``/genius`` —
   ``/genius/`` (HTML list, ``?dag_id=&task_id=&status=&limit=``), ``/genius/record?dag_id=&task_id=
-  &run_id=&map_index=`` (one record), ``/genius/api/records`` and ``/genius/api/record`` (JSON).
+  &run_id=&map_index=`` (one record), ``/genius/run?dag_id=&run_id=`` (one DAG run, benchmark charts),
+  ``/genius/task?dag_id=&task_id=`` (one task across runs, history and stream window charts),
+  ``/genius/api/records`` and ``/genius/api/record`` (JSON).
 * ``external_views``: a **Genius** entry in the UI's *Browse* menu (the list, inside the Airflow UI at
-  ``/plugin/genius``) and a **Genius record** tab on every task instance page.
+  ``/plugin/genius``), a **Genius record** tab on every task instance page, a **Genius run** tab on
+  every DAG run page and a **Genius task** tab on every task page.
 
 Callers must be logged in to Airflow (the UI's ``_token`` cookie or an ``Authorization: Bearer`` token,
 exactly like the REST API) and only see records of DAGs whose task instances they may read.
@@ -177,5 +180,17 @@ class GeniusDashboardPlugin(AirflowPlugin):
             "&map_index={MAP_INDEX}",
             "url_route": "genius_record",
             "destination": "task_instance",
+        },
+        {
+            "name": "Genius run",
+            "href": f"{URL_PREFIX}/run?dag_id={{DAG_ID}}&run_id={{RUN_ID}}",
+            "url_route": "genius_run",
+            "destination": "dag_run",
+        },
+        {
+            "name": "Genius task",
+            "href": f"{URL_PREFIX}/task?dag_id={{DAG_ID}}&task_id={{TASK_ID}}",
+            "url_route": "genius_task",
+            "destination": "task",
         },
     ]

@@ -9,6 +9,8 @@ the Airflow user dependency and the DAG-permission filter. On its own (tests, a 
     app = create_app(lambda: [Store("local", lambda: open_state("sqlite:///.genius/state.db"))])
     # uvicorn.run(app)  ->  /            HTML list, filter with ?dag_id=&task_id=&status=&limit=
     #                        /record      one run key: ?dag_id=&task_id=&run_id=&map_index=
+    #                        /run         one DAG run, with its benchmark charts: ?dag_id=&run_id=
+    #                        /task        one task across runs, with its charts: ?dag_id=&task_id=&limit=
     #                        /api/records and /api/record: the same as JSON
 
 Every store is opened per request and closed after it; a store that fails is reported on the page (and in
@@ -23,7 +25,6 @@ import json
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
@@ -31,6 +32,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
+from airflow_genius.core.report import instant
 from airflow_genius.core.state import RunKey, RunRecord, StateManager, Status
 from airflow_genius.core.state.base import utcnow
 from airflow_genius.plugins import dashboard_html as html
@@ -149,16 +151,8 @@ def collect(stores: Sequence[Store], filters: Filters) -> tuple[list[Row], list[
             continue
         rows.extend(Row(store.label, record) for record in found)
         reports.append(StoreReport(store.label, count=len(found)))
-    rows.sort(key=lambda row: _instant(row.record.updated_at), reverse=True)
+    rows.sort(key=lambda row: instant(row.record.updated_at), reverse=True)
     return rows[: filters.limit], reports
-
-
-def _instant(moment: datetime) -> float:
-    """A sort key for any stored time (naive ones read as local time, like ``datetime`` does)."""
-    try:
-        return moment.timestamp()
-    except (AttributeError, OverflowError, ValueError, OSError):
-        return 0.0
 
 
 def find(stores: Sequence[Store], key: RunKey) -> tuple[list[Row], list[StoreReport]]:
@@ -236,6 +230,12 @@ def parse_id(name: str, text: str | None, *, required: bool = False) -> str | No
     if len(text) > MAX_ID_CHARS or _CONTROL.search(text):
         raise bad_parameter(name, f"expected at most {MAX_ID_CHARS} characters, no control characters", text)
     return text
+
+
+def not_found(what: str, reports: Sequence[StoreReport]) -> HTTPException:
+    """HTTP 404 saying what is missing, and which stores could not be read."""
+    broken = [f"{r.label}: {r.error}" for r in reports if r.error]
+    return HTTPException(404, what + (f" (unavailable: {'; '.join(broken)})" if broken else ""))
 
 
 def _short_error(exc: BaseException) -> str:
@@ -361,9 +361,7 @@ def create_app(
         rows, reports = find(stores(), key)
         rows = permitted(caller, rows)
         if not rows:
-            broken = [f"{r.label}: {r.error}" for r in reports if r.error]
-            detail = f"no run record for {key}" + (f" (unavailable: {'; '.join(broken)})" if broken else "")
-            raise HTTPException(404, detail)
+            raise not_found(f"no run record for {key}", reports)
         return rows
 
     @app.get("/record", response_class=HTMLResponse)
@@ -377,6 +375,40 @@ def create_app(
     ) -> HTMLResponse:
         rows = lookup(caller, dag_id, task_id, run_id, map_index)
         return html_response(html.record_page(rows, base=mount_path(request), airflow_url=airflow_url))
+
+    @app.get("/run", response_class=HTMLResponse)
+    def run_html(
+        caller: Caller, request: Request, dag_id: str | None = None, run_id: str | None = None
+    ) -> HTMLResponse:
+        dag = str(parse_id("dag_id", dag_id, required=True))
+        run = str(parse_id("run_id", run_id, required=True))
+        rows, reports = collect(stores(), Filters(dag_id=dag, limit=MAX_LIMIT))
+        rows = permitted(caller, [row for row in rows if row.record.key.run_id == run])
+        if not rows:
+            raise not_found(f"no run records for run {run!r} of DAG {dag!r}", reports)
+        text = html.run_page(
+            rows, reports, dag_id=dag, run_id=run, base=mount_path(request), airflow_url=airflow_url
+        )
+        return html_response(text)
+
+    @app.get("/task", response_class=HTMLResponse)
+    def task_html(
+        caller: Caller,
+        request: Request,
+        dag_id: str | None = None,
+        task_id: str | None = None,
+        limit: str | None = None,
+    ) -> HTMLResponse:
+        dag = str(parse_id("dag_id", dag_id, required=True))
+        task = str(parse_id("task_id", task_id, required=True))
+        rows, reports = collect(stores(), Filters(dag_id=dag, task_id=task, limit=parse_limit(limit)))
+        rows = permitted(caller, rows)
+        if not rows:
+            raise not_found(f"no run records for task {task!r} of DAG {dag!r}", reports)
+        text = html.task_page(
+            rows, reports, dag_id=dag, task_id=task, base=mount_path(request), airflow_url=airflow_url
+        )
+        return html_response(text)
 
     @app.get("/api/record")
     def record_json(

@@ -3,7 +3,10 @@
 Every value that comes from a run record is escaped (task code controls results, errors and metrics)
 and made printable: control characters and lone surrogates are written as escapes (``\\x00``,
 ``\\ud800``), values nested deeper than :data:`MAX_DEPTH` are cut, and a record that still cannot be shown
-becomes one row saying so — it never takes the page down.
+becomes one row saying so — it never takes the page down. Pages: the list (:func:`records_page`), one
+record (:func:`record_page`), one DAG run with its benchmark charts (:func:`run_page`) and one task
+across runs with its history and stream window charts (:func:`task_page`); the charts are inline SVG
+from :mod:`airflow_genius.core.report`, and a chart that cannot be drawn becomes a note.
 A GET form filters, ``<details>`` folds history and tracebacks, status is written as text (colour only
 repeats it), tables have captions and header scopes, and the page follows the browser's light/dark
 preference. The one script: inside the Airflow UI the page sits in a sandboxed iframe that may not
@@ -17,15 +20,15 @@ navigate the top window, so links to Airflow pages (``data-airflow``) are handed
 
 from __future__ import annotations
 
-import html
 import json
 import math
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
+from airflow_genius.core import report
+from airflow_genius.core.charts import CHART_STYLE, escape
 from airflow_genius.core.state import Status
 
 if TYPE_CHECKING:
@@ -42,8 +45,6 @@ INLINE_ITEMS = 20
 DETAIL_ITEMS = 1000
 #: Larger integers are shown as a note: ``str()`` refuses integers of more than 4,300 digits.
 _MAX_INT_BITS = 14_000
-#: Control characters (but tab and newline) and DEL: shown as ``\xNN``.
-_UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 _STYLE = """
 :root { color-scheme: light dark; --fg:#1b1f24; --bg:#fff; --muted:#57606a; --line:#d0d7de;
@@ -95,18 +96,6 @@ _MARK = {
 }
 
 
-def escape(value: object) -> str:
-    """``value`` as HTML text (quotes escaped too) that every browser shows as stored: control characters
-    and lone surrogates are written as Python escapes, so the page is always valid UTF-8.
-
-    >>> escape("<b>\\ud800\\x00'")
-    '&lt;b&gt;\\\\ud800\\\\x00&#x27;'
-    """
-    text = value if isinstance(value, str) else str(value)
-    text = _UNPRINTABLE.sub(lambda match: f"\\x{ord(match.group()):02x}", text)
-    return html.escape(text.encode("utf-8", "backslashreplace").decode("utf-8"))
-
-
 def displayable(value: Any, depth: int = 0) -> Any:
     """``value`` as plain JSON that any encoder takes: NaN/Infinity and huge integers as text, mapping
     keys as text, other objects as their ``str()``, nesting cut at :data:`MAX_DEPTH`. Strings are kept as
@@ -136,7 +125,7 @@ def page(title: str, body: str, *, status_code_note: str = "") -> str:
     return (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-        f"<title>{escape(title)}</title><style>{_STYLE}</style></head>"
+        f"<title>{escape(title)}</title><style>{_STYLE}{CHART_STYLE}</style></head>"
         f"<body><main>{note}{body}</main><script>{_SCRIPT}</script></body></html>"
     )
 
@@ -291,6 +280,23 @@ def records_page(
     ``airflow_url(key)`` gives the Airflow UI link of a record's task instance.
     """
     codes = store_codes(stores)
+    caption = (
+        f"{len(rows)} record(s), most recently updated first"
+        f" (JSON: <a href='{escape(base)}/api/records?{escape(filters.query())}'>api/records</a>)"
+    )
+    body = (
+        "<h1>Genius run records</h1>"
+        f"{_filter_form(filters, base + '/')}"
+        f"{_stores_list(stores, codes)}"
+        f"{records_table(rows, codes, caption, base=base, airflow_url=airflow_url)}"
+    )
+    return page("Genius run records", body)
+
+
+def records_table(
+    rows: Sequence[Row], codes: Mapping[str, str], caption: str, *, base: str, airflow_url: Any
+) -> str:
+    """The table of run records (``caption`` is HTML, already escaped)."""
     body_rows = "".join(
         _table_row(row, code=codes.get(row.store, "?"), base=base, airflow_url=airflow_url) for row in rows
     )
@@ -310,15 +316,88 @@ def records_page(
         "Error · result",
     )
     head = "".join(f"<th scope='col'>{h}</th>" for h in headers)
-    body = (
-        "<h1>Genius run records</h1>"
-        f"{_filter_form(filters, base + '/')}"
-        f"{_stores_list(stores, codes)}"
-        f"<table><caption>{len(rows)} record(s), most recently updated first"
-        f" (JSON: <a href='{escape(base)}/api/records?{escape(filters.query())}'>api/records</a>)</caption>"
-        f"<thead><tr>{head}</tr></thead><tbody>{body_rows}</tbody></table>"
+    return (
+        f"<table><caption>{caption}</caption><thead><tr>{head}</tr></thead><tbody>{body_rows}</tbody></table>"
     )
-    return page("Genius run records", body)
+
+
+def run_href(base: str, dag_id: str, run_id: str) -> str:
+    """Dashboard URL of one DAG run's page."""
+    query = urlencode({"dag_id": dag_id, "run_id": run_id}, errors="backslashreplace")
+    return f"{base}/run?{query}"
+
+
+def task_href(base: str, dag_id: str, task_id: str) -> str:
+    """Dashboard URL of one task's page (its runs across DAG runs)."""
+    query = urlencode({"dag_id": dag_id, "task_id": task_id}, errors="backslashreplace")
+    return f"{base}/task?{query}"
+
+
+def _charts_section(label: str, charts: str) -> str:
+    """A titled section of charts (empty when there is no chart)."""
+    if not charts:
+        return ""
+    return f"<section aria-label='{escape(label)}'><h2>{escape(label)}</h2>{charts}</section>"
+
+
+def _chart_or_note(draw: Any, rows: Sequence[Row]) -> str:
+    """``draw(records)``; a failure becomes a note (one odd record must not take the page down)."""
+    try:
+        return str(draw([row.record for row in rows]))
+    except Exception as exc:
+        return f"<p>The chart cannot be drawn ({escape(type(exc).__name__)}: {escape(str(exc)[:200])})</p>"
+
+
+def run_page(
+    rows: Sequence[Row],
+    stores: Sequence[StoreReport],
+    *,
+    dag_id: str,
+    run_id: str,
+    base: str,
+    airflow_url: Any,
+) -> str:
+    """One DAG run: the benchmark charts when it has clients (records with ``latency_p50_ms``), then
+    its records (every store)."""
+    codes = store_codes(stores)
+    benchmark = _chart_or_note(report.benchmark_charts, rows)
+    caption = f"{len(rows)} record(s) of this run, most recently updated first"
+    body = (
+        f"<p><a href='{escape(base)}/'>← all run records</a></p>"
+        f"<h1>Run {escape(run_id)} · {escape(dag_id)}</h1>"
+        f"{_stores_list(stores, codes)}"
+        f"{_charts_section('Benchmark', benchmark)}"
+        f"{records_table(rows, codes, caption, base=base, airflow_url=airflow_url)}"
+    )
+    return page(f"Genius run {dag_id} {run_id}", body)
+
+
+def task_page(
+    rows: Sequence[Row],
+    stores: Sequence[StoreReport],
+    *,
+    dag_id: str,
+    task_id: str,
+    base: str,
+    airflow_url: Any,
+) -> str:
+    """One task across its recent runs: duration and numeric metrics as lines, the stream windows'
+    throughput for a stream task, then its records."""
+    codes = store_codes(stores)
+    history = _chart_or_note(report.history_charts, rows)
+    windows = ""
+    if report.is_stream(row.record for row in rows):
+        windows = _chart_or_note(report.window_chart, rows)
+    caption = f"{len(rows)} record(s) of this task, most recently updated first"
+    body = (
+        f"<p><a href='{escape(base)}/'>← all run records</a></p>"
+        f"<h1>Task {escape(task_id)} · {escape(dag_id)}</h1>"
+        f"{_stores_list(stores, codes)}"
+        f"{_charts_section('Across runs', history)}"
+        f"{_charts_section('Stream windows', windows)}"
+        f"{records_table(rows, codes, caption, base=base, airflow_url=airflow_url)}"
+    )
+    return page(f"Genius task {dag_id} {task_id}", body)
 
 
 def _table_row(row: Row, *, code: str, base: str, airflow_url: Any) -> str:
@@ -336,8 +415,10 @@ def _table_cells(row: Row, *, code: str, base: str, airflow_url: Any) -> tuple[s
     outcome = fmt_error(record.error) if record.error else fmt_json(record.result)
     cells = (
         f"<abbr title='{escape(row.store)}'>{code}</abbr>",
-        f"{escape(key.dag_id)} · {escape(key.task_id)}{mapped}",
+        f"{escape(key.dag_id)} · {escape(key.task_id)}{mapped}"
+        f"<br><a href='{escape(task_href(base, key.dag_id, key.task_id))}'>task across runs</a>",
         f"<a href='{escape(record_href(base, row))}'>{escape(key.run_id)}</a>"
+        f"<br><a href='{escape(run_href(base, key.dag_id, key.run_id))}'>whole run</a>"
         f"<br>{airflow_link(airflow_url(key), 'task instance in Airflow')}",
         fmt_status(record.status),
         str(record.try_number),
@@ -356,7 +437,12 @@ def record_page(rows: Sequence[Row], *, base: str, airflow_url: Any) -> str:
     sections = "".join(_record_section(row, airflow_url=airflow_url) for row in rows)
     key = rows[0].record.key
     title = str(key)
-    body = f"<p><a href='{escape(base)}/'>← all run records</a></p><h1>{escape(title)}</h1>{sections}"
+    links = (
+        f"<p><a href='{escape(base)}/'>← all run records</a>"
+        f" · <a href='{escape(run_href(base, key.dag_id, key.run_id))}'>this DAG run</a>"
+        f" · <a href='{escape(task_href(base, key.dag_id, key.task_id))}'>this task across runs</a></p>"
+    )
+    body = f"{links}<h1>{escape(title)}</h1>{sections}"
     return page(f"Genius record {title}", body)
 
 

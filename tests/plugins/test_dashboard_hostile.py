@@ -116,6 +116,11 @@ def test_every_view_renders_a_hostile_record_beside_the_good_ones(
 
     query = {"dag_id": HOSTILE.dag_id, "task_id": HOSTILE.task_id, "run_id": HOSTILE.run_id}
     assert client.get("/record", params=query).status_code == 200
+    for view, params in (("/run", {"dag_id": "etl", "run_id": "manual__1"}), ("/task", query)):
+        charted = client.get(view, params=params)  # the charts of a run and of a task take any record
+        assert charted.status_code == 200 and HOSTILE.task_id in charted.text, view
+        assert "cannot be drawn" not in charted.text
+        charted.content.decode("utf-8")
     one = client.get("/api/record", params=query)
     assert one.status_code == 200 and json.loads(one.text)["records"][0]["task_id"] == "count"
     assert snapshot(redis_store) == before  # the views only read

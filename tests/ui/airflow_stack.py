@@ -163,6 +163,14 @@ class AirflowStack:
         except (urllib.error.URLError, ConnectionError, TimeoutError, json.JSONDecodeError):
             return None
 
+    def finished_run(self, token: str, dag_id: str, match: Any) -> dict[str, Any] | None:
+        """The newest run of ``dag_id`` for which ``match(run)`` holds, once it succeeded or failed."""
+        runs = self.api(f"/api/v2/dags/{dag_id}/dagRuns?order_by=-run_after", token) or {}
+        for run in runs.get("dag_runs", []):
+            if match(run) and run["state"] in ("success", "failed"):
+                return dict(run)
+        return None
+
     def wait_for(self, check: Any, timeout: float, what: str) -> Any:
         """Poll ``check()`` every second until it returns something truthy; fail with the logs."""
         return self._wait(check, timeout, what)

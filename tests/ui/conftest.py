@@ -1,4 +1,5 @@
-"""Fixtures of the browser tests: one real Airflow stack per module, one headless chromium, artifacts.
+"""Fixtures of the browser tests: one real Airflow stack per session (every UI test module shares it),
+one headless chromium, artifacts.
 
 Needs Debian's chromium at /usr/bin/chromium and the ``playwright`` Python package (no browser download:
 Playwright drives the system chromium). ``scripts/rig/browser.sh`` installs both. A missing piece fails
@@ -38,7 +39,7 @@ DAG_FILES = (ROOT / "dags_examples" / "genius_batch_pipeline.py", Path(__file__)
 UI_TIMEOUT_MS = 90_000
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def artifacts() -> Path:
     """Where screenshots go: ``.genius/artifacts/ui/<time>/`` (git-ignored); printed for the developer."""
     folder = ROOT / ".genius" / "artifacts" / "ui" / time.strftime("%Y%m%d-%H%M%S")
@@ -47,9 +48,9 @@ def artifacts() -> Path:
     return folder
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def redis_store(redis_url: str) -> Iterator[str]:
-    """A Redis state store URI with a prefix unique to this module (its records deleted afterwards)."""
+    """A Redis state store URI with a prefix unique to this session (its records deleted afterwards)."""
     from airflow_genius.core.state import open_state
 
     uri = f"{redis_url}?prefix=ui{uuid.uuid4().hex[:10]}"
@@ -59,7 +60,7 @@ def redis_store(redis_url: str) -> Iterator[str]:
             state.delete_run(record.key)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def stack(
     tmp_path_factory: pytest.TempPathFactory, redis_store: str, artifacts: Path
 ) -> Iterator[AirflowStack]:
@@ -72,9 +73,12 @@ def stack(
         for path in sorted(source.glob("*.py")) if source.is_dir() else [source]:
             (dags / path.name).symlink_to(path)
     sqlite_store = f"sqlite:///{home}/genius/state.db"
-    stack = AirflowStack(
-        home, dags, extra_env={"AIRFLOW__GENIUS__DASHBOARD_STATE_URIS": f"{sqlite_store}, {redis_store}"}
-    )
+    extra_env = {
+        "AIRFLOW__GENIUS__DASHBOARD_STATE_URIS": f"{sqlite_store}, {redis_store}",
+        # tests/ holds genius_samples (the task classes of the test DAGs)
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "tests"), os.environ.get("PYTHONPATH")])),
+    }
+    stack = AirflowStack(home, dags, extra_env=extra_env)
     try:
         stack.start()
         yield stack
@@ -86,9 +90,15 @@ def stack(
                 shutil.copy(log, artifacts / f"{name}.log")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
+def token(stack: AirflowStack) -> str:
+    """A JWT for the stack's REST API."""
+    return stack.token()
+
+
+@pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
-    """Headless Debian chromium driven by Playwright (one per module)."""
+    """Headless Debian chromium driven by Playwright (one per session)."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
@@ -103,7 +113,7 @@ def browser() -> Iterator[Any]:
             chromium.close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def page(browser: Any, stack: AirflowStack) -> Iterator[Any]:
     """A browser page logged in to the stack through the SimpleAuthManager login form."""
     from playwright.sync_api import expect

@@ -1,7 +1,7 @@
 """The Airflow 3 UI in a real browser: trigger the example DAG through its Params form, then read the run
 records in the Genius dashboard (SQLite and Redis stores), its task instance tab and its extra link.
 
-One stack (api-server, scheduler, dag-processor; LocalExecutor) and one headless chromium per module.
+One stack (api-server, scheduler, dag-processor; LocalExecutor) and one headless chromium per session.
 Screenshots land in ``.genius/artifacts/ui/<time>/`` (the path is printed; ``pytest -s`` shows it).
 
     .venv/bin/pytest tests/ui -m ui -s
@@ -40,11 +40,6 @@ def expect(target: Any) -> Any:
 
 
 @pytest.fixture(scope="module")
-def token(stack: AirflowStack) -> str:
-    return stack.token()
-
-
-@pytest.fixture(scope="module")
 def redis_record(redis_store: str) -> RunKey:
     """A FAILED record with metrics and a stream window, written straight into the Redis store."""
     key = RunKey("genius_redis_probe", "window_bolt", f"scheduled__{uuid.uuid4().hex[:8]}")
@@ -54,14 +49,6 @@ def redis_record(redis_store: str) -> RunKey:
         error = {"type": "KeyError", "message": "missing field 'text'", "traceback": "Traceback (probe)"}
         state.finish_run(key, Status.FAILED, try_number=1, error=error, metrics={"consumed": 42})
     return key
-
-
-def _finished_run(stack: AirflowStack, token: str, dag_id: str, match: Any) -> dict[str, Any] | None:
-    runs = stack.api(f"/api/v2/dags/{dag_id}/dagRuns?order_by=-run_after", token) or {}
-    for run in runs.get("dag_runs", []):
-        if match(run) and run["state"] in ("success", "failed"):
-            return dict(run)
-    return None
 
 
 def _ti_path(dag_id: str, run_id: str, task_id: str) -> str:
@@ -84,7 +71,7 @@ def triggered_run(page: Any, stack: AirflowStack, token: str, artifacts: Path) -
     dialog.get_by_role("button", name="Trigger").click()
     expect(dialog).to_be_hidden()
     run = stack.wait_for(
-        lambda: _finished_run(stack, token, DAG_ID, lambda r: (r.get("conf") or {}).get("count") == 7),
+        lambda: stack.finished_run(token, DAG_ID, lambda r: (r.get("conf") or {}).get("count") == 7),
         RUN_TIMEOUT,
         f"the {DAG_ID} run triggered from the form",
     )
@@ -174,7 +161,7 @@ def test_record_extra_link_opens_the_record(
     started = stack.post(f"/api/v2/dags/{LINK_DAG_ID}/dagRuns", {"logical_date": None}, token)
     run_id = started["dag_run_id"]
     run = stack.wait_for(
-        lambda: _finished_run(stack, token, LINK_DAG_ID, lambda r: r["dag_run_id"] == run_id),
+        lambda: stack.finished_run(token, LINK_DAG_ID, lambda r: r["dag_run_id"] == run_id),
         RUN_TIMEOUT,
         f"the {LINK_DAG_ID} run",
     )

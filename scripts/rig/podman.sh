@@ -9,12 +9,15 @@
 #   podman_docker_host  print the DOCKER_HOST tests use (unix://$RIG_DIR/podman.sock)
 #
 # The image is built offline (podman build --network none): the project wheel (pip wheel on the host)
-# and the wheels of its `runtime` extra (pip download in a throwaway container of the base image, with
-# the host's network and CA bundle) are put in the build context and installed with --no-index.
+# and the wheels of its extras $GENIUS_IMAGE_EXTRAS (pip download in a throwaway container of the base
+# image, with the host's network and CA bundle) are put in the build context and installed with
+# --no-index. The extras: `runtime` (the state and data backends) and `ml` (scikit-learn, for
+# airflow_genius.examples.ml on Docker and Kubernetes).
 
 PODMAN_SOCK=${GENIUS_PODMAN_SOCK:-$RIG_DIR/podman.sock}
 GENIUS_BASE_IMAGE=${GENIUS_BASE_IMAGE:-localhost/genius-base:bookworm}
 GENIUS_RUNTIME_IMAGE=${GENIUS_RUNTIME_IMAGE:-localhost/airflow-genius-runtime:dev}
+GENIUS_IMAGE_EXTRAS=${GENIUS_IMAGE_EXTRAS:-runtime,ml}
 export DOCKER_HOST="unix://$PODMAN_SOCK"
 
 podman_docker_host() { echo "unix://$PODMAN_SOCK"; }
@@ -111,6 +114,7 @@ _podman_source_hash() {
     git ls-files -z -co --exclude-standard -- airflow_genius pyproject.toml README.md docker scripts/rig/podman.sh |
       sort -zu | xargs -0 sha256sum 2>/dev/null || true
     podman image inspect --format '{{.Id}}' "$GENIUS_BASE_IMAGE"
+    echo "extras $GENIUS_IMAGE_EXTRAS"
   ) | sha256sum | cut -c1-16
 }
 
@@ -138,13 +142,13 @@ runtime_image_up() {
     -v "${PIP_CERT:-/etc/ssl/certs/ca-certificates.crt}:/host-ca.crt:ro" -e PIP_CERT=/host-ca.crt \
     -e PIP_DISABLE_PIP_VERSION_CHECK=1 ${PIP_INDEX_URL:+-e PIP_INDEX_URL="$PIP_INDEX_URL"} \
     "$GENIUS_BASE_IMAGE" sh -euc 'python3 -m venv /tmp/dl && /tmp/dl/bin/pip download -q \
-      --only-binary=:all: -d /wheels "/wheels/$1[runtime]"' sh "$wheel" >>"$RIG_DIR/image-build.log" 2>&1; then
+      --only-binary=:all: -d /wheels "/wheels/$1[$2]"' sh "$wheel" "$GENIUS_IMAGE_EXTRAS" >>"$RIG_DIR/image-build.log" 2>&1; then
     say "could not download the runtime dependencies (log: $RIG_DIR/image-build.log)"
     return 1
   fi
   old=$(podman image inspect --format '{{.Id}}' "$GENIUS_RUNTIME_IMAGE" 2>/dev/null || true)
   if ! podman build --pull=never --network none --layers=false \
-    --build-arg BASE_IMAGE="$GENIUS_BASE_IMAGE" --build-arg WHEELS_ONLY=1 \
+    --build-arg BASE_IMAGE="$GENIUS_BASE_IMAGE" --build-arg WHEELS_ONLY=1 --build-arg EXTRAS="$GENIUS_IMAGE_EXTRAS" \
     --label genius.source-hash="$hash" \
     -f "$ROOT/docker/Dockerfile" -t "$GENIUS_RUNTIME_IMAGE" "$ctx" >>"$RIG_DIR/image-build.log" 2>&1; then
     say "podman build failed (log: $RIG_DIR/image-build.log)"

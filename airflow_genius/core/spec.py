@@ -557,7 +557,7 @@ def check_values(data: Any) -> None:
     found = find_unstorable(data, allow_nul=True, max_depth=MAX_SPEC_DEPTH)
     if found is not None:
         path, problem, value = found
-        nested = None
+        nested: Any = None
         for part in path:
             nested = (nested, part)
         deep = isinstance(value, (dict, list, tuple))  # the path already says where; no need to echo it

@@ -16,6 +16,8 @@ import urllib.request
 from collections import Counter
 from typing import Any
 
+from airflow_genius.core.data import BatchInput, BatchOutput
+from airflow_genius.core.streams import StreamingInput, StreamingOutput
 from airflow_genius.core.task import Bolt, Spout, Task
 
 QUOTES = (
@@ -34,7 +36,7 @@ class QuoteSpout(Spout):
         """Write ``count`` quotes into the output partition, ``per_file`` per JSON-lines file."""
         if count < 0 or per_file < 1:
             raise ValueError(f"count must be >= 0 and per_file >= 1, got count={count} per_file={per_file}")
-        assert self.output is not None and self.state is not None
+        assert isinstance(self.output, BatchOutput) and self.state is not None
         records = [{"id": i, "text": QUOTES[i % len(QUOTES)]} for i in range(count)]
         files = 0
         for start in range(0, count, per_file):
@@ -52,7 +54,7 @@ class WordCount(Bolt):
 
     def count(self, top: int = 10, min_length: int = 1) -> dict[str, Any]:
         """Count words of at least ``min_length`` letters; return and save the ``top`` most common."""
-        assert self.input is not None and self.output is not None
+        assert isinstance(self.input, BatchInput) and isinstance(self.output, BatchOutput)
         counts: Counter[str] = Counter()
         records = 0
         for name in self.input.files():
@@ -151,7 +153,7 @@ class QuoteStreamSpout(Spout):
 
     def publish(self, count: int = 20) -> int:
         """Send ``count`` quote records to the stream output; a retried run sends nothing twice."""
-        assert self.output is not None and self.identity is not None
+        assert isinstance(self.output, StreamingOutput) and self.identity is not None
         for i in range(count):
             self.output.send({"n": i, "run": self.identity.run_id, "text": QUOTES[i % len(QUOTES)]})
         return count
@@ -162,7 +164,7 @@ class Enrich(Bolt):
 
     def process(self) -> dict[str, int]:
         """Enrich this run's window of the input stream into the output stream."""
-        assert self.input is not None and self.output is not None
+        assert isinstance(self.input, StreamingInput) and isinstance(self.output, StreamingOutput)
         for record in self.input:
             self.output.send({**record, "words": len(str(record.get("text", "")).split())})
         seen = self.input.state.get("seen", 0) + len(self.input)

@@ -149,6 +149,7 @@ class SlurmHook(BaseHook):
             if event is not None:
                 break
             time.sleep(delay)
+        assert event is not None  # poll_delays never ends: the loop only leaves through the break
         for _ in range(64):  # what the job wrote after the last poll
             _, out, _ = self.run(protocol.poll_command(job_id, output_path, offset), check=False)
             poll = protocol.parse_poll(out, offset=offset, final_read=True)

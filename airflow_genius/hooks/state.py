@@ -214,7 +214,7 @@ def state_hook(conn_id: str) -> GeniusStateHook:
     'redis://127.0.0.1:6379/0'
     """
     conn = BaseHook.get_connection(conn_id)
-    hook_class = STATE_HOOKS.get(conn.conn_type)
+    hook_class = STATE_HOOKS.get(conn.conn_type or "")
     if hook_class is None:
         known = ", ".join(sorted(STATE_HOOKS))
         raise ValueError(

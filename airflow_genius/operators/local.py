@@ -28,7 +28,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -65,7 +65,7 @@ class GeniusTaskOperator(GeniusOperatorMixin):
     type and message; the traceback is in the task log and in the run record.
     """
 
-    template_fields: ClassVar[tuple[str, ...]] = GENIUS_TEMPLATE_FIELDS
+    template_fields: Sequence[str] = GENIUS_TEMPLATE_FIELDS
     template_fields_renderers: ClassVar[dict[str, str]] = {"genius_call": "json"}
     operator_extra_links: tuple[BaseOperatorLink, ...] = (GeniusOutputLink(), GeniusRecordLink())
     ui_color = "#e4e48c"

@@ -109,7 +109,7 @@ class GeniusSlurmTrigger(BaseTrigger):
                     await asyncio.sleep(min(2.0**failures, 30.0))
                     continue
                 failures = 0
-                poll = protocol.parse_poll(answer.stdout or b"", offset=self.log_offset, job_id=self.job_id)
+                poll = protocol.parse_poll(_stdout_bytes(answer), offset=self.log_offset, job_id=self.job_id)
                 self._log_output(poll.output)
                 self.log_offset = poll.offset
                 event = watch.observe(poll.verdict, time.time())
@@ -127,7 +127,7 @@ class GeniusSlurmTrigger(BaseTrigger):
         for _ in range(64):
             command = protocol.poll_command(self.job_id, self.output_path, self.log_offset)
             answer = await conn.run(command, check=False, encoding=None, timeout=60)
-            poll = protocol.parse_poll(answer.stdout or b"", offset=self.log_offset, final_read=True)
+            poll = protocol.parse_poll(_stdout_bytes(answer), offset=self.log_offset, final_read=True)
             if not poll.output:
                 break
             self._log_output(poll.output)
@@ -146,3 +146,9 @@ class GeniusSlurmTrigger(BaseTrigger):
             self.log.info("cancelled Slurm job %s", self.job_id)
         finally:
             conn.close()
+
+
+def _stdout_bytes(answer: Any) -> bytes:
+    """An asyncssh result's stdout as bytes (commands run with ``encoding=None``, so it is bytes already)."""
+    out = answer.stdout
+    return out.encode() if isinstance(out, str) else (out or b"")

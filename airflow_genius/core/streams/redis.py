@@ -129,7 +129,8 @@ class RedisStreamLog(StreamLog):
         return out
 
     def _read(self, group: str, consumer: str, start: str, count: int, block_ms: int | None) -> list[Message]:
-        reply = self._redis.xreadgroup(group, consumer, {self.key: start}, count=count, block=block_ms)
+        # RESP2 reply: [[key, entries]] (redis-py's annotation is the RESP3 dict)
+        reply: Any = self._redis.xreadgroup(group, consumer, {self.key: start}, count=count, block=block_ms)
         if not reply:
             return []
         return self._messages(reply[0][1])

@@ -83,6 +83,13 @@ OPERATORS: dict[tuple[str, str], str] = {
     ("slurm", "service_stop"): f"{_OPS}.slurm_service:GeniusSlurmServiceStopOperator",
 }
 
+#: Arguments a runner needs although its operators' signatures give them a default, each with the
+#: arguments that may supply it instead: ``KubernetesPodOperator`` makes ``image`` optional (a pod
+#: template may carry it), but a genius pod without one cannot start.
+ALSO_REQUIRED: dict[str, dict[str, tuple[str, ...]]] = {
+    "kubernetes": {"image": ("pod_template_file", "pod_template_dict", "full_pod_spec")},
+}
+
 
 def upstream_output_template(task_id: str) -> str:
     """The Jinja that renders to the committed output partition of ``task_id``.
@@ -325,6 +332,11 @@ def _check_entry(entry: TaskEntry, geniusfile: Geniusfile) -> None:
     given = geniusfile.platform_of(entry)
     for kind, signature in zip(_kinds(entry), signatures, strict=True):
         missing = [name for name in signature.required if name not in GENIUS_ARGUMENTS and name not in given]
+        missing += [
+            name
+            for name, instead in ALSO_REQUIRED.get(entry.runner, {}).items()
+            if name in signature.accepted and not given.get(name) and not any(given.get(i) for i in instead)
+        ]
         if missing:
             name = missing[0]
             task = f" for its stop task {entry.stop_name}" if kind == "service_stop" else ""

@@ -967,7 +967,10 @@ class _Parser:
                 f"{where}.runner",
                 f"runner {runner!r}{whose} has no service operators (use one of {', '.join(SERVICE_RUNNERS)})",
             )
-        section = {"port": obj.get("port", 8000), "health_path": obj.get("health_path", "/health")}
+        section = {
+            "port": self.port(obj.get("port", 8000), f"{where}.port"),
+            "health_path": obj.get("health_path", "/health"),
+        }
         with _renamed("service", where):
             ref = parse_service_section(section)
         assert ref is not None  # a section was given
@@ -981,6 +984,14 @@ class _Parser:
                 obj.get("start_timeout_seconds"), f"{where}.start_timeout_seconds"
             ),
         )
+
+    def port(self, value: Any, where: str) -> Any:
+        """A service's port: a number, or a text of ``${VAR:-8000}`` that expands to one (a free port
+        per host comes from the environment); the TaskSpec's rule checks the range."""
+        if not isinstance(value, str):
+            return value
+        expanded = self.expand(value, where).strip()
+        return int(expanded) if expanded.isascii() and expanded.isdigit() else expanded
 
     def input(
         self, value: Any, where: str, names: Mapping[str, str], name: str

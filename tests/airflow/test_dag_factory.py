@@ -85,7 +85,7 @@ def test_example_renders_tasks_dependencies_params_and_mapped_bolt(
     )
     got = result_of(run_python(child, genius_env, args=[str(LOADER), DAG_ID]))
     data = genius_env["GENIUS_EXAMPLE_DATA"]
-    assert got["dag_ids"] == [DAG_ID]
+    assert got["dag_ids"] == ["genius_ml_geniusfile", DAG_ID]  # every Geniusfile of the folder
     assert got["native"] is True and got["schedule"] == "None"
     assert got["start_date"] == "2024-01-01T00:00:00+00:00"
     assert got["tags"] == ["example", "genius", "geniusfile"]
@@ -470,6 +470,25 @@ def test_local_services_use_the_local_service_operators(  # type: ignore[no-unty
 
 PLATFORM_ERRORS = [
     (
+        (
+            "kubernetes: {image: localhost/airflow-genius-runtime:dev, namespace: genius}",
+            "kubernetes: {namespace: genius}",
+        ),
+        # optional in KubernetesPodOperator's signature, but a genius pod cannot start without one
+        "bolts.on_kubernetes.platform: runner 'kubernetes' needs 'image' "
+        "(set runners.kubernetes.image or platform.image)",
+    ),
+    (
+        ("image: localhost/airflow-genius-runtime:dev, namespace: genius", "image: '', namespace: genius"),
+        "bolts.on_kubernetes.platform: runner 'kubernetes' needs 'image' "
+        "(set runners.kubernetes.image or platform.image)",
+    ),
+    (
+        ("slurm: {ssh_conn_id: slurm_default, partition: debug}", "slurm: {partition: debug}"),
+        "bolts.on_slurm.platform: runner 'slurm' needs 'ssh_conn_id' "
+        "(set runners.slurm.ssh_conn_id or platform.ssh_conn_id)",
+    ),
+    (
         ("network_mode: bridge", "network_mod: bridge"),
         "spouts.on_docker.platform.network_mod: unknown argument of GeniusDockerSpoutOperator; "
         "did you mean 'network_mode'?",
@@ -520,6 +539,14 @@ def test_platform_and_operator_arguments_are_checked_against_signatures(  # type
         services.replace("    runner: kubernetes\n    platform: {grace_period_seconds: 5}", "    runner: ecs")
     )
     texts.append(SERVICES_FILE.replace("grace_period_seconds: 5", "grace_seconds: 5"))
+    # a pod template may carry the image instead
+    template = "{spec: {containers: [{name: base, image: localhost/airflow-genius-runtime:dev}]}}"
+    texts.append(
+        RUNNERS_FILE.replace(
+            "kubernetes: {image: localhost/airflow-genius-runtime:dev,",
+            f"kubernetes: {{pod_template_dict: {template},",
+        )
+    )
     child = textwrap.dedent(
         """
         import json, sys
@@ -545,6 +572,7 @@ def test_platform_and_operator_arguments_are_checked_against_signatures(  # type
         "(set runners.ecs.cluster or platform.cluster)",
         "services.pod_echo.platform.grace_seconds: unknown argument of GeniusKubernetesServiceOperator and "
         "GeniusKubernetesServiceStopOperator; did you mean 'grace_period_seconds'?",
+        None,
     ]
     assert got == [[message, message] for message in expected]
 

@@ -21,6 +21,7 @@ from airflow_genius.core.geniusfile import (
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "dags_examples" / "quotes.genius.yaml"
+ML_EXAMPLE = ROOT / "dags_examples" / "ml.genius.yaml"
 TESTS_DIR = ROOT / "tests"
 
 BASE = textwrap.dedent(
@@ -124,7 +125,24 @@ def test_example_geniusfile_is_valid_and_its_classes_check_out() -> None:
     assert [t.name for t in gf.tasks] == ["fetch", "count", "long_words"]
     assert gf.task("long_words").mapped
     check_task_classes(gf)
-    assert find_geniusfiles(EXAMPLE.parent) == [EXAMPLE]
+    assert find_geniusfiles(EXAMPLE.parent) == [ML_EXAMPLE, EXAMPLE]
+
+
+def test_ml_example_geniusfile_runs_every_step_on_the_runner_of_one_line() -> None:
+    gf = load_geniusfile(ML_EXAMPLE, env={"GENIUS_EXAMPLE_ML_PORT": "18080"})
+    assert [t.name for t in gf.tasks] == ["ingest", "train", "evaluate", "serve", "bench", "report"]
+    assert {t.runner for t in gf.tasks} == {gf.defaults.runner} == {"local"}
+    assert gf.clients_of("serve") == (gf.task("bench"),) and gf.task("bench").mapped
+    assert gf.task("serve").serves.port == 18080  # type: ignore[union-attr]
+    assert set(gf.runners) == {"docker", "kubernetes", "slurm", "ecs", "batch"}
+    # remote runners' settings come from the environment
+    remote = load_geniusfile(ML_EXAMPLE, env={"GENIUS_EXAMPLE_IMAGE": "registry.local/genius:ml"})
+    assert (
+        remote.runners["kubernetes"]["image"]
+        == remote.runners["docker"]["image"]
+        == "registry.local/genius:ml"
+    )
+    check_task_classes(gf)
 
 
 def test_yaml_anchors_and_merge_keys_work() -> None:
@@ -468,6 +486,13 @@ def test_services_their_clients_and_notes() -> None:
     assert defaults is not None and (defaults.port, defaults.health_path) == (8000, "/health")
 
 
+def test_a_service_port_may_come_from_the_environment() -> None:
+    # a free port differs per host: `port: ${VAR:-default}` expands to the number
+    text = platform_variant("port: 8001", "port: ${ML_PORT:-8001}")
+    assert parse(text).task("serve").serves.port == 8001
+    assert parse(text, ML_PORT="18765").task("serve").serves.port == 18765
+
+
 PLATFORM_ERRORS = [
     pytest.param(
         platform_variant("  slurm: {", "  slurmm: {"),
@@ -542,6 +567,27 @@ PLATFORM_ERRORS = [
         platform_variant("service: serve", "service: serv"),
         "bolts.ask.service: unknown service 'serv' (known: serve)",
         id="unknown-service",
+    ),
+    pytest.param(
+        platform_variant("    service: serve\n", "    service: ''\n"),
+        "bolts.ask.service: unknown service '' (known: serve)",
+        id="empty-service",
+    ),
+    pytest.param(
+        platform_variant("services:", "spares:").split("spares:")[0],
+        "bolts.ask.service: unknown service 'serve' (known: none; declare it under services)",
+        id="client-without-services",
+    ),
+    pytest.param(
+        platform_variant("port: 8001", "port: ${NO_SUCH_PORT}"),
+        "services.serve.port: environment variable 'NO_SUCH_PORT' is not set "
+        "(write ${NO_SUCH_PORT:-default} to give a default)",
+        id="service-port-env-unset",
+    ),
+    pytest.param(
+        platform_variant("port: 8001", "port: ${NO_SUCH_PORT:-http}"),
+        "services.serve.port: expected a TCP port (1-65535), got 'http'",
+        id="service-port-env-text",
     ),
     pytest.param(
         platform_variant("runner: slurm", "runner: batch"),
@@ -641,7 +687,9 @@ def test_validate_ok(tmp_path: Path) -> None:
     assert done.stdout == f"OK {EXAMPLE}: 1 spout, 2 bolts\n"
     # a folder stands for its *.genius.yaml files; a file named twice is checked once
     done = genius("dag", "validate", str(EXAMPLE.parent), str(EXAMPLE))
-    assert done.returncode == 0 and done.stdout == f"OK {EXAMPLE}: 1 spout, 2 bolts\n"
+    assert done.returncode == 0 and done.stdout == (
+        f"OK {ML_EXAMPLE}: 3 spouts, 2 bolts, 1 service\nOK {EXAMPLE}: 1 spout, 2 bolts\n"
+    )
 
 
 def test_validate_reports_every_file_and_exits_2(tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
-"""The benchmark chart in a real browser: run a DAG with two benchmark clients (a mapped task that times a
-local function), open its DAG run page's **Genius run** tab and read one chart series per client whose
-bars hold exactly the numbers in the client's run record.
+"""The benchmark chart in a real browser: run the ML Geniusfile (dags_examples/ml.genius.yaml, local
+runner: a real classifier served on the worker, two benchmark clients calling it), open its DAG run
+page's **Genius run** tab and read one chart series per client whose bars hold exactly the numbers in
+the client's run record.
 
 Shares the session's Airflow stack and chromium with the other UI tests (``conftest.py``).
 
@@ -9,6 +10,7 @@ Shares the session's Airflow stack and chromium with the other UI tests (``conft
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -21,8 +23,9 @@ from ui.airflow_stack import AirflowStack
 
 pytestmark = [pytest.mark.airflow, pytest.mark.slow, pytest.mark.ui]
 
-DAG_ID = "genius_ui_benchmark"
-RUN_TIMEOUT = 600  # seconds: two mapped LocalExecutor tasks, slow on a loaded machine
+DAG_ID = "genius_ml_geniusfile"  # tests/ui/dags/genius_ui_ml.py
+CLIENTS = ("bench[0]", "bench[1]")
+RUN_TIMEOUT = 600  # seconds: eight LocalExecutor tasks, slow on a loaded machine
 CHARTS = {
     "benchmark-latency": {"p50": "latency_p50_ms", "p95": "latency_p95_ms", "p99": "latency_p99_ms"},
     "benchmark-throughput": {"throughput": "throughput_rps"},
@@ -39,7 +42,11 @@ def test_benchmark_chart_shows_each_clients_measured_numbers(
     stack: AirflowStack, token: str, page: Any, artifacts: Path
 ) -> None:
     stack.wait_for(lambda: stack.api(f"/api/v2/dags/{DAG_ID}", token), 300, f"DAG {DAG_ID}")
-    run_id = stack.post(f"/api/v2/dags/{DAG_ID}/dagRuns", {"logical_date": None}, token)["dag_run_id"]
+    # the model store the DAG file points the Geniusfile at
+    models = Path(stack.env["GENIUS_EXAMPLE_DATA"]) / "models.git"
+    subprocess.run(["git", "init", "--bare", "--quiet", str(models)], check=True)
+    trigger = {"logical_date": None, "conf": {"rows": 400, "requests": 30}}
+    run_id = stack.post(f"/api/v2/dags/{DAG_ID}/dagRuns", trigger, token)["dag_run_id"]
     run = stack.wait_for(
         lambda: stack.finished_run(token, DAG_ID, lambda r: r["dag_run_id"] == run_id),
         RUN_TIMEOUT,
@@ -48,10 +55,10 @@ def test_benchmark_chart_shows_each_clients_measured_numbers(
     assert run["state"] == "success", stack.logs()
     with open_state(f"sqlite:///{stack.home}/genius/state.db") as state:
         measured = {
-            f"client[{index}]": state.require_run(RunKey(DAG_ID, "client", run_id, index)).metrics
-            for index in (0, 1)
+            label: state.require_run(RunKey(DAG_ID, "bench", run_id, index)).metrics
+            for index, label in enumerate(CLIENTS)
         }
-    assert all(metrics["requests"] > 0 for metrics in measured.values())
+    assert all(metrics["requests"] == 30 and metrics["errors"] == 0 for metrics in measured.values())
 
     # The DAG run page's "Genius run" tab (the plugin's dag_run view) shows the run's charts.
     page.goto(f"{stack.url}/dags/{DAG_ID}/runs/{quote(run_id, safe='')}")

@@ -143,3 +143,45 @@ def test_genius_command_lines_parse() -> None:
         if unknown:
             refused.append(f"{where}: genius {' '.join(command)}: unknown {unknown}")
     assert not refused, "\n".join(refused)
+
+
+def operator_calls() -> list[tuple[str, str, str, list[str]]]:
+    """(where, module, class, keywords) of every ``GeniusX(...)`` / ``GeniusX.partial(...)`` call of an
+    operator a docs example imports from ``airflow_genius.operators``."""
+    found = []
+    for where, code in blocks("python"):
+        tree = ast.parse(code)
+        imported = {
+            alias.asname or alias.name: node.module
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("airflow_genius.operators")
+            for alias in node.names
+        }
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call):
+                continue
+            func = node.func
+            if isinstance(func, ast.Attribute) and func.attr == "partial":
+                func = func.value
+            if isinstance(func, ast.Name) and func.id in imported:
+                keywords = [k.arg for k in node.keywords if k.arg is not None]
+                found.append((where, str(imported[func.id]), func.id, keywords))
+    return found
+
+
+@pytest.mark.airflow
+def test_operator_arguments_in_examples_exist() -> None:
+    from airflow.sdk import BaseOperator
+
+    from airflow_genius.dag_factory import operator_arguments
+
+    calls = operator_calls()
+    assert len(calls) >= 10, calls
+    unknown = []
+    for where, module, name, keywords in calls:
+        cls = getattr(importlib.import_module(module), name)
+        if not (isinstance(cls, type) and issubclass(cls, BaseOperator)):
+            continue
+        accepted = operator_arguments(cls).accepted
+        unknown += [f"{where}: {name}({keyword}=…)" for keyword in keywords if keyword not in accepted]
+    assert not unknown, "arguments no operator takes:\n" + "\n".join(unknown)

@@ -2,10 +2,12 @@
 
     genius run --spec spec.json            # or --spec - (stdin), or --spec-env GENIUS_TASK_SPEC
     genius rise pkg.mod:Class method --arg 3 --kwarg top=5 --input /data/in --output /data/out
+                                           # the kind (spout/bolt/task) comes from the class
     genius list pkg.mod                    # task classes in a module (or --entry-points)
     genius describe pkg.mod:Class          # methods and signatures
     genius state show --dag-id D --task-id T --run-id R
     genius state list --status FAILED
+    genius state list --conn-id genius_redis   # the store of an Airflow connection (needs Airflow)
     genius state apply-spool --work-dir .genius/work   # outcomes a store outage kept back
     genius report --dag-id D [--run-id R] -o report.html   # charts and records of a DAG as one HTML file
     genius dag validate pipelines/*.genius.yaml   # Geniusfiles: one OK/ERROR line each
@@ -19,6 +21,7 @@ store stayed unavailable for its fault budget (the outcome, if the run finished,
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -26,12 +29,15 @@ import sys
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_genius import __version__
 from airflow_genius.core.errors import GeniusError, TransitionConflict
 from airflow_genius.core.state import DEFAULT_STATE_URI, RunKey, Status, open_state
 from airflow_genius.core.state.faults import StoreUnavailable
+
+if TYPE_CHECKING:
+    from airflow_genius.core.state import StateManager
 
 EXIT_OK, EXIT_TASK_FAILED, EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_STORE_UNAVAILABLE = 0, 1, 2, 3, 4
 SPEC_ENV_DEFAULT = "GENIUS_TASK_SPEC"
@@ -75,12 +81,15 @@ def _cmd_rise(options: argparse.Namespace) -> int:
     from airflow_genius.core.spec import build_spec
 
     now = datetime.now(timezone.utc)
+    args = [_json_or_text(value) for value in options.arg]
+    kwargs = dict(_key_value(item) for item in options.kwarg)
+    kind = _rise_kind(options)
     spec = build_spec(
         options.task_class,
         options.method,
-        args=[_json_or_text(value) for value in options.arg],
-        kwargs=dict(_key_value(item) for item in options.kwarg),
-        kind=options.kind,
+        args=args,
+        kwargs=kwargs,
+        kind=kind,
         input_uri=_absolute(options.input),
         output_uri=_absolute(options.output),
         partition_scheme=options.partition_scheme,
@@ -106,6 +115,31 @@ def _cmd_rise(options: argparse.Namespace) -> int:
     if outcome.ok and "output_location" in outcome.record.metrics:
         print(f"genius: output committed at {outcome.record.metrics['output_location']}", file=sys.stderr)
     return _report(outcome, print_result=True)
+
+
+def _rise_kind(options: argparse.Namespace) -> str:
+    """The kind ``genius rise`` runs the class as: the class's own, or ``--kind`` where it agrees.
+
+    ``--kind task`` runs any class as a plain task (no input or output required); a plain Task class
+    may run as any kind. Anything else that disagrees, and a bolt without ``--input`` or a spout
+    with one, is one line (exit 2) before anything runs.
+    """
+    from airflow_genius.core.discovery import load_task_class
+
+    cls = load_task_class(options.task_class)
+    kind = options.kind or cls.kind
+    if kind != "task" and cls.kind not in (kind, "task"):
+        raise GeniusError(
+            f"--kind {kind}: {options.task_class} is a {cls.kind}; drop --kind (the class sets it) "
+            "or use --kind task"
+        )
+    if kind == "bolt" and not options.input:
+        raise GeniusError(
+            f"{options.task_class} is a bolt: a bolt needs --input (the folder or URI it reads)"
+        )
+    if kind == "spout" and options.input:
+        raise GeniusError(f"{options.task_class} is a spout: a spout takes no --input (it ingests itself)")
+    return kind
 
 
 def _cmd_list(options: argparse.Namespace) -> int:
@@ -143,7 +177,7 @@ def _cmd_describe(options: argparse.Namespace) -> int:
 
 
 def _cmd_state_show(options: argparse.Namespace) -> int:
-    with open_state(options.state) as state:
+    with _open_store(options) as state:
         record = state.get_run(RunKey(options.dag_id, options.task_id, options.run_id, options.map_index))
     if record is None:
         print(
@@ -161,7 +195,7 @@ def _cmd_state_apply_spool(options: argparse.Namespace) -> int:
     spool = Spool.in_work_dir(options.work_dir or os.environ.get("GENIUS_WORK_DIR", DEFAULT_WORK_DIR))
     outcomes = spool.pending()
     for outcome in outcomes:
-        with open_state(options.state or outcome.state_uri) as state:
+        with _open_store(options, default=outcome.state_uri) as state:
             record = spool.apply(state, outcome.key)
         done = f"applied: record is {record.status.value}" if record else "dropped: the record had moved on"
         print(f"{outcome.key} try {outcome.try_number} {outcome.status.value}: {done}")
@@ -171,7 +205,7 @@ def _cmd_state_apply_spool(options: argparse.Namespace) -> int:
 
 
 def _cmd_state_list(options: argparse.Namespace) -> int:
-    with open_state(options.state) as state:
+    with _open_store(options) as state:
         records = state.list_runs(
             dag_id=options.dag_id,
             task_id=options.task_id,
@@ -190,7 +224,7 @@ def _cmd_state_list(options: argparse.Namespace) -> int:
 def _cmd_report(options: argparse.Namespace) -> int:
     from airflow_genius.core.report import write_report
 
-    with open_state(options.state) as state:
+    with _open_store(options) as state:
         written = write_report(state, options.output, dag_id=options.dag_id, run_id=options.run_id)
     print(f"genius: report written to {written}", file=sys.stderr)
     return EXIT_OK
@@ -268,6 +302,36 @@ def _geniusfile_paths(names: Sequence[str]) -> list[str]:
 
 
 # ---------------------------------------------------------------------- helpers
+def _open_store(options: argparse.Namespace, *, default: str | None = None) -> StateManager:
+    """The state store of ``--conn-id`` (an Airflow connection), else ``--state``, else ``default``.
+
+    The connection path needs Airflow, imported here only: the core runs where it is not installed.
+    The connection's password reaches the store as ``GENIUS_STATE_PASSWORD`` the way it reaches a
+    task (the state hook's ``secret_env``); it is never in a URI, argv or output.
+    """
+    if not options.conn_id:
+        return open_state(options.state or default or DEFAULT_STATE_URI)
+    if not options.verbose:  # Airflow logs its configuration at INFO while it loads: not this command's news
+        logging.getLogger("airflow").setLevel(logging.WARNING)
+    try:
+        from airflow_genius.hooks.state import state_hook
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] != "airflow":
+            raise
+        raise GeniusError(
+            "--conn-id needs the airflow extra (pip install 'airflow-provider-genius[airflow]'); "
+            "without Airflow name the store with --state URI"
+        ) from None
+    # Airflow's logging writes to standard output, which carries this command's records: keep it clean.
+    with contextlib.redirect_stdout(sys.stderr):
+        try:
+            return state_hook(options.conn_id).open_state()
+        except GeniusError:
+            raise
+        except Exception as exc:  # unknown connection, not a genius state connection: one line
+            raise GeniusError(f"--conn-id {options.conn_id!r}: {exc}") from None
+
+
 def _report(outcome: Any, *, print_result: bool) -> int:
     if outcome.ok:
         if print_result:
@@ -365,7 +429,11 @@ def _parser() -> argparse.ArgumentParser:
     rise.add_argument(
         "--kwarg", action="append", default=[], help="KEY=VALUE keyword argument (JSON or text), repeatable"
     )
-    rise.add_argument("--kind", choices=("spout", "bolt", "task"), default="task")
+    rise.add_argument(
+        "--kind",
+        choices=("spout", "bolt", "task"),
+        help="default: the class's own (Spout, Bolt or Task subclass); 'task' runs any class plainly",
+    )
     rise.add_argument("--input", help="input folder or URI (s3://bucket/prefix)")
     rise.add_argument("--output", help="output folder or URI")
     rise.add_argument("--partition-scheme", default="%Y/%m/%d", help="strftime pattern of output partitions")
@@ -416,9 +484,7 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument("--limit", type=int, default=50)
     listing.set_defaults(handler=_cmd_state_list)
     for sub in (show, listing):
-        sub.add_argument(
-            "--state", default=DEFAULT_STATE_URI, help=f"state store URI (default {DEFAULT_STATE_URI})"
-        )
+        _store_options(sub, default=DEFAULT_STATE_URI)
     apply_spool = state_commands.add_parser(
         "apply-spool",
         help="write outcomes a store outage kept in the spool",
@@ -427,7 +493,7 @@ def _parser() -> argparse.ArgumentParser:
     apply_spool.add_argument(
         "--work-dir", help="the runs' work folder (default $GENIUS_WORK_DIR or .genius/work)"
     )
-    apply_spool.add_argument("--state", help="state store URI (default: the one each outcome belongs to)")
+    _store_options(apply_spool, default=None, what="the one each outcome belongs to")
     apply_spool.set_defaults(handler=_cmd_state_apply_spool)
 
     report = commands.add_parser(
@@ -437,9 +503,7 @@ def _parser() -> argparse.ArgumentParser:
         "benchmark clients' latency and throughput, each task's duration and metrics across runs, "
         "stream window throughput, and a table of the run records.",
     )
-    report.add_argument(
-        "--state", default=DEFAULT_STATE_URI, help=f"state store URI (default {DEFAULT_STATE_URI})"
-    )
+    _store_options(report, default=DEFAULT_STATE_URI)
     report.add_argument("--dag-id", required=True)
     report.add_argument("--run-id", help="report this run only (default: every run of the DAG)")
     report.add_argument("-o", "--output", required=True, metavar="FILE", help="the HTML file to write")
@@ -491,6 +555,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     validate.set_defaults(handler=_cmd_dag_validate)
     return parser
+
+
+def _store_options(parser: argparse.ArgumentParser, *, default: str | None, what: str = "") -> None:
+    """``--state URI`` or ``--conn-id ID``: the same pair on every command that reads run records."""
+    store = parser.add_mutually_exclusive_group()
+    store.add_argument("--state", default=default, help=f"state store URI (default: {what or default})")
+    store.add_argument(
+        "--conn-id",
+        metavar="ID",
+        help="read the store of this Airflow genius state connection instead (its password included; "
+        "needs the airflow extra)",
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -9,7 +9,7 @@ The mixin takes its keyword-only arguments and hands everything else to the offi
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -43,8 +43,51 @@ GENIUS_TEMPLATE_FIELDS: tuple[str, ...] = ("genius_call",)
 OUTPUT_XCOM_KEY = "genius_output"
 
 
+#: How many lines of a remote job's log a failure message quotes: the end of the log, where a crash
+#: before ``genius run`` (``genius: command not found``, a missing module) leaves its cause.
+LOG_TAIL_LINES = 12
+#: Longest quoted log line (a line of JSON or a progress bar would otherwise fill the message).
+LOG_TAIL_WIDTH = 500
+
+#: What a runner hands :meth:`GeniusOperatorMixin.finish_remote` as the end of its job's log: the text,
+#: or a callable read only when the message needs it (no round trip when the run record explains).
+LogTail = str | Iterable[str] | Callable[[], "str | Iterable[str]"]
+
+
 class GeniusTaskFailed(Exception):
     """The genius task ended FAILED or CANCELLED; the message carries the remote error type and text."""
+
+
+def last_log_lines(log: LogTail | None, *, lines: int = LOG_TAIL_LINES) -> str:
+    """The last ``lines`` non-blank lines of a remote job's log, each cut at :data:`LOG_TAIL_WIDTH`
+    characters; "" when there is no log. ``log``: text, lines (e.g. CloudWatch messages), or a callable
+    giving either. Reading the log is a courtesy: a callable that raises gives "(no log: …)" instead.
+
+    >>> last_log_lines("starting\\n\\n/job.sh: line 9: genius: command not found\\n", lines=1)
+    '/job.sh: line 9: genius: command not found'
+    """
+    if log is None:
+        return ""
+    try:
+        text = log() if callable(log) else log
+    except Exception as exc:  # the platform's failure is still reported; only the quote is missing
+        return f"(no log: {type(exc).__name__}: {exc})"
+    raw = (
+        text.splitlines() if isinstance(text, str) else [part for item in text for part in item.splitlines()]
+    )
+    kept = [line.rstrip() for line in raw if line.strip()][-lines:]
+    return "\n".join(line if len(line) <= LOG_TAIL_WIDTH else f"{line[:LOG_TAIL_WIDTH]}…" for line in kept)
+
+
+def with_log_tail(message: str, log: LogTail | None) -> str:
+    """``message`` plus "; last log lines:" and the end of the job's log (see :func:`last_log_lines`),
+    or ``message`` alone when there is no log.
+
+    >>> with_log_tail("Slurm job 7 FAILED (exit code 127)", "x.sh: line 3: genius: command not found")
+    'Slurm job 7 FAILED (exit code 127); last log lines:\\nx.sh: line 3: genius: command not found'
+    """
+    tail = last_log_lines(log)
+    return f"{message}; last log lines:\n{tail}" if tail else message
 
 
 def identity_from_context(context: Mapping[str, Any]) -> dict[str, Any]:
@@ -264,10 +307,15 @@ class GeniusOperatorMixin(BaseOperator):
             context["ti"].xcom_push(key=OUTPUT_XCOM_KEY, value=location)
             GeniusOutputLink.persist(context, location)
 
-    def finish_remote(self, context: Context, *, failure: str | None = None) -> Any:
+    def finish_remote(
+        self, context: Context, *, failure: str | None = None, log_tail: LogTail | None = None
+    ) -> Any:
         """After a remote job ended, its run record decides (docs/architecture.md#the-run-record-decides): the result, or the task's own
-        error. ``failure`` is what the platform says went wrong (None: the job exited cleanly); it fails
-        the task even if the record looks fine, and is combined with the record's error when there is one.
+        error. ``failure`` is what the platform says went wrong (None: the job exited cleanly, with its
+        exit code where the platform gives one); it fails the task even if the record looks fine, and is
+        combined with the record's error when there is one. ``log_tail`` is the end of the job's log
+        (:data:`LogTail`): when the record cannot say what happened (missing, or never finished — the
+        job died before or inside ``genius run``), its last lines are quoted in the error.
         """
         from airflow_genius.core.state.base import RunKey
         from airflow_genius.core.uris import redact
@@ -287,16 +335,29 @@ class GeniusOperatorMixin(BaseOperator):
                 # `genius run` exits 4 when the state store stayed unreachable: the outcome then waits in
                 # the work folder's spool and the next try applies it (docs/state.md#faults).
                 raise GeniusTaskFailed(
-                    f"{failure} (run record: {record.status.value}): the job ended without finishing its "
-                    f"run record (try {record.try_number}); exit code 4 means the state store was "
-                    "unreachable and the outcome waits in the job's spool for the next try"
+                    with_log_tail(
+                        f"{failure} (run record: {record.status.value}): the job ended without finishing "
+                        f"its run record (try {record.try_number}); exit code 4 means the state store was "
+                        "unreachable and the outcome waits in the job's spool for the next try",
+                        log_tail,
+                    )
                 )
             status = record.status.value if record else "missing"
-            raise GeniusTaskFailed(f"{failure} (run record: {status})")
+            raise GeniusTaskFailed(with_log_tail(f"{failure} (run record: {status})", log_tail))
         if record is None:
             raise GeniusTaskFailed(
-                f"the remote job ended but left no run record for {key} in {redact(target.uri)}: "
-                "did it reach `genius run`, and can it reach that state store? (see the job output above)"
+                with_log_tail(
+                    f"the remote job ended but left no run record for {key} in {redact(target.uri)}: "
+                    "did it reach `genius run`, and can it reach that state store?",
+                    log_tail,
+                )
+            )
+        if not record.status.terminal:  # the job exited cleanly (or its platform says so) mid-run
+            raise GeniusTaskFailed(
+                with_log_tail(
+                    f"genius task {record.key} ended without a result (status {record.status.value})",
+                    log_tail,
+                )
             )
         self.publish_output(context, record)
         return self.result_from_record(record)

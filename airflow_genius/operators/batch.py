@@ -44,6 +44,7 @@ from airflow_genius.links.record import GeniusRecordLink
 from airflow_genius.operators.aws_common import check_platform_secrets, deterministic_name, merge_env
 from airflow_genius.operators.base import (
     GENIUS_TEMPLATE_FIELDS,
+    LOG_TAIL_LINES,
     identity_from_context,
     task_state_get,
     task_state_set,
@@ -107,7 +108,12 @@ class GeniusBatchOperator(GeniusContainerMixin, BatchOperator):
         awslogs_enabled: copy the job's CloudWatch log into the task log (default True).
     """
 
-    operator_extra_links = (*BatchOperator.operator_extra_links, GeniusOutputLink(), GeniusRecordLink())
+    # BatchOperator annotates its links as a fixed-length tuple of its own four; ours add two.
+    operator_extra_links = (  # type: ignore[assignment]
+        *BatchOperator.operator_extra_links,
+        GeniusOutputLink(),
+        GeniusRecordLink(),
+    )
 
     template_fields: Sequence[str] = (
         *GENIUS_TEMPLATE_FIELDS,
@@ -272,7 +278,14 @@ class GeniusBatchOperator(GeniusContainerMixin, BatchOperator):
         assert self.job_id is not None
         self._persist_cloudwatch_link(context)
         job = self.hook.get_job_description(self.job_id)
-        return self.finish_remote(context, failure=job_failure(job))
+        return self.finish_remote(context, failure=job_failure(job), log_tail=self.cloudwatch_tail)
+
+    def cloudwatch_tail(self) -> list[str]:
+        """The last lines of the job's CloudWatch stream ([] without one), read once the job ended."""
+        fetcher = (
+            super()._get_batch_log_fetcher(self.job_id) if self.awslogs_enabled and self.job_id else None
+        )
+        return [] if fetcher is None else list(fetcher.get_last_log_messages(LOG_TAIL_LINES))
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         """Back from the triggerer: copy the log, then the run record decides."""

@@ -39,7 +39,6 @@ See docs/runners/docker.md.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from contextlib import suppress
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from airflow.providers.docker.operators.docker import DockerOperator
@@ -130,13 +129,12 @@ class GeniusDockerOperator(GeniusContainerMixin, DockerOperator):
             raise ValueError("GeniusDockerOperator sets `command` itself (genius run --spec-env …); drop it")
         super().__init__(image=image, auto_remove=auto_remove, mount_tmp_dir=mount_tmp_dir, **kwargs)
         self.stop_timeout = stop_timeout
+        self.streamed_lines: list[str] = []  # the container's output as this task log got it
         # Refused when the DAG is parsed already (keys are never templated); checked again at launch.
         check_environment(self.environment, where="environment")
         check_environment(self._private_environment, where="private_environment", reserved=(SPEC_ENV,))
 
     def execute(self, context: Context) -> Any:
-        from airflow.providers.docker.exceptions import DockerContainerFailedException
-
         who = identity_from_context(context)
         launch = self._prepare_container(context, who)
         # DockerOperator would remove the container before we read its exit code; we remove it
@@ -147,24 +145,45 @@ class GeniusDockerOperator(GeniusContainerMixin, DockerOperator):
             launch.spec.task.class_path, launch.spec.task.method, self.container_name, self.image,
         )  # fmt: skip
         exit_code: int | None = None
-        failure: str | None = None
         try:
-            previous = self._running_container_of_earlier_try(who)
+            exit_code, failure = self._run_container(context, who)
+            if failure:
+                self.log.error("%s", failure)
+            # Before the container is removed: its output is quoted when the run record cannot explain.
+            return self.finish_remote(context, failure=failure, log_tail=self._log_tail)
+        finally:
+            self._remove_container(remove, exit_code)
+
+    def _run_container(self, context: Context, who: Mapping[str, Any]) -> tuple[int | None, str | None]:
+        """Run this task instance's container (or follow an earlier try's) until it ends: its exit code
+        and, unless 0, what the platform says went wrong."""
+        from airflow.providers.docker.exceptions import DockerContainerFailedException
+        from docker.errors import APIError
+
+        previous = self._running_container_of_earlier_try(who)
+        self.streamed_lines = []
+        try:
             if previous is not None:
                 exited_zero = self._reattach(previous)
             else:
                 # Streams the container's output into this log. Its return value (the last log line) is
                 # not the result: the run record is. It raises on a non-zero exit, read below.
-                exited_zero = False
-                with suppress(DockerContainerFailedException):
+                try:
                     super().execute(context)
                     exited_zero = True
-            exit_code, failure = (0, None) if exited_zero else self._exit_status()
-        finally:
-            self._remove_container(remove, exit_code)
-        if failure:
-            self.log.error("%s", failure)
-        return self.finish_remote(context, failure=failure)
+                except DockerContainerFailedException as exc:
+                    exited_zero = False
+                    self.streamed_lines = [
+                        line.decode("utf-8", "replace") if isinstance(line, bytes) else line
+                        for line in exc.logs or ()
+                    ]
+        except APIError as exc:
+            # The engine created the container but could not start its process (an ENTRYPOINT that is
+            # not in the image): the engine's explanation is the cause.
+            if not self._never_started():
+                raise
+            return None, f"container {self.container_name} did not start: {exc.explanation or exc}"
+        return (0, None) if exited_zero else self._exit_status()
 
     def _prepare_container(self, context: Context, who: Mapping[str, Any]) -> ContainerLaunch:
         """Set the genius launch of this task instance on DockerOperator's arguments (command,
@@ -237,7 +256,7 @@ class GeniusDockerOperator(GeniusContainerMixin, DockerOperator):
         self._adopt(previous)
         self.log.info("its output from the start follows")
         stream = self.cli.logs(previous["Id"], stdout=True, stderr=True, stream=True, follow=True)
-        fetch_logs(stream, self.log)
+        self.streamed_lines = fetch_logs(stream, self.log)
         return bool(self.cli.wait(previous["Id"]).get("StatusCode") == 0)
 
     # ------------------------------------------------------------------ ending
@@ -251,6 +270,22 @@ class GeniusDockerOperator(GeniusContainerMixin, DockerOperator):
         if state.get("Error"):
             detail += f" ({state['Error']})"
         return code, f"container {self.container_name} exited {code}{detail}"
+
+    def _never_started(self) -> bool:
+        """Whether our container exists but its process never ran."""
+        if self.container is None:
+            return False
+        return bool(self.cli.inspect_container(self.container["Id"])["State"].get("Status") == "created")
+
+    def _log_tail(self) -> str | list[str]:
+        """The last lines of the ended container's output: as streamed into the task log, else (none
+        streamed) as the engine keeps them ("" when it has none)."""
+        from airflow_genius.operators.base import LOG_TAIL_LINES
+        from airflow_genius.operators.docker_service import container_output
+
+        if self.streamed_lines or self.container is None:
+            return self.streamed_lines[-LOG_TAIL_LINES:]
+        return container_output(self.cli, self.container["Id"], LOG_TAIL_LINES)
 
     def _remove_container(self, policy: str, exit_code: int | None) -> None:
         """Remove our container per ``auto_remove``, after its output and exit code were read."""

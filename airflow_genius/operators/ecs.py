@@ -44,7 +44,7 @@ from airflow.providers.common.compat.sdk import AirflowException
 from airflow_genius.links.output import GeniusOutputLink
 from airflow_genius.links.record import GeniusRecordLink
 from airflow_genius.operators.aws_common import check_platform_secrets, merge_env
-from airflow_genius.operators.base import GENIUS_TEMPLATE_FIELDS
+from airflow_genius.operators.base import GENIUS_TEMPLATE_FIELDS, LOG_TAIL_LINES
 from airflow_genius.operators.container import ContainerLaunch, GeniusContainerMixin
 
 if TYPE_CHECKING:
@@ -178,8 +178,9 @@ class GeniusEcsOperator(GeniusContainerMixin, EcsRunTaskOperator):
         try:
             super().execute(context)
         except AirflowException as exc:
-            return self.finish_remote(context, failure=_first_line(exc, self.arn))
-        return self.finish_remote(context, failure=self.ecs_failure)
+            failure = _first_line(exc, self.arn)
+            return self.finish_remote(context, failure=failure, log_tail=self.cloudwatch_tail)
+        return self.finish_remote(context, failure=self.ecs_failure, log_tail=self.cloudwatch_tail)
 
     def defer(self, *, trigger: BaseTrigger, **kwargs: Any) -> Any:
         """The official operator defers with ``TaskDoneTrigger``; ours adds ``on_kill`` to it."""
@@ -197,8 +198,16 @@ class GeniusEcsOperator(GeniusContainerMixin, EcsRunTaskOperator):
         try:
             super().execute_complete(context, event)
         except AirflowException as exc:
-            return self.finish_remote(context, failure=_first_line(exc, (event or {}).get("task_arn")))
-        return self.finish_remote(context, failure=self.ecs_failure)
+            failure = _first_line(exc, (event or {}).get("task_arn"))
+            return self.finish_remote(context, failure=failure, log_tail=self.cloudwatch_tail)
+        return self.finish_remote(context, failure=self.ecs_failure, log_tail=self.cloudwatch_tail)
+
+    def cloudwatch_tail(self) -> list[str]:
+        """The last lines of the genius container's CloudWatch stream ([] without ``awslogs_*`` or a
+        started task), read once the task ended, as the provider reads them for its own failures."""
+        if not (self._aws_logs_enabled() and self.arn):
+            return []
+        return list(self._get_task_log_fetcher().get_last_log_messages(LOG_TAIL_LINES))
 
     def _after_execution(self) -> None:
         """The provider's check raises on the first odd container; genius keeps ECS's verdict as the

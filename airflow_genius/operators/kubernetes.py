@@ -46,7 +46,14 @@ from kubernetes.client import models as k8s
 
 from airflow_genius.links.output import GeniusOutputLink
 from airflow_genius.links.record import GeniusRecordLink
-from airflow_genius.operators.base import GENIUS_TEMPLATE_FIELDS, GeniusTaskFailed, identity_from_context
+from airflow_genius.operators.base import (
+    GENIUS_TEMPLATE_FIELDS,
+    LOG_TAIL_LINES,
+    LOG_TAIL_WIDTH,
+    GeniusTaskFailed,
+    identity_from_context,
+    last_log_lines,
+)
 from airflow_genius.operators.container import GeniusContainerMixin
 from airflow_genius.operators.kubernetes_request import PodRequest, pod_request, secret_name_for
 from airflow_genius.triggers.kubernetes import SECRET_KWARG
@@ -113,6 +120,8 @@ class GeniusKubernetesOperator(GeniusContainerMixin, KubernetesPodOperator):  # 
         self.state_secret_name = state_secret_name
         self.genius_secret: tuple[str, str] | None = None  # (namespace, name) of a Secret we created
         self.genius_result: tuple[Any] | None = None
+        #: (how its container ended, last log lines) of a pod that failed, read before KPO deletes it
+        self.genius_pod_end: tuple[str, str] | None = None
 
     # ------------------------------------------------------------------ launch
     def genius_pod_request(self, context: Context) -> PodRequest:
@@ -209,6 +218,25 @@ class GeniusKubernetesOperator(GeniusContainerMixin, KubernetesPodOperator):  # 
         # The container has its environment once the pod left Pending: the Secret has served.
         self.delete_genius_secret()
 
+    def cleanup(
+        self,
+        pod: k8s.V1Pod,
+        remote_pod: k8s.V1Pod,
+        xcom_result: dict[str, Any] | None = None,
+        context: Context | None = None,
+    ) -> None:
+        """KPO's cleanup deletes the pod, then raises "returned a failure" for a failed one: first keep
+        how that pod's container ended (:func:`container_end`) and its last log lines, which the task's
+        error quotes when the run record cannot say what happened (an image whose ``genius`` does not
+        start, a process killed mid-run)."""
+        phase = remote_pod.status.phase if remote_pod is not None and remote_pod.status else None
+        if phase is not None and phase != "Succeeded" and not self._killed:
+            self.genius_pod_end = (
+                container_end(remote_pod, self.base_container_name),
+                last_log_lines(lambda: pod_log_tail(self.client, remote_pod, self.base_container_name)),
+            )
+        super().cleanup(pod, remote_pod, xcom_result=xcom_result, context=context)
+
     def on_kill(self) -> None:
         """Delete the pod (KPO: SIGTERM to the container, then SIGKILL after the grace period) and the Secret."""
         if self.pod is not None and self.on_kill_action.value == "delete_pod":
@@ -272,11 +300,48 @@ class GeniusKubernetesOperator(GeniusContainerMixin, KubernetesPodOperator):  # 
         text = str(exc).strip()
         # KPO's message may end with the whole pod object; its first line says what happened.
         failure = text.splitlines()[0] if text else type(exc).__name__
+        ended, log_tail = self.genius_pod_end or ("", "")
+        if ended:
+            failure += f" ({ended})"
         try:
-            self.finish_remote(context, failure=failure)
+            self.finish_remote(context, failure=failure, log_tail=log_tail)
         except GeniusTaskFailed as failed:
             raise failed from exc
         raise exc  # finish_remote always raises when given a failure; kept for type checkers
+
+
+def container_end(pod: k8s.V1Pod, container: str) -> str:
+    """How ``container`` ended in a (read) pod: its exit code, and the reason and message Kubernetes gives
+    for an abnormal end (a container that could not start); "" while it has not terminated.
+
+    >>> ended = k8s.V1ContainerStateTerminated(exit_code=128, reason="StartError",
+    ...                                        message='exec: "genius": executable file not found')
+    >>> status = k8s.V1ContainerStatus(name="base", image="i", image_id="", ready=False, restart_count=0,
+    ...                                state=k8s.V1ContainerState(terminated=ended))
+    >>> container_end(k8s.V1Pod(status=k8s.V1PodStatus(container_statuses=[status])), "base")
+    'exit code 128, StartError: exec: "genius": executable file not found'
+    """
+    for status in (pod.status.container_statuses if pod.status else None) or ():
+        ended = status.state.terminated if status.name == container and status.state else None
+        if ended is None:
+            continue
+        text = f"exit code {ended.exit_code}"
+        if ended.reason and ended.reason not in ("Error", "Completed"):  # the plain ones say nothing more
+            text += f", {ended.reason}"
+        if ended.message:  # one line: a termination message may be a whole log (FallbackToLogsOnError)
+            text += f": {' '.join(ended.message.split())[:LOG_TAIL_WIDTH]}"
+        return text
+    return ""
+
+
+def pod_log_tail(client: Any, pod: k8s.V1Pod, container: str, lines: int = LOG_TAIL_LINES) -> str:
+    """The last ``lines`` lines of ``container``'s log in ``pod`` (``client``: a ``CoreV1Api``)."""
+    # The raw answer: the client's own decoding of a log is not text on every version.
+    answer = client.read_namespaced_pod_log(
+        pod.metadata.name, pod.metadata.namespace, container=container, tail_lines=lines,
+        _preload_content=False,
+    )  # fmt: skip
+    return str(answer.data.decode("utf-8", "replace"))
 
 
 class GeniusKubernetesSpoutOperator(GeniusKubernetesOperator):

@@ -40,6 +40,7 @@ from airflow_genius.links.output import GeniusOutputLink
 from airflow_genius.links.record import GeniusRecordLink
 from airflow_genius.operators.base import (
     GENIUS_TEMPLATE_FIELDS,
+    LOG_TAIL_LINES,
     GeniusOperatorMixin,
     identity_from_context,
     task_state_get,
@@ -131,7 +132,7 @@ class SlurmJobMixin(BaseOperator):
         new one — ``prepare(job name, job folder)`` writes the job's files and returns its sbatch script.
         ``what`` names the job in the log."""
         name = self.job_name_for(context)
-        job_dir = hook.resolve_path(f"{self.remote_base_dir.rstrip('/')}/{name}")
+        job_dir = self.job_dir_for(hook, name)
         job_id = self.find_previous_job(hook, context, name, live_only=live_only)
         reattached = job_id is not None
         if job_id is None:
@@ -139,6 +140,18 @@ class SlurmJobMixin(BaseOperator):
             self.log.info("submitted Slurm job %s (%s) for %s", job_id, name, what)
         self.remember_job(context, job_id)
         return SlurmJob(job_id=job_id, name=name, job_dir=job_dir, reattached=reattached)
+
+    def job_dir_for(self, hook: SlurmHook, name: str) -> str:
+        """The folder on the cluster of the job called ``name`` (spec, secret file, output)."""
+        return hook.resolve_path(f"{self.remote_base_dir.rstrip('/')}/{name}")
+
+    def job_log_tail(self, context: Context, job_id: str) -> str:
+        """The last lines of this task instance's job output file, read after the job ended (for a
+        failure message: the cause of a job that died before ``genius run`` is only there)."""
+        with self.slurm_hook() as hook:
+            name = self.job_name_for(context)
+            job = SlurmJob(job_id=job_id, name=name, job_dir=self.job_dir_for(hook, name))
+            return hook.tail(job.output_path, LOG_TAIL_LINES)
 
     def remember_job(self, context: Context, job_id: str) -> None:
         self.job_id = job_id
@@ -318,7 +331,10 @@ class GeniusSlurmOperator(SlurmJobMixin, GeniusOperatorMixin):
         failure = None if event.get("succeeded") else str(event.get("reason") or event.get("state"))
         if failure:
             self.log.error("%s", failure)
-        return self.finish_remote(context, failure=failure)
+        job_id = self.job_id
+        return self.finish_remote(
+            context, failure=failure, log_tail=lambda: self.job_log_tail(context, job_id)
+        )
 
 
 class GeniusSlurmSpoutOperator(GeniusSlurmOperator):

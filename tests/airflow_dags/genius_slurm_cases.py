@@ -78,6 +78,29 @@ with DAG(dag_id="genius_slurm_failures", schedule=None, catchup=False) as genius
         **SLURM,
     )
 
+with DAG(dag_id="genius_slurm_no_genius", schedule=None, catchup=False) as genius_slurm_no_genius:
+    # the node has no `genius` on the job's PATH: the job dies before any run record exists, and the
+    # cause (`genius: command not found`) is only in its output (tests/slurm/test_failure_causes.py)
+    GeniusSlurmOperator(
+        task_id="missing",
+        task_class=ECHO,
+        method="say",
+        method_args=["never"],
+        **{**SLURM, "genius_command": "genius"},
+        setup=["PATH=/usr/bin:/bin"],
+        retries=0,
+    )
+    GeniusSlurmOperator(
+        task_id="missing_deferred",
+        task_class=ECHO,
+        method="say",
+        method_args=["never"],
+        **{**SLURM, "genius_command": "genius"},
+        setup=["PATH=/usr/bin:/bin"],
+        deferrable=True,
+        retries=0,
+    )
+
 with DAG(dag_id="genius_slurm_hostile", schedule=None, catchup=False) as genius_slurm_hostile:
     GeniusSlurmOperator(
         task_id="env", task_class=ECHO, method="environment", method_args=[sorted(HOSTILE_ENV)], env=HOSTILE_ENV,

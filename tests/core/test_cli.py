@@ -7,10 +7,15 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 import time
+import uuid
+from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
+from test_no_airflow import BLOCK_AIRFLOW
 
 from airflow_genius.core import Status, build_spec, open_state
 
@@ -160,9 +165,7 @@ def test_rise_runs_spout_then_bolt(tmp_path: Path, state_uri: str) -> None:
     spout = genius(
         "rise",
         "airflow_genius.examples.tasks:QuoteSpout",
-        "fetch",
-        "--kind",
-        "spout",
+        "fetch",  # no --kind: the class is a Spout
         "--output",
         str(quotes),
         "--kwarg",
@@ -181,7 +184,7 @@ def test_rise_runs_spout_then_bolt(tmp_path: Path, state_uri: str) -> None:
         "airflow_genius.examples.tasks:WordCount",
         "count",
         "--kind",
-        "bolt",
+        "bolt",  # an explicit --kind that agrees with the class
         "--input",
         str(partition),
         "--output",
@@ -196,6 +199,45 @@ def test_rise_runs_spout_then_bolt(tmp_path: Path, state_uri: str) -> None:
     result = json.loads(bolt.stdout)
     assert result["records"] == 12 and len(result["top"]) == 3
     assert "output committed at" in bolt.stderr
+    with open_state(state_uri) as state:
+        kinds = {record.key.task_id: record.info["kind"] for record in state.list_runs(dag_id="genius_rise")}
+    assert kinds == {"fetch": "spout", "count": "bolt"}
+
+
+RISE_REFUSALS = [
+    # (arguments after `genius rise`, words of the one-line error)
+    (["airflow_genius.examples.tasks:WordCount", "count"], "is a bolt: a bolt needs --input"),
+    (
+        ["airflow_genius.examples.tasks:WordCount", "count", "--kind", "spout", "--input", "."],
+        "--kind spout: airflow_genius.examples.tasks:WordCount is a bolt",
+    ),
+    (["airflow_genius.examples.tasks:QuoteSpout", "fetch", "--input", "."], "a spout takes no --input"),
+    (["genius_samples.tasks:Nope", "add"], "has no 'Nope'"),
+]
+
+
+@pytest.mark.parametrize(("args", "words"), RISE_REFUSALS, ids=[w for _, w in RISE_REFUSALS])
+def test_rise_refuses_a_kind_it_cannot_run_in_one_line(
+    tmp_path: Path, state_uri: str, args: list[str], words: str
+) -> None:
+    done = genius("rise", *args, "--state", state_uri, cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0 and words in done.stderr, done.stderr
+    assert not (tmp_path / "state.db").exists()  # refused before anything ran
+
+
+def test_rise_takes_the_kind_from_the_class(state_uri: str) -> None:
+    def kind_of(*args: str) -> str:
+        done = genius("rise", *args, "--state", state_uri, "--print-spec")
+        assert done.returncode == 0, done.stderr
+        return str(json.loads(done.stdout)["kind"])
+
+    assert kind_of("airflow_genius.examples.tasks:QuoteSpout", "fetch") == "spout"
+    assert kind_of("airflow_genius.examples.tasks:WordCount", "count", "--input", "/data") == "bolt"
+    assert kind_of("genius_samples.tasks:Adder", "add", "--arg", "1") == "task"
+    # overrides that agree: any class as a plain task; a plain Task class as a bolt
+    assert kind_of("airflow_genius.examples.tasks:WordCount", "count", "--kind", "task") == "task"
+    assert kind_of("genius_samples.tasks:Adder", "add", "--kind", "bolt", "--input", "/data") == "bolt"
 
 
 def test_rise_print_spec_is_a_valid_spec(state_uri: str) -> None:
@@ -238,6 +280,8 @@ def test_help_everywhere() -> None:
         ["state"],
         ["state", "show"],
         ["state", "list"],
+        ["state", "apply-spool"],
+        ["report"],
     ):
         done = genius(*command, "--help")
         assert done.returncode == 0 and "usage: genius" in done.stdout
@@ -271,3 +315,112 @@ def test_list_entry_points_shows_installed_task_classes() -> None:
     assert listed.returncode == 0, listed.stderr
     assert "airflow_genius.examples.tasks:WordCount" in listed.stdout
     assert "airflow_genius.examples.tasks:Echo" in listed.stdout
+
+
+# ---------------------------------------------------------------- stores through Airflow connections
+def record_a_run(state_uri: str, run_id: str, env: dict[str, str] | None = None) -> None:
+    done = genius("run", "--spec", "-", stdin=spec_json(state_uri, args=[2, 3], run_id=run_id), env=env)
+    assert done.returncode == 0, done.stderr
+
+
+def read_through_connection(conn_id: str, conn: Mapping[str, object], tmp_path: Path) -> None:
+    """`state show`, `state list` and `report` read the run ``r1`` of dag ``cli`` through ``conn_id``."""
+    env = {f"AIRFLOW_CONN_{conn_id.upper()}": json.dumps(conn)}
+    assert "GENIUS_STATE_PASSWORD" not in os.environ  # a password can only come from the connection
+    shown = genius(
+        "state",
+        "show",
+        "--conn-id",
+        conn_id,
+        "--dag-id",
+        "cli",
+        "--task-id",
+        "add",
+        "--run-id",
+        "r1",
+        env=env,
+    )
+    assert shown.returncode == 0, shown.stderr
+    record = json.loads(shown.stdout)  # standard output is the record alone, whatever Airflow logs
+    assert record["status"] == "SUCCESS" and record["result"] == 5
+    listed = genius("state", "list", "--conn-id", conn_id, "--dag-id", "cli", env=env)
+    assert listed.returncode == 0, listed.stderr
+    (line,) = listed.stdout.splitlines()
+    assert "SUCCESS" in line and "cli.add@r1" in line
+    report = tmp_path / "report.html"
+    written = genius("report", "--conn-id", conn_id, "--dag-id", "cli", "-o", str(report), env=env)
+    assert written.returncode == 0, written.stderr
+    password = str(conn.get("password") or "never-empty")
+    outputs = (shown.stdout + shown.stderr, listed.stdout + listed.stderr, report.read_text())
+    assert all(password not in text for text in outputs)
+    assert "<tr><td>r1</td><td>add</td><td>SUCCESS</td>" in report.read_text()
+
+
+@pytest.mark.airflow
+def test_state_and_report_read_a_sqlite_store_through_a_connection(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    record_a_run(f"sqlite:///{path}", "r1")
+    read_through_connection(
+        "genius_cli_sqlite", {"conn_type": "genius_sqlite", "extra": {"path": str(path)}}, tmp_path
+    )
+
+
+@pytest.mark.airflow
+@pytest.mark.redis
+def test_state_reads_a_redis_store_with_the_connections_password(
+    tmp_path: Path, redis_url: str, unique_name: str
+) -> None:
+    """The store needs a password: the connection's reaches it, as it reaches a task, never argv/output."""
+    import redis
+
+    admin = redis.Redis.from_url(redis_url)
+    user, password = f"genius_{unique_name}", f"pw-{uuid.uuid4().hex}"
+    admin.acl_setuser(
+        user, enabled=True, passwords=[f"+{password}"], keys=[f"{unique_name}:*"], commands=["+@all"]
+    )
+    parts = urlsplit(redis_url)
+    conn = {
+        "conn_type": "genius_redis", "host": parts.hostname, "port": parts.port, "login": user,
+        "password": password, "schema": parts.path.strip("/") or "0", "extra": {"prefix": unique_name},
+    }  # fmt: skip
+    state_uri = f"redis://{user}@{parts.hostname}:{parts.port}{parts.path}?prefix={unique_name}"
+    try:
+        record_a_run(state_uri, "r1", env={"GENIUS_STATE_PASSWORD": password})
+        read_through_connection("genius_cli_redis", conn, tmp_path)
+        # control: the same store without the password is refused (a budget of 1 s: no long retries)
+        denied = genius("state", "list", "--state", state_uri, env={"GENIUS_STATE_FAULT_BUDGET": "1"})
+        assert denied.returncode == 4 and "AuthenticationError" in denied.stderr, denied.stderr
+    finally:
+        with open_state(f"{redis_url}?prefix={unique_name}") as cleanup:
+            cleanup.purge()  # type: ignore[attr-defined]
+        admin.acl_deluser(user)
+        admin.close()
+
+
+@pytest.mark.airflow
+def test_an_unknown_connection_is_one_line() -> None:
+    for args, words in (
+        (["state", "list", "--conn-id", "genius_cli_nowhere"], "--conn-id 'genius_cli_nowhere'"),
+        (
+            ["report", "--conn-id", "genius_cli_s3", "--dag-id", "d", "-o", "x.html"],
+            "a genius state connection",
+        ),
+    ):
+        done = genius(*args, env={"AIRFLOW_CONN_GENIUS_CLI_S3": json.dumps({"conn_type": "aws"})})
+        assert done.returncode == 2
+        assert done.stderr.strip().count("\n") == 0 and words in done.stderr, done.stderr
+
+
+def test_conn_id_without_airflow_is_one_line() -> None:
+    child = BLOCK_AIRFLOW + textwrap.dedent(
+        """
+        from airflow_genius.core.cli import main
+        sys.exit(main(["state", "list", "--conn-id", "genius_redis"]))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "genius: error: --conn-id needs the airflow extra (pip install 'airflow-provider-genius[airflow]'); "
+        "without Airflow name the store with --state URI"
+    )

@@ -81,6 +81,15 @@ def get_provider_info() -> dict[str, Any]:
             }
             for conn_type, (class_name, hook_name) in hooks.items()
         ],
+        # Streams as Assets: a producer's and a consumer's stream URIs name one Asset (docs/lineage.md).
+        "asset-uris": [
+            {
+                "schemes": ["redis", "rediss", "sqlite"],
+                "handler": "airflow_genius.operators.lineage.sanitize_stream_uri",
+                "factory": "airflow_genius.operators.lineage.create_stream_asset",
+                "to_openlineage_converter": "airflow_genius.operators.lineage.convert_stream_asset_to_openlineage",
+            }
+        ],
         "extra-links": [
             "airflow_genius.links.output.GeniusOutputLink",
             "airflow_genius.links.record.GeniusRecordLink",

@@ -79,14 +79,14 @@ def last_log_lines(log: LogTail | None, *, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(line if len(line) <= LOG_TAIL_WIDTH else f"{line[:LOG_TAIL_WIDTH]}…" for line in kept)
 
 
-def with_log_tail(message: str, log: LogTail | None) -> str:
-    """``message`` plus "; last log lines:" and the end of the job's log (see :func:`last_log_lines`),
-    or ``message`` alone when there is no log.
+def with_log_tail(message: str, log: LogTail | None, *, lines: int = LOG_TAIL_LINES) -> str:
+    """``message`` plus "; last log lines:" and the end of the job's log (its last ``lines`` lines, see
+    :func:`last_log_lines`), or ``message`` alone when there is no log.
 
     >>> with_log_tail("Slurm job 7 FAILED (exit code 127)", "x.sh: line 3: genius: command not found")
     'Slurm job 7 FAILED (exit code 127); last log lines:\\nx.sh: line 3: genius: command not found'
     """
-    tail = last_log_lines(log)
+    tail = last_log_lines(log, lines=lines)
     return f"{message}; last log lines:\n{tail}" if tail else message
 
 
@@ -212,6 +212,7 @@ class GeniusOperatorMixin(BaseOperator):
         self.max_windows = max_windows
         self.service = service
         self.refuse_secrets_in_uris()
+        self.declare_assets()
 
     def refuse_secrets_in_uris(self) -> None:
         """Refuse a password (user info or query) in ``state_uri``, ``model_uri``, ``input_uri`` or
@@ -247,6 +248,91 @@ class GeniusOperatorMixin(BaseOperator):
             elif uris.split_uri(uri).scheme.lower() in STREAM_SCHEMES:
                 refuse_secret(uri, where, uris.STATE_CREDENTIALS_HINT)
             refuse_secret(uri, where, uris.DATA_CREDENTIALS_HINT, what="credentials")
+
+    # ------------------------------------------------------------------ assets and lineage
+    def declare_assets(self) -> None:
+        """Declare the output root as an outlet Asset and a plain input root as an inlet, beside the
+        ``inlets``/``outlets`` given (docs/lineage.md). A templated ``output_uri`` declares the AssetAlias
+        ``genius-output:<dag_id>.<task_id>`` instead: Airflow needs outlets when the DAG is parsed."""
+        from airflow_genius.operators.lineage import declared_assets
+
+        dag = self.get_dag()
+        inlets, outlets = declared_assets(
+            self.genius_call["input_uri"],
+            self.genius_call["output_uri"],
+            dag_id=dag.dag_id if dag is not None else None,
+            task_id=self.task_id,
+        )
+        self.inlets.extend(asset for asset in inlets if asset not in self.inlets)
+        self.outlets.extend(asset for asset in outlets if asset not in self.outlets)
+
+    def genius_remote_job_id(self) -> str | None:
+        """The remote job this task instance ran as (pod name, ECS task ARN, Batch job id, Slurm job id,
+        Docker container); None in the worker. Each remote runner overrides it in one line."""
+        return None
+
+    def emit_asset_event(self, context: Context, record: RunRecord) -> None:
+        """The committed run's asset event: its ``extra`` holds the run identity, the partition URI, the
+        file count and the manifest digest (on the output root's Asset, or through the AssetAlias when
+        ``output_uri`` was templated). Kept for the OpenLineage facets of this task instance too."""
+        from airflow.sdk import Asset, AssetAlias
+
+        from airflow_genius.operators.lineage import (
+            ALIAS_PREFIX,
+            asset_uri,
+            commit_extra,
+            is_stream,
+            read_committed_manifest,
+            runner_name,
+        )
+
+        location = record.metrics.get("output_location")
+        manifest = None
+        if isinstance(location, str) and asset_uri(location) is not None and not is_stream(location):
+            manifest = read_committed_manifest(location)
+        extra = commit_extra(
+            record,
+            runner=runner_name(type(self)),
+            remote_job_id=self.genius_remote_job_id(),
+            manifest=manifest,
+        )
+        self.genius_commit = extra
+        root = asset_uri(self.genius_call["output_uri"])  # rendered by now
+        events = context.get("outlet_events")
+        if root is None or events is None:
+            return
+        for outlet in self.outlets:
+            if isinstance(outlet, Asset) and outlet.uri == Asset(root).uri:
+                events[outlet].extra.update(extra)
+            elif isinstance(outlet, AssetAlias) and outlet.name.startswith(ALIAS_PREFIX):
+                events[outlet].add(Asset(root), extra=extra)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage (when its provider is installed): input and output datasets and the ``genius``
+        run facet (runner, remote job id, task class and method, the commit)."""
+        from airflow.sdk import Asset
+
+        from airflow_genius.operators.lineage import asset_uri, operator_lineage, runner_name, upstream_root
+
+        call = self.genius_call  # rendered by now
+        declared = {inlet.uri for inlet in self.inlets if isinstance(inlet, Asset)}
+        # An input rendered from a template (an upstream's partition) is named by its upstream's root.
+        upstream = None if asset_uri(call["input_uri"]) in declared else upstream_root(call["input_uri"])
+        return operator_lineage(
+            input_uri=call["input_uri"],
+            output_uri=call["output_uri"],
+            runner=runner_name(type(self)),
+            remote_job_id=self.genius_remote_job_id(),
+            task_class=self.task_class,
+            method=self.method,
+            kind=self.genius_kind,
+            commit=getattr(self, "genius_commit", None),
+            input_root=upstream,
+        )
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any) -> Any:
+        """As :meth:`get_openlineage_facets_on_complete`; a failed run committed nothing."""
+        return self.get_openlineage_facets_on_complete(task_instance)
 
     # ------------------------------------------------------------------ state
     def genius_state(self) -> StateTarget:
@@ -306,6 +392,7 @@ class GeniusOperatorMixin(BaseOperator):
             # Downstream bolts read it with input_uri="{{ ti.xcom_pull('<task>', key='genius_output') }}"
             context["ti"].xcom_push(key=OUTPUT_XCOM_KEY, value=location)
             GeniusOutputLink.persist(context, location)
+            self.emit_asset_event(context, record)
 
     def finish_remote(
         self, context: Context, *, failure: str | None = None, log_tail: LogTail | None = None

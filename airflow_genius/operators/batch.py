@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.providers.amazon.aws.operators.batch import BatchOperator
 
+from airflow_genius import _provider_compat as compat
 from airflow_genius.links.output import GeniusOutputLink
 from airflow_genius.links.record import GeniusRecordLink
 from airflow_genius.operators.aws_common import check_platform_secrets, deterministic_name, merge_env
@@ -99,7 +100,8 @@ class GeniusBatchOperator(GeniusContainerMixin, BatchOperator):
 
     Args (besides the genius arguments of :class:`~airflow_genius.operators.base.GeniusOperatorMixin`
     and those of ``BatchOperator``: ``job_queue``, ``job_definition``, ``aws_conn_id``, ``region_name``,
-    ``container_overrides`` (vcpus, memory, resourceRequirements …), ``deferrable``, ``poll_interval``,
+    ``container_overrides`` (vcpus, memory, resourceRequirements …), ``deferrable`` (default
+    ``[operators] default_deferrable``), ``poll_interval``,
     ``tags``, ``retry_strategy`` …):
         job_name: prefix of the job name (default ``genius``); a digest of the task instance is appended
             so that every try of one task instance submits under the same name.
@@ -227,7 +229,7 @@ class GeniusBatchOperator(GeniusContainerMixin, BatchOperator):
         else:
             self.submit_job(context)
         task_state_set(context, JOB_ID_KEY, self.job_id)
-        job = self._persist_links(context)
+        job = compat.batch_persist_links(self, context)
         if self.deferrable and job.get("status") not in ("SUCCEEDED", "FAILED"):
             from airflow_genius.triggers.batch import GeniusBatchJobTrigger
 
@@ -254,19 +256,20 @@ class GeniusBatchOperator(GeniusContainerMixin, BatchOperator):
             self.hook.wait_for_job(self.job_id)
             return
         self._log_fetcher_started = False
-        self.hook.wait_for_job(self.job_id, get_batch_log_fetcher=self._get_batch_log_fetcher)
+        self.hook.wait_for_job(self.job_id, get_batch_log_fetcher=self._start_log_fetcher)
         if not self._log_fetcher_started:
             # The log stream only showed up after the job ended (short jobs; engines that publish the
             # stream at the end): copy the whole log now.
             self._copy_whole_log(self.job_id)
 
-    def _get_batch_log_fetcher(self, job_id: str) -> Any:
-        fetcher = super()._get_batch_log_fetcher(job_id)
+    def _start_log_fetcher(self, job_id: str) -> Any:
+        """The provider's log fetcher, which the hook's wait starts (remembering whether there was one)."""
+        fetcher = compat.batch_log_fetcher(self, job_id)
         self._log_fetcher_started = fetcher is not None
         return fetcher
 
     def _copy_whole_log(self, job_id: str) -> None:
-        fetcher = super()._get_batch_log_fetcher(job_id)
+        fetcher = compat.batch_log_fetcher(self, job_id)
         if fetcher is None:
             self.log.warning("AWS Batch job %s has no CloudWatch log stream", job_id)
             return
@@ -276,14 +279,14 @@ class GeniusBatchOperator(GeniusContainerMixin, BatchOperator):
     def finish_job(self, context: Context) -> Any:
         """The job ended: the platform's verdict plus the run record decide the result."""
         assert self.job_id is not None
-        self._persist_cloudwatch_link(context)
+        compat.batch_persist_cloudwatch_link(self, context)
         job = self.hook.get_job_description(self.job_id)
         return self.finish_remote(context, failure=job_failure(job), log_tail=self.cloudwatch_tail)
 
     def cloudwatch_tail(self) -> list[str]:
         """The last lines of the job's CloudWatch stream ([] without one), read once the job ended."""
         fetcher = (
-            super()._get_batch_log_fetcher(self.job_id) if self.awslogs_enabled and self.job_id else None
+            compat.batch_log_fetcher(self, self.job_id) if self.awslogs_enabled and self.job_id else None
         )
         return [] if fetcher is None else list(fetcher.get_last_log_messages(LOG_TAIL_LINES))
 
@@ -295,6 +298,9 @@ class GeniusBatchOperator(GeniusContainerMixin, BatchOperator):
         if self.awslogs_enabled:
             self._copy_whole_log(self.job_id)
         return self.finish_job(context)
+
+    def genius_remote_job_id(self) -> str | None:
+        return self.job_id
 
     def on_kill(self) -> None:
         """Terminate the job this worker submitted or reattached to."""

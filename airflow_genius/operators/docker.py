@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from airflow.providers.docker.operators.docker import DockerOperator
 
 from airflow_genius import __version__
+from airflow_genius import _provider_compat as compat
 from airflow_genius.links.output import GeniusOutputLink
 from airflow_genius.links.record import GeniusRecordLink
 from airflow_genius.operators.base import GENIUS_TEMPLATE_FIELDS, identity_from_context
@@ -132,7 +133,9 @@ class GeniusDockerOperator(GeniusContainerMixin, DockerOperator):
         self.streamed_lines: list[str] = []  # the container's output as this task log got it
         # Refused when the DAG is parsed already (keys are never templated); checked again at launch.
         check_environment(self.environment, where="environment")
-        check_environment(self._private_environment, where="private_environment", reserved=(SPEC_ENV,))
+        check_environment(
+            compat.docker_private_environment(self), where="private_environment", reserved=(SPEC_ENV,)
+        )
 
     def execute(self, context: Context) -> Any:
         who = identity_from_context(context)
@@ -193,16 +196,21 @@ class GeniusDockerOperator(GeniusContainerMixin, DockerOperator):
         if self.env_file:  # rendered by now; DockerOperator passes its variables on as plain environment
             check_environment(self.unpack_environment_variables(self.env_file), where="env_file")
         launch = self.prepare_launch(context, extra_env=self.environment)
-        request = docker_request(launch, private_environment=self._private_environment, labels=self.labels)
+        request = docker_request(
+            launch, private_environment=compat.docker_private_environment(self), labels=self.labels
+        )
         self.command = request.command
         self.environment = request.environment
-        self._private_environment = request.private_environment
+        compat.set_docker_private_environment(self, request.private_environment)
         self.labels = request.labels
         self.container_name = self.container_name or container_name_for(
             who["dag_id"], who["task_id"], who["run_id"], who["map_index"]
         )
         self._warn_if_state_unreachable(launch.spec.state.uri)
         return launch
+
+    def genius_remote_job_id(self) -> str | None:
+        return self.container_name  # deterministic per task instance
 
     def on_kill(self) -> None:
         """Stop the container: SIGTERM, then SIGKILL after ``stop_timeout`` seconds.

@@ -73,17 +73,13 @@ from airflow_genius.operators.docker import (
     RemovePolicy,
     task_container,
 )
-from airflow_genius.operators.service import GeniusServiceMixin, ServiceNotReady
+from airflow_genius.operators.service import ERROR_TAIL_LINES, LOG_LINES, GeniusServiceMixin, ServiceNotReady
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 #: What a service publishes as its ``hostname``: its IP address on its network, or its container name.
 Advertise = Literal["ip", "name"]
-#: Lines of the container's output put into a readiness error.
-ERROR_TAIL_LINES = 40
-#: Lines of the service's output copied into the task log (when it is ready; before its removal).
-LOG_LINES = 200
 #: Container states in which a stop has nothing left to do.
 _ENDED = ("created", "configured", "exited", "stopped", "dead")
 
@@ -168,7 +164,7 @@ class GeniusDockerServiceOperator(GeniusServiceMixin, GeniusDockerOperator):
         self.advertise = advertise
         self.service_hostname = service_hostname
         self._starting = False
-        self._killed = False
+        self._genius_killed = False
 
     @property
     def cli(self) -> Any:
@@ -194,7 +190,7 @@ class GeniusDockerServiceOperator(GeniusServiceMixin, GeniusDockerOperator):
                     self.container_name, self.image, launch.spec.service and launch.spec.service.port,
                 )  # fmt: skip
                 self._start_detached(context)
-            if self._killed:  # on_kill came before the container existed: it has not stopped it
+            if self._genius_killed:  # on_kill came before the container existed: it has not stopped it
                 raise ServiceNotReady("the task was killed while its service was starting")
             published = self.wait_until_ready(
                 context,
@@ -220,7 +216,7 @@ class GeniusDockerServiceOperator(GeniusServiceMixin, GeniusDockerOperator):
         waiting task then fails and removes it."""
         from docker.errors import NotFound
 
-        self._killed = True
+        self._genius_killed = True
         with suppress(NotFound):  # already stopped and removed by a failed start
             super().on_kill()
 

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow.providers.amazon.aws.operators.ecs import EcsRunTaskOperator
 from airflow.providers.common.compat.sdk import AirflowException
 
+from airflow_genius import _provider_compat as compat
 from airflow_genius.links.output import GeniusOutputLink
 from airflow_genius.links.record import GeniusRecordLink
 from airflow_genius.operators.aws_common import check_platform_secrets, merge_env
@@ -105,8 +106,8 @@ class GeniusEcsOperator(GeniusContainerMixin, EcsRunTaskOperator):
 
     Args (besides the genius arguments of :class:`~airflow_genius.operators.base.GeniusOperatorMixin`
     and those of ``EcsRunTaskOperator``: ``cluster``, ``task_definition``, ``launch_type``,
-    ``network_configuration``, ``awslogs_group``/``awslogs_stream_prefix``, ``deferrable``,
-    ``waiter_delay``, ``aws_conn_id`` …):
+    ``network_configuration``, ``awslogs_group``/``awslogs_stream_prefix``, ``deferrable`` (default
+    ``[operators] default_deferrable``), ``waiter_delay``, ``aws_conn_id`` …):
         container_name: the task definition's container that runs the genius runtime image.
         environment: plain environment of that container (templated); never put secrets here.
         overrides: more ``run_task`` overrides (cpu, memory, other containers); genius sets the
@@ -202,16 +203,22 @@ class GeniusEcsOperator(GeniusContainerMixin, EcsRunTaskOperator):
             return self.finish_remote(context, failure=failure, log_tail=self.cloudwatch_tail)
         return self.finish_remote(context, failure=self.ecs_failure, log_tail=self.cloudwatch_tail)
 
+    def genius_remote_job_id(self) -> str | None:
+        return self.arn
+
     def cloudwatch_tail(self) -> list[str]:
         """The last lines of the genius container's CloudWatch stream ([] without ``awslogs_*`` or a
         started task), read once the task ended, as the provider reads them for its own failures."""
-        if not (self._aws_logs_enabled() and self.arn):
+        if not (compat.ecs_logs_enabled(self) and self.arn):
             return []
-        return list(self._get_task_log_fetcher().get_last_log_messages(LOG_TAIL_LINES))
+        return list(compat.ecs_log_fetcher(self).get_last_log_messages(LOG_TAIL_LINES))
 
     def _after_execution(self) -> None:
         """The provider's check raises on the first odd container; genius keeps ECS's verdict as the
-        ``failure`` that :meth:`finish_remote` combines with the run record's (docs/architecture.md#the-run-record-decides)."""
+        ``failure`` that :meth:`finish_remote` combines with the run record's (docs/architecture.md#the-run-record-decides).
+
+        Overrides a private method of ``EcsRunTaskOperator`` (listed in
+        :data:`airflow_genius._provider_compat.OVERRIDDEN_PRIVATE_METHODS`)."""
         if not self.arn:
             return
         response = self.client.describe_tasks(cluster=self.cluster, tasks=[self.arn])

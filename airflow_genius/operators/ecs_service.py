@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.amazon.aws.operators.ecs import EcsBaseOperator
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 
+from airflow_genius import _provider_compat as compat
 from airflow_genius.operators.base import identity_from_context
 from airflow_genius.operators.container import SPEC_ENV
 from airflow_genius.operators.ecs import GeniusEcsOperator
@@ -151,20 +152,20 @@ class GeniusEcsServiceOperator(GeniusServiceMixin, GeniusEcsOperator):
         who = identity_from_context(context)
         # The provider's reattach and start (what EcsRunTaskOperator.execute does before it waits).
         # Deterministic even without reattach: the stop operator finds the task by it.
-        self._started_by = ecs_started_by(who["dag_id"], who["task_id"], who["run_id"], who["map_index"])
+        started_by = ecs_started_by(who["dag_id"], who["task_id"], who["run_id"], who["map_index"])
         if self.reattach:
-            self.log.info("Try to find run with startedBy=%r", self._started_by)
-            self._try_reattach_task(started_by=self._started_by)
+            self.log.info("Try to find run with startedBy=%r", started_by)
+            compat.ecs_reattach(self, started_by)
         try_number = who["try_number"]
         if self.arn:
             spec = launched_spec(self.describe_task(), self.genius_container)
             try_number = spec.run.try_number if spec is not None else try_number  # that try's record
         else:
-            self._start_task()
+            compat.ecs_start_task(self, started_by)
         if self.do_xcom_push:
             context["ti"].xcom_push(key="ecs_task_arn", value=self.arn)
-        if self._aws_logs_enabled():
-            self.task_log_fetcher = self._get_task_log_fetcher()
+        if compat.ecs_logs_enabled(self):
+            self.task_log_fetcher = compat.ecs_log_fetcher(self)
             self.task_log_fetcher.start()
         try:
             published = self.wait_until_ready(

@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 from kubernetes.client import models as k8s
 
+from airflow_genius import _provider_compat as compat
 from airflow_genius.links.output import GeniusOutputLink
 from airflow_genius.links.record import GeniusRecordLink
 from airflow_genius.operators.base import (
@@ -71,7 +72,8 @@ class GeniusKubernetesOperator(GeniusContainerMixin, KubernetesPodOperator):  # 
 
     Args (besides the genius arguments of :class:`~airflow_genius.operators.base.GeniusOperatorMixin`
     and every ``KubernetesPodOperator`` argument — ``image``, ``namespace``, ``kubernetes_conn_id``,
-    ``volumes``, ``container_resources``, ``deferrable``, ``durable``, ``get_logs``, …):
+    ``volumes``, ``container_resources``, ``deferrable`` (default ``[operators] default_deferrable``),
+    ``durable``, ``get_logs``, …):
         namespace: the pods' Kubernetes namespace (KPO's meaning; default: the connection's, else
             ``default``). The genius task-state namespace is the mixin's ``state_namespace``.
         state_secret_name: a Secret you manage holding the state store's secret variables (key
@@ -138,7 +140,7 @@ class GeniusKubernetesOperator(GeniusContainerMixin, KubernetesPodOperator):  # 
             secret_name=secret_name,
             create_secret=self.state_secret_name is None,
             env_vars=self.env_vars,
-            secret_labels=self._get_ti_pod_labels(context, include_try_number=False),
+            secret_labels=compat.kpo_task_instance_labels(self, context),
         )
         self.arguments = request.arguments
         self.env_vars = request.env_vars
@@ -204,12 +206,12 @@ class GeniusKubernetesOperator(GeniusContainerMixin, KubernetesPodOperator):  # 
         finished. Failed or evicted pods still go through KPO's path (a new pod for the new try).
         """
         if self.reattach_on_restart:
-            pod = self._get_pod_from_task_state_store(context) or self.find_pod(
+            pod = compat.kpo_pod_from_task_state(self, context) or self.find_pod(
                 pod_request_obj.metadata.namespace, context=context
             )
             if pod is not None and pod.status is not None and pod.status.phase == "Succeeded":
                 self.log.info("pod %s of an earlier try already succeeded: adopting it", pod.metadata.name)
-                self._persist_pod_identity_to_task_state_store(context, pod)
+                compat.kpo_remember_pod(self, context, pod)
                 return pod
         return super().get_or_create_pod(pod_request_obj, context)
 
@@ -230,12 +232,16 @@ class GeniusKubernetesOperator(GeniusContainerMixin, KubernetesPodOperator):  # 
         error quotes when the run record cannot say what happened (an image whose ``genius`` does not
         start, a process killed mid-run)."""
         phase = remote_pod.status.phase if remote_pod is not None and remote_pod.status else None
-        if phase is not None and phase != "Succeeded" and not self._killed:
+        if phase is not None and phase != "Succeeded" and not compat.kpo_was_killed(self):
+            namespace, name = remote_pod.metadata.namespace, remote_pod.metadata.name
             self.genius_pod_end = (
                 container_end(remote_pod, self.base_container_name),
-                last_log_lines(lambda: pod_log_tail(self.client, remote_pod, self.base_container_name)),
+                last_log_lines(lambda: pod_log_tail(self.client, namespace, name, self.base_container_name)),
             )
         super().cleanup(pod, remote_pod, xcom_result=xcom_result, context=context)
+
+    def genius_remote_job_id(self) -> str | None:
+        return next((pod.metadata.name for pod in (self.pod, self.pod_request_obj) if pod is not None), None)
 
     def on_kill(self) -> None:
         """Delete the pod (KPO: SIGTERM to the container, then SIGKILL after the grace period) and the Secret."""
@@ -334,13 +340,17 @@ def container_end(pod: k8s.V1Pod, container: str) -> str:
     return ""
 
 
-def pod_log_tail(client: Any, pod: k8s.V1Pod, container: str, lines: int = LOG_TAIL_LINES) -> str:
-    """The last ``lines`` lines of ``container``'s log in ``pod`` (``client``: a ``CoreV1Api``)."""
+def pod_log_tail(client: Any, namespace: str, name: str, container: str, lines: int = LOG_TAIL_LINES) -> str:
+    """The last ``lines`` lines of ``container``'s log in pod ``namespace/name`` (``client``: a
+    ``CoreV1Api``). Raises the client's ``ApiException`` when there is no log to read.
+
+    The one reader of a pod's log: the job runner quotes it for a failed pod, the service runner for a
+    service that did not get ready.
+    """
     # The raw answer: the client's own decoding of a log is not text on every version.
     answer = client.read_namespaced_pod_log(
-        pod.metadata.name, pod.metadata.namespace, container=container, tail_lines=lines,
-        _preload_content=False,
-    )  # fmt: skip
+        name, namespace, container=container, tail_lines=lines, _preload_content=False
+    )
     return str(answer.data.decode("utf-8", "replace"))
 
 

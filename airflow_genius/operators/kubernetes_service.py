@@ -66,9 +66,9 @@ from kubernetes.client import models as k8s
 
 from airflow_genius.operators.base import identity_from_context
 from airflow_genius.operators.container import SPEC_ENV
-from airflow_genius.operators.kubernetes import GeniusKubernetesOperator
+from airflow_genius.operators.kubernetes import GeniusKubernetesOperator, pod_log_tail
 from airflow_genius.operators.kubernetes_request import MANAGED_BY, secret_name_for, service_name_for
-from airflow_genius.operators.service import GeniusServiceMixin, ServiceNotReady
+from airflow_genius.operators.service import ERROR_TAIL_LINES, LOG_LINES, GeniusServiceMixin, ServiceNotReady
 
 if TYPE_CHECKING:
     import logging
@@ -80,10 +80,6 @@ if TYPE_CHECKING:
 SERVICE_LABEL = "airflow-genius/service"
 #: Name of the service's port, on the container and on the Service.
 PORT_NAME = "http"
-#: Lines of the pod's log put into a readiness error.
-ERROR_TAIL_LINES = 40
-#: Lines of the service's log copied into the task log once it is ready.
-LOG_LINES = 200
 #: Kubernetes' default termination grace period (seconds), when neither the operator nor the pod set one.
 DEFAULT_GRACE_SECONDS = 30
 #: Seconds, on top of the grace period, a deleted pod may take to disappear before the wait gives up.
@@ -348,11 +344,7 @@ class GeniusKubernetesServiceOperator(GeniusServiceMixin, GeniusKubernetesOperat
         from kubernetes.client.exceptions import ApiException
 
         try:
-            # The raw answer: the client's own decoding of a log is not text on every version.
-            answer = self.client.read_namespaced_pod_log(
-                name, namespace, container=self.base_container_name, tail_lines=lines, _preload_content=False
-            )
-            return str(answer.data.decode("utf-8", "replace"))
+            return pod_log_tail(self.client, namespace, name, self.base_container_name, lines)
         except ApiException as exc:
             if exc.status == 404:
                 return "(the pod is gone)"

@@ -37,7 +37,12 @@ from airflow_genius.core.service import (
     client_env,
 )
 from airflow_genius.core.state import RunKey, Status
-from airflow_genius.operators.base import GeniusOperatorMixin, GeniusTaskFailed, identity_from_context
+from airflow_genius.operators.base import (
+    GeniusOperatorMixin,
+    GeniusTaskFailed,
+    identity_from_context,
+    with_log_tail,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -45,6 +50,10 @@ if TYPE_CHECKING:
 #: Seconds a platform may take to start the service's process (image pull, scheduling) on top of the
 #: service's own ``ready_timeout``.
 DEFAULT_START_TIMEOUT = 300.0
+#: Lines of the service's log quoted when it did not get ready: its start, so more than a job's failure.
+ERROR_TAIL_LINES = 40
+#: Lines of the service's log copied into the task log once it is ready (and by a stop task).
+LOG_LINES = 200
 
 
 class ServiceNotReady(GeniusTaskFailed):
@@ -143,13 +152,18 @@ class GeniusServiceMixin(GeniusOperatorMixin):
                             self._why_not_ready(record.status, service, record.error, log_tail)
                         )
                 if not running():
-                    raise ServiceNotReady(f"the service's job ended before it was ready{_tail(log_tail)}")
-                if time.monotonic() > deadline:
                     raise ServiceNotReady(
+                        with_log_tail(
+                            "the service's job ended before it was ready", log_tail, lines=ERROR_TAIL_LINES
+                        )
+                    )
+                if time.monotonic() > deadline:
+                    waited = (
                         f"the service was not ready after {self.start_timeout:g}s to start plus "
                         f"{float(self.genius_service['ready_timeout']):g}s to answer "
-                        f"{self.genius_service['health_path']}{_tail(log_tail)}"
+                        f"{self.genius_service['health_path']}"
                     )
+                    raise ServiceNotReady(with_log_tail(waited, log_tail, lines=ERROR_TAIL_LINES))
                 time.sleep(delay)
                 delay = min(delay * 1.5, 1.0)  # one record read per poll: cheap, and it is start latency
 
@@ -163,13 +177,9 @@ class GeniusServiceMixin(GeniusOperatorMixin):
         if error:
             return f"the service failed before it was ready: {error.get('type')}: {error.get('message')}"
         if service.get("ready") is False:
-            return f"the service is not ready: {service.get('error')}{_tail(log_tail)}"
-        return f"the service ended {status.value} before it was ready{_tail(log_tail)}"
-
-
-def _tail(log_tail: Callable[[], str]) -> str:
-    try:
-        text = log_tail().strip()
-    except Exception as exc:  # the log is a courtesy: its absence must not hide the real cause
-        text = f"(no log: {exc})"
-    return f"; last log lines:\n{text}" if text else ""
+            return with_log_tail(
+                f"the service is not ready: {service.get('error')}", log_tail, lines=ERROR_TAIL_LINES
+            )
+        return with_log_tail(
+            f"the service ended {status.value} before it was ready", log_tail, lines=ERROR_TAIL_LINES
+        )

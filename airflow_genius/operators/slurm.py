@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
+from airflow.sdk.configuration import conf
 
 from airflow_genius.links.output import GeniusOutputLink
 from airflow_genius.links.record import GeniusRecordLink
@@ -208,7 +209,8 @@ class GeniusSlurmOperator(SlurmJobMixin, GeniusOperatorMixin):
         (``service=<task id of a service operator>`` — a genius argument — adds that service's
         ``SERVICE_NAME/HOSTNAME/PORT/URL`` to the job's environment.)
         remote_base_dir: where job folders live on the cluster (default ``~/.genius/slurm``).
-        deferrable: wait in the triggerer instead of a worker slot.
+        deferrable: wait in the triggerer instead of a worker slot (default: ``[operators]
+            default_deferrable``, as for the official operators).
         poll_interval: seconds between polls.
         lost_after: seconds a job may be missing from both squeue and sacct before it counts as lost.
         pending_timeout: give up (and cancel) a job still pending after this many seconds.
@@ -241,7 +243,7 @@ class GeniusSlurmOperator(SlurmJobMixin, GeniusOperatorMixin):
         genius_command: str = "genius",
         container: SlurmContainer | None = None,
         remote_base_dir: str = "~/.genius/slurm",
-        deferrable: bool = False,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         poll_interval: float = 10.0,
         lost_after: float = 120.0,
         pending_timeout: float | None = None,
@@ -263,6 +265,9 @@ class GeniusSlurmOperator(SlurmJobMixin, GeniusOperatorMixin):
         self.lost_after = lost_after
         self.pending_timeout = pending_timeout
         self.job_id: str | None = None
+
+    def genius_remote_job_id(self) -> str | None:
+        return self.job_id
 
     def job_options(self, context: Context) -> SlurmJobOptions:
         """The typed sbatch options of this task instance: the rendered ``env`` over the ``SERVICE_*``

@@ -64,7 +64,12 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from airflow_genius.core.service import DEFAULT_HEALTH_PATH, DEFAULT_PORT, DEFAULT_READY_TIMEOUT, ServiceInfo
-from airflow_genius.operators.service import DEFAULT_START_TIMEOUT, GeniusServiceMixin, ServiceNotReady
+from airflow_genius.operators.service import (
+    DEFAULT_START_TIMEOUT,
+    ERROR_TAIL_LINES,
+    GeniusServiceMixin,
+    ServiceNotReady,
+)
 from airflow_genius.operators.slurm import GeniusSlurmOperator, SlurmJob, SlurmJobMixin
 from airflow_genius.operators.slurm_script import SlurmJobOptions
 
@@ -74,8 +79,6 @@ if TYPE_CHECKING:
     from airflow_genius.hooks.slurm import SlurmHook
     from airflow_genius.hooks.slurm_protocol import JobVerdict
 
-#: Lines of the job's output quoted in the error of a service that did not become ready.
-LOG_TAIL_LINES = 40
 _ONE_NODE = re.compile(r"[A-Za-z0-9._-]+")
 
 
@@ -119,7 +122,7 @@ class SlurmServiceJob:
 
     def log_tail(self) -> str:
         """Why Slurm ended the job (if it did), then the last lines of its output."""
-        tail = self.hook.tail(self.job.output_path, LOG_TAIL_LINES).rstrip()
+        tail = self.hook.tail(self.job.output_path, ERROR_TAIL_LINES).rstrip()
         return "\n".join(part for part in (self.ended, tail) if part)
 
     def hostname(self) -> str:

@@ -21,8 +21,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from airflow.providers.amazon.aws.triggers.ecs import TaskDoneTrigger
-from airflow.providers.amazon.aws.utils.task_log_fetcher import AwsTaskLogFetcher, _parse_log_level
+from airflow.providers.amazon.aws.utils.task_log_fetcher import AwsTaskLogFetcher
 from airflow.triggers.base import TriggerEvent
+
+from airflow_genius import _provider_compat as compat
 
 
 class GeniusEcsTaskDoneTrigger(TaskDoneTrigger):
@@ -69,7 +71,7 @@ class GeniusEcsTaskDoneTrigger(TaskDoneTrigger):
             except logs.exceptions.ResourceNotFoundException:
                 return token  # the stream appears once the container writes
             for event in answer["events"]:
-                self.log.log(_parse_log_level(event["message"]), AwsTaskLogFetcher.event_to_str(event))
+                self.log.log(compat.aws_log_level(event["message"]), AwsTaskLogFetcher.event_to_str(event))
             if not answer["events"] or answer["nextForwardToken"] == token:
                 return answer["nextForwardToken"]
             token = answer["nextForwardToken"]

@@ -36,7 +36,8 @@ class GeniusKubernetesPodTrigger(KubernetesPodTrigger):
         return self.trigger_kwargs.get(SECRET_KWARG)
 
     async def _wait_for_pod_start(self) -> ContainerState:
-        # Private hook of KPO's trigger (pinned provider 10.x): the earliest moment the Secret is done with.
+        # A private method of KPO's trigger (listed in _provider_compat.OVERRIDDEN_PRIVATE_METHODS, checked
+        # by tests/containers/test_provider_compat.py): the earliest moment the Secret is done with.
         state = await super()._wait_for_pod_start()
         await self.delete_secret()
         return state

@@ -12,7 +12,8 @@ import shutil
 import socket
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -37,6 +38,42 @@ os.environ.setdefault("AWS_ENDPOINT_URL", AWS_ENDPOINT)
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under ``pytest -n N --dist loadfile`` (scripts/test) each test module runs whole, in order, on one
+    worker: its module fixtures are built once, and the names it reuses between its tests (DAG ids,
+    logical dates, ports of its services) never meet themselves on another worker. Modules that
+    contain a ``slow`` test are handed out first: the run ends when its last module does, so a long
+    module must not start last."""
+    if not hasattr(config, "workerinput"):  # only pytest-xdist's workers (they all sort alike)
+        return
+    slow = {item.path for item in items if item.get_closest_marker("slow") is not None}
+    # a stable sort: the order inside a module (and among the slow, or the other, modules) is kept
+    items.sort(key=lambda item: item.path not in slow)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_report_to_serializable(report: pytest.TestReport) -> Generator[None, Any, Any]:
+    """pytest-xdist sends each report from its worker as UTF-8: hostile text that a test logs (a lone
+    surrogate, which no encoding accepts) would kill the worker. Such characters travel escaped."""
+    data = yield
+    return _escape_surrogates(data)
+
+
+def _escape_surrogates(value: Any) -> Any:
+    """``value`` with every string that UTF-8 cannot encode backslash-escaped (dicts and lists walked)."""
+    if isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "backslashreplace").decode()
+        return value
+    if isinstance(value, dict):
+        return {key: _escape_surrogates(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_escape_surrogates(item) for item in value)
+    return value
 
 
 def _require_tcp(url: str, what: str) -> None:

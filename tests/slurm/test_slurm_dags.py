@@ -123,7 +123,7 @@ def test_killing_the_task_cancels_the_job(slurm_env: dict[str, str]) -> None:
 def test_retry_after_a_worker_crash_reattaches(slurm_env: dict[str, str]) -> None:
     """One DAG run, two tries of its task through the real task runner (``airflow tasks test <run id>``):
     the first is SIGKILLed while its job runs (a worker crash); the second finds the job and waits for it."""
-    env = {**slurm_env, "GENIUS_TEST_SLEEP": "15"}
+    env = {**slurm_env, "GENIUS_TEST_SLEEP": "60"}  # outlives the second try's start-up under load
     run_id = f"crash_{uuid.uuid4().hex[:8]}"
     for args in (["dags", "reserialize"], ["dags", "trigger", "genius_slurm_sleeper", "--run-id", run_id]):
         output, _ = airflow_cli(env, *args).communicate(timeout=120)
@@ -138,7 +138,7 @@ def test_retry_after_a_worker_crash_reattaches(slurm_env: dict[str, str]) -> Non
     output, _ = second.communicate(timeout=300)
     assert second.returncode == 0, output[-4000:]
     assert f"reattaching to Slurm job {job_id}" in output
-    assert "Pushing xcom" in output and "15.0" in output
+    assert "Pushing xcom" in output and "60.0" in output
     rows = sacct_rows(name=name, wait_for="COMPLETED")
     assert [row["id"] for row in rows] == [job_id], rows  # exactly one job ran for this task instance
 

@@ -165,7 +165,7 @@ def airflow_cli(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
 def test_retry_after_a_worker_crash_reattaches(batch_env: dict[str, str]) -> None:
     """One DAG run, two tries of its task through the real task runner (``airflow tasks test <run id>``):
     the first is SIGKILLed while its job runs (a worker crash); the second finds the job and waits."""
-    env = {**batch_env, "GENIUS_TEST_SLEEP": "20"}
+    env = {**batch_env, "GENIUS_TEST_SLEEP": "60"}  # outlives the second try's start-up under load
     run_id = f"crash_{uuid.uuid4().hex[:8]}"
     for args in (["dags", "reserialize"], ["dags", "trigger", "genius_batch_sleeper", "--run-id", run_id]):
         airflow_cli(env, *args).communicate(timeout=180)
@@ -181,7 +181,7 @@ def test_retry_after_a_worker_crash_reattaches(batch_env: dict[str, str]) -> Non
     output, _ = second.communicate(timeout=300)
     assert second.returncode == 0, output[-6000:]
     assert f"reattaching to AWS Batch job {job['jobId']}" in output
-    assert "20.0" in output  # the sleeper's result, from the run record
+    assert "60.0" in output  # the sleeper's result, from the run record
     jobs = rig.batch_jobs(queue, name)
     assert [(j["jobId"], j["status"]) for j in jobs] == [(job["jobId"], "SUCCEEDED")]  # exactly one job
 

@@ -154,7 +154,7 @@ def airflow_cli(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
 def test_retry_after_a_worker_crash_reattaches(ecs_env: dict[str, str], ecs_rig: dict[str, Any]) -> None:
     """One DAG run, two tries of its task through the real task runner: the first is SIGKILLed while its
     ECS task runs (a worker crash); the second finds the task by its startedBy and waits for it."""
-    env = {**ecs_env, "GENIUS_TEST_SLEEP": "20"}
+    env = {**ecs_env, "GENIUS_TEST_SLEEP": "60"}  # outlives the second try's start-up under load
     run_id = f"crash_{uuid.uuid4().hex[:8]}"
     for args in (["dags", "reserialize"], ["dags", "trigger", "genius_ecs_sleeper", "--run-id", run_id]):
         airflow_cli(env, *args).communicate(timeout=180)
@@ -173,7 +173,7 @@ def test_retry_after_a_worker_crash_reattaches(ecs_env: dict[str, str], ecs_rig:
     output, _ = second.communicate(timeout=300)
     assert second.returncode == 0, output[-6000:]
     assert f"Reattaching previously launched task: {task['taskArn']}" in output
-    assert "20.0" in output  # the sleeper's result, from the run record
+    assert "60.0" in output  # the sleeper's result, from the run record
     tasks = rig.ecs_tasks(cluster, owner)
     assert [(t["taskArn"], t["lastStatus"]) for t in tasks] == [(task["taskArn"], "STOPPED")]  # exactly one
 

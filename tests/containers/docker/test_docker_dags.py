@@ -220,7 +220,7 @@ def test_retry_after_a_worker_crash_reattaches(docker_env: dict[str, str], docke
     the first is SIGKILLed while its container runs (a worker crash; the container survives); the second
     finds that container by its deterministic name, follows it and takes its result — no second container."""
     # long enough that the second try's CLI (slow to start on a loaded machine) finds it still running
-    env = {**docker_env, "GENIUS_TEST_SLEEP": "45"}
+    env = {**docker_env, "GENIUS_TEST_SLEEP": "60"}
     run_id = f"crash_{uuid.uuid4().hex[:8]}"
     for args in (["dags", "reserialize"], ["dags", "trigger", "genius_docker_sleeper", "--run-id", run_id]):
         proc = airflow_cli(env, *args)
@@ -243,7 +243,7 @@ def test_retry_after_a_worker_crash_reattaches(docker_env: dict[str, str], docke
         assert "try 1 succeeded" in output  # the first try's container output, followed from the start
         with open_state(env["AIRFLOW__GENIUS__STATE_URI"]) as state:
             record = state.require_run(RunKey("genius_docker_sleeper", "sleep", run_id))
-        assert record.status is Status.SUCCESS and record.result == 45.0
+        assert record.status is Status.SUCCESS and record.result == 60.0
         assert inspect_or_none(docker_client, name) is None  # removed once its exit code was read
     finally:
         if inspect_or_none(docker_client, name) is not None:

@@ -255,7 +255,7 @@ def test_retry_after_a_worker_crash_reattaches_to_the_running_pod(
     k8s_env: dict[str, str], pod_api: PodApiServer
 ) -> None:
     """The second try finds the pod of the first (still running) and waits for it: one pod in all."""
-    env = {**k8s_env, "GENIUS_TEST_SLEEP": "40"}  # outlives the second try's start-up by far
+    env = {**k8s_env, "GENIUS_TEST_SLEEP": "60"}  # outlives the second try's start-up under load
     run_id = f"crash_{uuid.uuid4().hex[:8]}"
     key = crash_first_try(env, pod_api, run_id)
     assert pod_api.cluster.pods[key].status["phase"] == "Running"
@@ -267,7 +267,7 @@ def test_retry_after_a_worker_crash_reattaches_to_the_running_pod(
         output[-6000:]
     )
     assert f"Reusing existing pod '{key[1]}' (phase=Running" in output
-    assert "Pushing xcom" in output and "40.0" in output
+    assert "Pushing xcom" in output and "60.0" in output
     pods = pods_of(pod_api, "genius_k8s_sleeper", "sleep", run_id)
     assert [pod["metadata"]["name"] for pod in pods] == [key[1]]  # exactly one pod ran for this task instance
     assert len([item for item in pod_api.cluster.launched if item["pod"] == key]) == 1

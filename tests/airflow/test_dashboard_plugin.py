@@ -81,6 +81,8 @@ def test_plugin_serves_records_of_configured_stores_to_logged_in_users(  # type:
     assert {view["url_route"]: view["destination"] for view in plugin["external_views"]} == {
         "genius": "nav",
         "genius_record": "task_instance",
+        "genius_run": "dag_run",
+        "genius_task": "task",
     }
     assert out["anonymous"] == 401 and out["anonymous_html"] == 401
     records = out["records"]

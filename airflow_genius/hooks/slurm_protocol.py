@@ -16,6 +16,8 @@ import shlex
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from airflow_genius.core.naming import instance_name
+
 #: sacct columns we ask for, in this order (``--parsable2``: ``|``-separated, no trailing ``|``).
 SACCT_FIELDS = ("JobIDRaw", "State", "ExitCode", "Reason")
 #: squeue columns: state, reason, node list.
@@ -275,11 +277,7 @@ def job_name(dag_id: str, task_id: str, run_id: str, map_index: int = -1, *, pre
     >>> job_name("etl", "clean", "manual__2024-05-06T00:00:00+00:00")
     'genius-etl-clean-eb6b083fb016'
     """
-    import hashlib
-
-    digest = hashlib.sha256(f"{dag_id}\x00{task_id}\x00{run_id}\x00{map_index}".encode()).hexdigest()[:12]
-    readable = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{dag_id}-{task_id}")[:80]
-    return f"{prefix}-{readable}-{digest}"
+    return instance_name(dag_id, task_id, run_id, map_index, prefix=prefix)
 
 
 def poll_delays(poll_interval: float, first: float = 0.25) -> Iterator[float]:

@@ -16,11 +16,11 @@ airflow_genius.operators.aws_common.SecretNotDeliverable: ...
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
+from airflow_genius.core.naming import instance_digest
 from airflow_genius.core.uris import STATE_PASSWORD_ENV
 
 #: Batch job names and Batch/ECS resource names: ^[A-Za-z0-9][A-Za-z0-9_-]{1,126}[A-Za-z0-9]$
@@ -40,7 +40,7 @@ def deterministic_name(
     >>> deterministic_name("etl", "clean.step", "manual__2024-05-06T00:00:00+00:00")
     'genius-etl-clean_step-59bae05ec741'
     """
-    digest = hashlib.sha256(f"{dag_id}\x00{task_id}\x00{run_id}\x00{map_index}".encode()).hexdigest()[:12]
+    digest = instance_digest(dag_id, task_id, run_id, map_index)
     readable = _UNSAFE.sub("_", f"{dag_id}-{task_id}")[:80].strip("_-")
     head = _UNSAFE.sub("_", prefix).strip("_-")[:30] or "genius"
     return f"{head}-{readable}-{digest}" if readable else f"{head}-{digest}"

@@ -15,11 +15,11 @@ running).
 
 from __future__ import annotations
 
-import hashlib
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from airflow_genius.core.naming import instance_name
 
 if TYPE_CHECKING:
     from airflow_genius.operators.container import ContainerLaunch
@@ -88,9 +88,7 @@ def container_name_for(dag_id: str, task_id: str, run_id: str, map_index: int = 
     >>> container_name_for("etl", "clean", "manual__2024-05-06T00:00:00+00:00")
     'genius-etl-clean-eb6b083fb016'
     """
-    digest = hashlib.sha256(f"{dag_id}\x00{task_id}\x00{run_id}\x00{map_index}".encode()).hexdigest()[:12]
-    readable = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{dag_id}-{task_id}")[:80]
-    return f"genius-{readable}-{digest}"
+    return instance_name(dag_id, task_id, run_id, map_index)
 
 
 def belongs_to(container_labels: Mapping[str, str] | None, identity: Mapping[str, object]) -> bool:

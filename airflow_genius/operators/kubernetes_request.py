@@ -14,13 +14,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from kubernetes.client import models as k8s
 
+from airflow_genius.core.naming import instance_digest
 from airflow_genius.operators.container import RESERVED_ENV, ContainerLaunch, check_environment
 
 #: Label on the Secrets this runner creates (find leftovers with ``-l app.kubernetes.io/managed-by=…``).
@@ -38,18 +38,13 @@ class PodRequest:
     secret_name: str | None = None
 
 
-def instance_digest(dag_id: str, task_id: str, run_id: str, map_index: int = -1, *, length: int = 20) -> str:
-    """A hex digest of one task instance: the same on every try — what its Kubernetes names are made of."""
-    return hashlib.sha256(f"{dag_id}\0{task_id}\0{run_id}\0{map_index}".encode()).hexdigest()[:length]
-
-
 def secret_name_for(dag_id: str, task_id: str, run_id: str, map_index: int = -1) -> str:
     """The Secret of one task instance: the same on every try (a retry replaces it), DNS-1123 safe.
 
     >>> secret_name_for("etl", "count", "manual__2026-01-01")
     'genius-state-792db8aba2e0583db725'
     """
-    return f"genius-state-{instance_digest(dag_id, task_id, run_id, map_index)}"
+    return f"genius-state-{instance_digest(dag_id, task_id, run_id, map_index, length=20)}"
 
 
 def service_name_for(dag_id: str, task_id: str, run_id: str, map_index: int = -1) -> str:

@@ -61,6 +61,8 @@ TEXT_PIECE = 1 << 20
 JSON_PIECE = 1 << 20
 #: The reader parses groups of lines of about this size.
 GROUP_BYTES = 4 << 20
+_WHITESPACE = frozenset(b" \t\r\n")
+_WHITESPACE_OR_COMMA = _WHITESPACE | {ord(",")}
 
 # Compact separators: smaller objects, and the same parse result.
 _ENCODER = json.JSONEncoder(separators=(",", ":"))
@@ -283,37 +285,47 @@ def _decode_lines(chunks: Iterable[bytes], opener: bytes, closer: bytes, serde: 
     pending_len = 0
     started = False
 
-    def parse(body: bytes) -> None:
+    def parse(blob: bytes, end: int) -> None:
+        """Parse the lines in ``blob[:end]``: a view and one joined copy, never a chain of slices."""
         nonlocal started
+        view = memoryview(blob)
+        start = 0
         if not started:
-            body = body.lstrip()
-            if not body.startswith(opener):
+            while start < end and blob[start] in _WHITESPACE:
+                start += 1
+            if blob[start : start + 1] != opener:
                 raise ValueError(f"XCom object does not start with {opener!r}")
-            body = body[1:]
+            start += 1
             started = True
-        body = body.strip().rstrip(b",")
-        if body:
-            part = json.loads(opener + body + closer)
+        while start < end and blob[start] in _WHITESPACE:
+            start += 1
+        while end > start and blob[end - 1] in _WHITESPACE_OR_COMMA:
+            end -= 1
+        if end > start:
+            part = json.loads(b"".join((opener, view[start:end], closer)))
             add(_serde_deserialize(part) if serde else part)
+        view.release()
 
     for chunk in chunks:
-        pending.append(bytes(chunk))
+        pending.append(chunk)
         pending_len += len(chunk)
         if pending_len < GROUP_BYTES:
             continue
         blob = b"".join(pending)
+        pending.clear()
         cut = blob.rfind(b"\n")
         if cut < 0:  # one long line so far: keep reading
             pending, pending_len = [blob], len(blob)
             continue
-        parse(blob[:cut])
+        parse(blob, cut)
         rest = blob[cut + 1 :]
         del blob
         pending, pending_len = [rest], len(rest)
     blob = b"".join(pending).rstrip()
+    pending.clear()
     if not blob.endswith(closer):
         raise ValueError(f"XCom object is truncated: it does not end with {closer!r}")
-    parse(blob[:-1])
+    parse(blob, len(blob) - 1)
     if not started:
         raise ValueError("XCom object is empty")
     return result

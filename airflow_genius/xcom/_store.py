@@ -36,8 +36,8 @@ from airflow_genius.core.paths import safe_join, safe_relpath
 
 #: Compressed bytes read per block (small enough that decompressing one block stays a few MiB).
 READ_BLOCK = 1 << 20
-#: Largest decompressed piece handed to the parser.
-MAX_PIECE = 4 << 20
+#: Largest decompressed piece handed to the parser (with the queue, bounds what is in flight to ~5 MiB).
+MAX_PIECE = 1 << 20
 #: Chunks in flight between the caller and the background thread (bounds memory to a few MiB).
 QUEUE_DEPTH = 4
 #: S3 transfers: part size and parallelism; at most this many parts are buffered in memory.

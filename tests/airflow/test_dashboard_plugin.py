@@ -70,6 +70,8 @@ def test_plugin_serves_records_of_configured_stores_to_logged_in_users(  # type:
         "AIRFLOW__GENIUS__DASHBOARD_STATE_CONN_IDS": "genius_dash",
         # port 1 on loopback refuses connections: an unreachable store must be reported, not fatal
         "AIRFLOW__GENIUS__DASHBOARD_STATE_URIS": f"{by_uri}\nredis://127.0.0.1:1/0",
+        # ... once its fault budget is spent: a short one, so the test does not wait out the 60 s default
+        "GENIUS_STATE_FAULT_BUDGET": "1",
     }
     done = run_python(PROBE, env, args=[by_uri, f"sqlite:///{by_conn}"])
     line = next((x for x in done.stdout.splitlines() if x.startswith("PROBE ")), None)

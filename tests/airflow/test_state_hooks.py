@@ -129,7 +129,8 @@ def test_password_goes_to_secret_env_and_never_into_uri_or_errors(
             "schema": "genius",
         },
     }
-    results, output = probe(run_python, airflow_env, conns)
+    # both fail once their fault budget is spent: a short one, not the 60 s default
+    results, output = probe(run_python, {**airflow_env, "GENIUS_STATE_FAULT_BUDGET": "1"}, conns)
     for conn_id, entry in results.items():
         assert entry["ok"] is False, conn_id
         assert entry["secret_env_keys"] == ["GENIUS_STATE_PASSWORD"]

@@ -126,6 +126,8 @@ class RedisStateManager(StateManager):
 
         self._faults: tuple[type[BaseException], ...] = (redis.ConnectionError, redis.TimeoutError)
         self._timeouts: tuple[type[BaseException], ...] = (redis.TimeoutError,)
+        # A refused login is a ConnectionError to redis-py, but waiting does not fix a wrong password.
+        self._refusals: tuple[type[BaseException], ...] = (redis.AuthenticationError,)
         if not prefix:
             raise StateError("redis state prefix must not be empty")
         self.client = client
@@ -205,7 +207,7 @@ class RedisStateManager(StateManager):
         return repr(redact(self._uri)) if self._uri else repr(self)
 
     def _is_transient(self, exc: BaseException) -> bool:
-        return isinstance(exc, self._faults)
+        return isinstance(exc, self._faults) and not isinstance(exc, self._refusals)
 
     def _is_timeout(self, exc: BaseException) -> bool:
         return isinstance(exc, self._timeouts)

@@ -149,6 +149,9 @@ def test_redis_password_comes_from_the_environment(redis_url: str, unique_name: 
         for env in ({"GENIUS_STATE_PASSWORD": "wrong-" + password}, {}):
             with pytest.raises(StateError) as caught:
                 open_state(uri, env=env)
+            # a refused login is final at once, not retried as an outage for the fault budget
+            assert str(caught.value).startswith("cannot open redis state store"), caught.value
+            assert "fault budget" not in str(caught.value)
             assert password not in str(caught.value)
             assert "wrong-" not in str(caught.value)
             assert user in str(caught.value)  # says who could not log in

@@ -27,16 +27,14 @@ Geniusfile uses that runner.
 from __future__ import annotations
 
 import ast
-import difflib
 import importlib
 import inspect
 import logging
 import os
-from collections.abc import Iterable, Mapping, MutableMapping
-from dataclasses import dataclass
+from collections.abc import Mapping, MutableMapping
 from datetime import timedelta
 from functools import cache
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from airflow.sdk import DAG, BaseOperator, Param, TaskGroup, literal
 
@@ -48,6 +46,7 @@ from airflow_genius.core.geniusfile import (
     ParamSettings,
     StateSettings,
     TaskEntry,
+    did_you_mean,
     find_geniusfiles,
     load_geniusfile,
 )
@@ -220,8 +219,7 @@ def load_geniusfiles(
 
 
 # ---------------------------------------------------------------------- operator classes and arguments
-@dataclass(frozen=True)
-class OperatorArguments:
+class OperatorArguments(NamedTuple):  # not a dataclass: cheap to define in each parsing process
     """What an operator class's ``__init__`` chain takes: ``accepted`` (every keyword of the
     ``__init__`` of each class along its MRO), ``required`` (no default where the most derived class
     that declares it says so) and ``task_only`` (declared by ``BaseOperator`` alone: Airflow task
@@ -353,7 +351,7 @@ def _check_entry(entry: TaskEntry, geniusfile: Geniusfile) -> None:
         if any(key in s.platform for s in signatures):
             raise GeniusfileError(field, f"an argument of {signatures[0].name}; set it under 'platform'")
         raise GeniusfileError(
-            field, f"not an argument of BaseOperator{_did_you_mean(key, task_arguments.accepted)}"
+            field, f"not an argument of BaseOperator{did_you_mean(key, task_arguments.accepted)}"
         )
 
 
@@ -363,12 +361,7 @@ def _check_platform_key(key: str, field: str, signatures: list[OperatorArguments
     if any(key in s.task_only for s in signatures):
         raise GeniusfileError(field, "an Airflow task argument, not a platform one; set it under 'operator'")
     known = frozenset().union(*(s.platform for s in signatures))
-    raise GeniusfileError(field, f"unknown argument of {of}{_did_you_mean(key, known)}")
-
-
-def _did_you_mean(key: str, known: Iterable[str]) -> str:
-    close = difflib.get_close_matches(key, sorted(known), n=1)
-    return f"; did you mean {close[0]!r}?" if close else ""
+    raise GeniusfileError(field, f"unknown argument of {of}{did_you_mean(key, known)}")
 
 
 def _taken(signature: OperatorArguments, arguments: Mapping[str, Any]) -> dict[str, Any]:
@@ -426,9 +419,10 @@ def _operator(entry: TaskEntry, geniusfile: Geniusfile, operators: Mapping[str, 
         "task_id": entry.name,
         "task_class": entry.class_path,
         "method": entry.method,
-        "method_args": _as_written(list(entry.args)),
         **_state_arguments(entry),
     }
+    if entry.args:  # what a hand-written DAG passes: nothing for no arguments
+        arguments["method_args"] = _as_written(list(entry.args))
     if kind != "service":
         arguments["output_uri"] = entry.output_uri
     if entry.input_task:  # the id as rendered: prefixed inside a task group

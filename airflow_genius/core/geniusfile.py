@@ -35,18 +35,16 @@ The format's reference is ``docs/geniusfile.md``.
 
 from __future__ import annotations
 
-import difflib
 import keyword
 import math
 import os
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime, timezone
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 from airflow_genius.core.defaults import DEFAULT_NAMESPACE
 from airflow_genius.core.errors import GeniusError, SpecError, missing_extra
@@ -151,6 +149,7 @@ _SERVICE_KEYS = _STEP_KEYS | {
     "ready_timeout_seconds",
     "start_timeout_seconds",
 }
+_KEYS_OF = {"spout": _SPOUT_KEYS, "bolt": _BOLT_KEYS, "service": _SERVICE_KEYS}
 _SECTIONS = {"spout": "spouts", "bolt": "bolts", "service": "services"}
 #: The stop task of service ``serve`` is ``serve_stop``.
 STOP_SUFFIX = "_stop"
@@ -179,8 +178,14 @@ class GeniusfileError(SpecError):
 
 
 # ---------------------------------------------------------------------- the parsed Geniusfile
-@dataclass(frozen=True)
-class StateSettings:
+# Immutable records as NamedTuples, not frozen dataclasses: the DAG processor imports this module in
+# every process that parses a Geniusfile, and a frozen dataclass costs about ten times as much to
+# define (its methods are generated and compiled at import).
+#: The default of a mapping field: shared by every record, so it cannot be changed.
+_NOTHING: Mapping[str, Any] = MappingProxyType({})
+
+
+class StateSettings(NamedTuple):
     """Where run records live: an Airflow connection (``conn_id``) or a state URI, and a namespace."""
 
     conn_id: str | None = None
@@ -188,18 +193,16 @@ class StateSettings:
     namespace: str = DEFAULT_NAMESPACE
 
 
-@dataclass(frozen=True)
-class ParamSettings:
+class ParamSettings(NamedTuple):
     """One DAG param (a field of the trigger form): its default and JSON-schema keywords."""
 
     name: str
     default: Any = None
     has_default: bool = True
-    schema: dict[str, Any] = field(default_factory=dict)
+    schema: Mapping[str, Any] = _NOTHING
 
 
-@dataclass(frozen=True)
-class DagSettings:
+class DagSettings(NamedTuple):
     """The ``dag:`` section."""
 
     id: str
@@ -212,8 +215,7 @@ class DagSettings:
     doc: str | None = None
 
 
-@dataclass(frozen=True)
-class Defaults:
+class Defaults(NamedTuple):
     """The ``defaults:`` section; every task inherits these unless it sets its own (``operator``: key
     by key)."""
 
@@ -224,11 +226,10 @@ class Defaults:
     timeout_seconds: float | None = None
     pool: str | None = None
     queue: str | None = None
-    operator: Mapping[str, Any] = field(default_factory=dict)
+    operator: Mapping[str, Any] = _NOTHING
 
 
-@dataclass(frozen=True)
-class ServiceSettings:
+class ServiceSettings(NamedTuple):
     """How a service listens and how long it may take (None: the operator's default)."""
 
     port: int = 8000
@@ -237,8 +238,7 @@ class ServiceSettings:
     start_timeout_seconds: float | None = None
 
 
-@dataclass(frozen=True)
-class TaskEntry:
+class TaskEntry(NamedTuple):
     """One spout, bolt or service with the defaults already applied.
 
     ``input_task`` names the upstream whose committed output this bolt reads; ``input_uri`` is a fixed
@@ -253,7 +253,7 @@ class TaskEntry:
     class_path: str
     method: str
     args: tuple[Any, ...] = ()
-    kwargs: dict[str, Any] = field(default_factory=dict)
+    kwargs: Mapping[str, Any] = _NOTHING
     input_task: str | None = None
     input_uri: str | None = None
     output_uri: str | None = None
@@ -268,8 +268,8 @@ class TaskEntry:
     timeout_seconds: float | None = None
     pool: str | None = None
     queue: str | None = None
-    operator: Mapping[str, Any] = field(default_factory=dict)
-    platform: Mapping[str, Any] = field(default_factory=dict)
+    operator: Mapping[str, Any] = _NOTHING
+    platform: Mapping[str, Any] = _NOTHING
     service: str | None = None
     serves: ServiceSettings | None = None
 
@@ -303,8 +303,7 @@ class TaskEntry:
         return tuple(seen.items())
 
 
-@dataclass(frozen=True)
-class Geniusfile:
+class Geniusfile(NamedTuple):
     """A validated Geniusfile; ``tasks`` is in dependency order (upstream first, then file order)."""
 
     version: int
@@ -313,7 +312,7 @@ class Geniusfile:
     tasks: tuple[TaskEntry, ...]
     source: str | None = None
     #: ``runners:``: each runner's platform arguments.
-    runners: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    runners: Mapping[str, Mapping[str, Any]] = _NOTHING
     #: Things worth knowing that are not errors (a service without a client), one line each.
     notes: tuple[str, ...] = ()
 
@@ -486,9 +485,15 @@ def _load_yaml(text: str) -> Any:
         raise missing_extra("yaml", "yaml") from None
     _check_yaml_size(len(text.encode("utf-8", "surrogatepass")))
     if yaml.__with_libyaml__:
-        # libyaml scans and parses several times faster (most of a DAG file's parse time); the
-        # composing checks are the same Python code. On any problem the pure-Python loader reads the
-        # text again, so errors keep PyYAML's words and the scanner's own depth check.
+        # libyaml scans and parses several times faster (most of a DAG file's parse time). A plain
+        # document (the usual Geniusfile) is composed in C and its values built directly; anything
+        # else is composed again under the checks below, whose errors name the field. On any problem
+        # the pure-Python loader reads the text again, so errors keep PyYAML's words and the
+        # scanner's own depth check.
+        try:
+            return _plain_yaml(text)
+        except (_NotPlain, yaml.YAMLError, ValueError):  # ValueError: also a bad date, a UnicodeError
+            pass
         try:
             return yaml.load(text, Loader=_strict_loader(fast=True))  # noqa: S506 - a SafeConstructor
         except (yaml.YAMLError, UnicodeError):
@@ -502,6 +507,93 @@ def _load_yaml(text: str) -> Any:
         raise GeniusfileError(where, f"invalid YAML: {problem}{_yaml_hint(problem)}") from None
     except yaml.YAMLError as exc:
         raise GeniusfileError("yaml", f"invalid YAML: {exc}") from None
+
+
+class _NotPlain(Exception):
+    """The document needs the checked loader: an anchor, a merge key, an explicit tag, a duplicate
+    or unhashable key, a lone surrogate, or a limit reached."""
+
+
+#: Tags of the values a plain document holds (what SafeLoader builds from untagged YAML).
+_STR_TAG = "tag:yaml.org,2002:str"
+_MAP_TAG = "tag:yaml.org,2002:map"
+_SEQ_TAG = "tag:yaml.org,2002:seq"
+
+
+def _plain_yaml(text: str) -> Any:
+    """The document's values, as SafeLoader under :func:`_strict_loader`'s checks would build them,
+    from libyaml's node graph; raises :class:`_NotPlain` (or YAML's own error) where that loader
+    must decide.
+
+    Refusing is always safe here: the checked loader then reads the text again and either builds the
+    same values or reports the problem in its words. So every node is visited once (a repeated
+    collection is an alias, whose expansion the checked loader counts), nesting stops short of
+    :data:`MAX_YAML_DEPTH`, and only the scalar tags SafeLoader resolves without a tag are built.
+    """
+    import yaml
+    from yaml.nodes import MappingNode, ScalarNode, SequenceNode
+
+    from airflow_genius.core.state.values import has_lone_surrogate
+
+    scalars = _plain_scalar_constructors()
+    loader = yaml.CSafeLoader(text)
+    try:
+        root = loader.get_single_node()
+    finally:
+        loader.dispose()
+    if root is None:
+        return None
+    collections: set[Any] = set()
+    values = 1
+
+    def build(node: Any, depth: int) -> Any:
+        nonlocal values
+        kind = type(node)
+        if kind is ScalarNode:
+            value = node.value
+            if not value.isascii() and has_lone_surrogate(value):
+                raise _NotPlain
+            if node.tag == _STR_TAG:
+                return value
+            construct = scalars.get(node.tag)
+            if construct is None:
+                raise _NotPlain
+            return construct(loader, node)
+        if depth >= MAX_YAML_DEPTH - 1 or node in collections:
+            raise _NotPlain
+        collections.add(node)
+        items = node.value
+        if kind is MappingNode and node.tag == _MAP_TAG:
+            values += 2 * len(items)
+            mapping: dict[Any, Any] = {}
+            for key_node, value_node in items:
+                if type(key_node) is not ScalarNode:
+                    raise _NotPlain
+                key = build(key_node, depth + 1)
+                if key in mapping:
+                    raise _NotPlain
+                mapping[key] = build(value_node, depth + 1)
+            return mapping
+        if kind is SequenceNode and node.tag == _SEQ_TAG:
+            values += len(items)
+            return [build(item, depth + 1) for item in items]
+        raise _NotPlain
+
+    document = build(root, 0)
+    if values > MAX_YAML_VALUES:
+        raise _NotPlain
+    return document
+
+
+@lru_cache(maxsize=1)
+def _plain_scalar_constructors() -> dict[str, Callable[[Any, Any], Any]]:
+    """SafeLoader's constructors of the implicit scalar tags other than text, by tag."""
+    from yaml.constructor import SafeConstructor
+
+    return {
+        f"tag:yaml.org,2002:{name}": getattr(SafeConstructor, f"construct_yaml_{name}")
+        for name in ("null", "bool", "int", "float", "timestamp")
+    }
 
 
 def _yaml_hint(problem: str) -> str:
@@ -579,12 +671,12 @@ def _strict_loader(*, fast: bool) -> type:
                 self.values += 1
                 if self.values > MAX_YAML_VALUES:
                     self.values -= 1
-                    self.count(1, _yaml_step(parent, index), event)  # raises, naming the field
+                    self.count(1, _yaml_step(index), event)  # raises, naming the field
                 return node
             return self.compose_checked(parent, index, event)
 
         def compose_checked(self, parent: Any, index: Any, event: Any) -> Any:
-            step = _yaml_step(parent, index)
+            step = _yaml_step(index)
             if isinstance(event, yaml.AliasEvent):
                 size = self.sizes.get(event.anchor)
                 if size is None and event.anchor in self.anchors:
@@ -641,8 +733,8 @@ def _strict_loader(*, fast: bool) -> type:
     return StrictLoader
 
 
-def _yaml_step(parent: Any, index: Any) -> str:
-    """The path step of the node PyYAML composes under ``parent``: a key's name, ``[n]``, or ``""``."""
+def _yaml_step(index: Any) -> str:
+    """The path step of a node PyYAML composes at ``index`` of its parent: a key's name, ``[n]``, or ``""``."""
     if isinstance(index, int):
         return f"[{index}]"
     if index is None:  # the root, or a mapping key (part of its mapping's path)
@@ -838,7 +930,7 @@ class _Parser:
         if not isinstance(uri, str) or not uri.strip():
             raise GeniusfileError(f"{where}.uri", "expected a state store URI", got=uri)
         uri = self.expand(uri, f"{where}.uri")
-        with _renamed("state", where):
+        with _Renamed("state", where):
             ref = parse_state({"uri": uri, "namespace": namespace})
         return StateSettings(uri=ref.uri, namespace=ref.namespace)
 
@@ -882,12 +974,12 @@ class _Parser:
             raise GeniusfileError(
                 f"{where}.input", "a spout ingests data itself and takes no input; make it a bolt"
             )
-        _only(obj, where, {"spout": _SPOUT_KEYS, "bolt": _BOLT_KEYS, "service": _SERVICE_KEYS}[kind])
+        _only(obj, where, _KEYS_OF[kind])
         for required in ("class", "method"):
             if required not in obj:
                 raise GeniusfileError(f"{where}.{required}", "missing")
         raw_task = {k: obj[k] for k in ("class", "method", "args", "kwargs") if k in obj}
-        with _renamed("task", where):
+        with _Renamed("task", where):
             ref = parse_task(raw_task)
         _json_value(list(ref.args), f"{where}.args")
         _json_value(ref.kwargs, f"{where}.kwargs")
@@ -919,7 +1011,7 @@ class _Parser:
             model_obj = dict(_mapping(obj["model"], f"{where}.model"))
             if isinstance(model_obj.get("uri"), str):
                 model_obj["uri"] = self.expand(model_obj["uri"], f"{where}.model.uri")
-            with _renamed("model", f"{where}.model"):
+            with _Renamed("model", f"{where}.model"):
                 model = parse_model(model_obj)
         runner = _runner(obj["runner"], f"{where}.runner") if "runner" in obj else defaults.runner
         serves = self.serves(obj, where, runner, "runner" in obj) if kind == "service" else None
@@ -971,7 +1063,7 @@ class _Parser:
             "port": self.port(obj.get("port", 8000), f"{where}.port"),
             "health_path": obj.get("health_path", "/health"),
         }
-        with _renamed("service", where):
+        with _Renamed("service", where):
             ref = parse_service_section(section)
         assert ref is not None  # a section was given
         return ServiceSettings(
@@ -1018,11 +1110,11 @@ class _Parser:
             )
         uri = self.expand(value, where)
         if _is_template(uri):
-            with _renamed(where, where):
+            with _Renamed(where, where):
                 refuse_secret(uri, where, DATA_CREDENTIALS_HINT, what="credentials")
             self.check_param_refs(uri, where)
             return uri  # rendered by Airflow at run time; the operator validates the result
-        with _renamed(where, where):
+        with _Renamed(where, where):
             check_data_uri(uri, where)
         return uri
 
@@ -1074,16 +1166,23 @@ class _Parser:
 
     def check_param_refs(self, value: Any, where: str) -> None:
         """``{{ params.cnt }}`` with no param ``cnt`` would fail only at run time: catch it now."""
-        for path, text in _strings(value, where):
-            if not _is_template(text):
-                continue
-            for name in _PARAM_REF.findall(text):
-                if name not in self.params:
-                    known = ", ".join(self.params) or "none; declare them in dag.params"
-                    raise GeniusfileError(path, f"unknown param {name!r} (known: {known})")
+        if isinstance(value, str):
+            if _is_template(value):
+                for name in _PARAM_REF.findall(value):
+                    if name not in self.params:
+                        known = ", ".join(self.params) or "none; declare them in dag.params"
+                        raise GeniusfileError(where, f"unknown param {name!r} (known: {known})")
+        elif isinstance(value, Mapping):
+            for key, item in value.items():
+                self.check_param_refs(item, f"{where}.{key}")
+        elif isinstance(value, (list, tuple)):
+            for index, item in enumerate(value):
+                self.check_param_refs(item, f"{where}[{index}]")
 
     def expand(self, value: str, where: str) -> str:
         """``${VAR}`` / ``${VAR:-default}`` from the environment; ``$$`` is a literal ``$``."""
+        if "$" not in value:
+            return value
 
         def replace(match: re.Match[str]) -> str:
             if match.group(0) == "$$":
@@ -1136,18 +1235,27 @@ def _dependency_order(tasks: Sequence[TaskEntry]) -> tuple[TaskEntry, ...]:
 
 
 # ---------------------------------------------------------------------- small checks
-@contextmanager
-def _renamed(old: str, new: str) -> Iterator[None]:
+class _Renamed:
     """Re-raise a TaskSpec check's error under the Geniusfile's field name (``task.class`` →
-    ``spouts.fetch.class``), so one set of rules serves both formats."""
-    try:
-        yield
-    except GeniusfileError:
-        raise
-    except SpecError as exc:
-        tail = exc.field[len(old) :] if exc.field.startswith(old) else f".{exc.field}"
+    ``spouts.fetch.class``), so one set of rules serves both formats: ``with _Renamed("task", where):``.
+
+    A class rather than a ``@contextmanager`` generator: it wraps several checks of every step.
+    """
+
+    __slots__ = ("new", "old")
+
+    def __init__(self, old: str, new: str) -> None:
+        self.old, self.new = old, new
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        if not isinstance(exc, SpecError) or isinstance(exc, GeniusfileError):
+            return
+        tail = exc.field[len(self.old) :] if exc.field.startswith(self.old) else f".{exc.field}"
         # The message is "<field>: <problem>[, got <value>]"; keep everything after the field.
-        raise GeniusfileError(new + tail, str(exc)[len(exc.field) + 2 :]) from None
+        raise GeniusfileError(self.new + tail, str(exc)[len(exc.field) + 2 :]) from None
 
 
 def _mapping(data: Any, where: str) -> dict[str, Any]:
@@ -1161,10 +1269,24 @@ def _only(obj: Mapping[Any, Any], where: str, known: frozenset[str]) -> None:
         if key in known:
             continue
         name = key if isinstance(key, str) else repr(key)
-        close = difflib.get_close_matches(name, sorted(known), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
         path = f"{where}.{name}" if where else name
-        raise GeniusfileError(path, f"unknown key{hint} (known: {', '.join(sorted(known))})")
+        raise GeniusfileError(
+            path, f"unknown key{did_you_mean(name, known)} (known: {', '.join(sorted(known))})"
+        )
+
+
+def did_you_mean(word: str, known: Iterable[str]) -> str:
+    """The hint an error about an unknown ``word`` ends with: the closest of ``known``, if any.
+
+    >>> did_you_mean("shedule", {"schedule", "tags"})
+    "; did you mean 'schedule'?"
+    >>> did_you_mean("zzz", {"schedule"})
+    ''
+    """
+    import difflib  # only when a file is wrong: not on the DAG processor's path
+
+    close = difflib.get_close_matches(word, sorted(known), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def _identifier(value: Any, where: str, *, what: str = "an id") -> str:
@@ -1222,8 +1344,7 @@ def _start_date(value: Any) -> datetime | None:
 def _runner(value: Any, where: str) -> str:
     if isinstance(value, str) and value in RUNNERS:
         return value
-    close = difflib.get_close_matches(str(value), RUNNERS, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
+    hint = did_you_mean(str(value), RUNNERS)
     raise GeniusfileError(where, f"unknown runner{hint} (known: {', '.join(RUNNERS)})", got=value)
 
 
@@ -1326,15 +1447,3 @@ def _looks_like_uri(value: str) -> bool:
 
 def _is_template(value: str) -> bool:
     return "{{" in value or "{%" in value
-
-
-def _strings(value: Any, where: str) -> Iterator[tuple[str, str]]:
-    """Every text inside ``value`` with its field path (``kwargs.prompt``, ``args[0]``)."""
-    if isinstance(value, str):
-        yield where, value
-    elif isinstance(value, Mapping):
-        for key, item in value.items():
-            yield from _strings(item, f"{where}.{key}")
-    elif isinstance(value, (list, tuple)):
-        for index, item in enumerate(value):
-            yield from _strings(item, f"{where}[{index}]")

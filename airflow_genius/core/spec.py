@@ -25,7 +25,6 @@ from airflow_genius.core.defaults import DEFAULT_NAMESPACE, DEFAULT_PARTITION_SC
 from airflow_genius.core.errors import SpecError
 from airflow_genius.core.state import DEFAULT_STATE_URI, STATE_SCHEMES
 from airflow_genius.core.state.values import find_unstorable
-from airflow_genius.core.streams.base import MAX_COUNT, MAX_SECONDS, StreamUriError, parse_stream_uri
 from airflow_genius.core.uris import (
     DATA_CREDENTIALS_HINT,
     MODEL_CREDENTIALS_HINT,
@@ -51,8 +50,6 @@ MAX_SPEC_DEPTH = 100
 MAX_WINDOW_RECORDS = 1_000_000
 #: Largest ``run.map_index`` / ``run.try_number`` (Airflow keeps both as 32-bit integers).
 MAX_RUN_NUMBER = 2**31 - 1
-#: Schemes of stream URIs (Redis Streams, or the embedded SQLite log).
-_STREAM_SCHEMES = ("redis", "rediss", "sqlite")
 
 
 @dataclass(frozen=True)
@@ -284,9 +281,17 @@ def build_spec(
 
 def _data_type_of(uri: str | None) -> str:
     """``stream`` for a stream URI scheme, ``batch`` for anything else (paths, file://, s3://)."""
-    if uri and not uri.startswith("/") and split_uri(uri).scheme.lower() in _STREAM_SCHEMES:
+    if uri and not uri.startswith("/") and _is_stream_scheme(split_uri(uri).scheme):
         return "stream"
     return "batch"
+
+
+def _is_stream_scheme(scheme: str) -> bool:
+    # The streams package (its backends and readers) is imported only for a stream: the DAG
+    # processor imports this module for every Geniusfile, most of which use folders.
+    from airflow_genius.core.streams.base import STREAM_SCHEMES
+
+    return scheme.lower() in STREAM_SCHEMES
 
 
 # ---------------------------------------------------------------------- validation
@@ -364,7 +369,7 @@ def _parse_data(data: Any, where: str) -> DataRef | None:
         raise SpecError(f"{where}.type", f"expected one of {', '.join(DATA_TYPES)}", got=data_type)
     uri = _string(obj, "uri", where)
     if data_type == "stream":
-        if uri.startswith("/") or split_uri(uri).scheme.lower() not in _STREAM_SCHEMES:
+        if uri.startswith("/") or not _is_stream_scheme(split_uri(uri).scheme):
             # The type contradicts the URI (a folder): name the type, the field most likely wrong.
             raise SpecError(
                 f"{where}.type",
@@ -415,12 +420,14 @@ def check_stream_uri(uri: str, where: str, *, need_group: bool) -> None:
     if "\x00" in uri:
         raise SpecError(where, "contains a NUL byte")
     refuse_secret(uri, where, STATE_CREDENTIALS_HINT)
-    if split_uri(uri).scheme.lower() not in _STREAM_SCHEMES:
+    if not _is_stream_scheme(split_uri(uri).scheme):
         raise SpecError(
             where,
             "expected a stream URI redis://host:6379/0?stream=s&group=g or sqlite:///f.db?stream=s",
             got=uri,
         )
+    from airflow_genius.core.streams.base import StreamUriError, parse_stream_uri
+
     try:
         parse_stream_uri(uri, need_group=need_group)  # the one check of every stream parameter
     except StreamUriError as exc:
@@ -485,6 +492,8 @@ def _parse_run(data: Any) -> RunIdentity:
 def _parse_window(data: Any) -> Window | None:
     if data is None:
         return None
+    from airflow_genius.core.streams.base import MAX_COUNT, MAX_SECONDS
+
     obj = _object(data, "window")
     _only(obj, "window", {"max_records", "max_seconds", "unbounded", "max_windows"})
     max_records = _window_bound(obj, "max_records", MAX_WINDOW_RECORDS, integer=True)
@@ -521,6 +530,8 @@ def _parse_service(data: Any) -> ServiceRef | None:
             "service.name", "expected a name of letters, digits, '.', '_' or '-' (up to 63)", got=name
         )
     timeout = obj.get("ready_timeout", 300.0)
+    from airflow_genius.core.streams.base import MAX_SECONDS
+
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= MAX_SECONDS:
         raise SpecError("service.ready_timeout", f"expected seconds > 0 and <= {MAX_SECONDS:,}", got=timeout)
     return ServiceRef(port=port, health_path=health, name=name, ready_timeout=float(timeout))

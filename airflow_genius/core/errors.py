@@ -2,7 +2,8 @@
 
 Every error a user can cause (a bad spec, an unknown class, a path that escapes its root) is a
 `GeniusError`: its message is one line that says what was wrong and what was expected, so the CLI can
-print it as is and exit non-zero.
+print it as is and exit non-zero. :class:`RunCancelled` is the one exception here that is not an error:
+it stops a run on SIGTERM/SIGINT.
 """
 
 from __future__ import annotations
@@ -10,6 +11,15 @@ from __future__ import annotations
 
 class GeniusError(Exception):
     """Base of every error the core raises on purpose."""
+
+
+class RunCancelled(BaseException):
+    """Raised inside the task's code when SIGTERM/SIGINT arrives; BaseException so user code cannot
+    swallow it with ``except Exception``.
+
+    >>> issubclass(RunCancelled, Exception)
+    False
+    """
 
 
 class SpecError(GeniusError, ValueError):

@@ -158,8 +158,8 @@ class InferenceWorker(Bolt):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._set_up = False
-        window = getattr(self.input, "window", None)
-        if window is not None and getattr(window, "linger", None) is None:
+        window = self.input.window if isinstance(self.input, StreamingInput) else None
+        if window is not None and window.linger is None:
             window.linger = self.linger  # the runtime's window reader, before it reads the first window
 
     # ------------------------------------------------------------------ the user's part

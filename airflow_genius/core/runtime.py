@@ -27,10 +27,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_genius.core.discovery import load_task_class
-from airflow_genius.core.errors import SpecError, TaskCallError
+from airflow_genius.core.errors import RunCancelled, SpecError, TaskCallError
 from airflow_genius.core.paths import safe_segment
 from airflow_genius.core.service import (
     SERVICE_NAME_ENV,
@@ -39,14 +39,21 @@ from airflow_genius.core.service import (
     ServiceInfo,
     advertised_host,
 )
-from airflow_genius.core.spec import TaskSpec
+from airflow_genius.core.spec import DataRef, TaskSpec
 from airflow_genius.core.spool import Spool, SpooledOutcome
 from airflow_genius.core.state import RunKey, RunRecord, StateManager, Status, TaskScope, open_state
 from airflow_genius.core.state.faults import StoreUnavailable
 from airflow_genius.core.state.scoped import ScopedState
 from airflow_genius.core.state.values import check_storable, storable_metrics
+from airflow_genius.core.streams import StreamingInput, StreamingOutput, open_stream_log
+from airflow_genius.core.streams.io import DEFAULT_FLUSH_EVERY
+from airflow_genius.core.streams.unbounded import run_unbounded
+from airflow_genius.core.streams.window import DEFAULT_READ_BATCH, StreamWindow
 from airflow_genius.core.task import Task, bound_method
 from airflow_genius.core.uris import redact
+
+if TYPE_CHECKING:  # imported where used: a run loads only the managers its spec names
+    from airflow_genius.core.data import BatchInput, BatchOutput
 
 log = logging.getLogger("airflow_genius.runtime")
 
@@ -54,11 +61,6 @@ log = logging.getLogger("airflow_genius.runtime")
 DEFAULT_HEARTBEAT_SECONDS = 30.0
 #: Where input from S3 is mirrored and local output is staged (env ``GENIUS_WORK_DIR``).
 DEFAULT_WORK_DIR = ".genius/work"
-
-
-class RunCancelled(BaseException):
-    """Raised inside the task's code when SIGTERM/SIGINT arrives; BaseException so user code cannot
-    swallow it with ``except Exception``."""
 
 
 class OutcomeSpooled(StoreUnavailable):
@@ -87,11 +89,15 @@ class _CancelGate:
             raise RunCancelled(f"received {name}")
         self.pending = name
 
+    def stop_if_signalled(self) -> None:
+        """A safe point: raise :class:`RunCancelled` if a signal came since the last one."""
+        if self.pending:
+            raise RunCancelled(f"received {self.pending}")
+
     @contextmanager
     def open(self) -> Iterator[None]:
         """Let a signal interrupt the block (raises at once if one came before)."""
-        if self.pending:
-            raise RunCancelled(f"received {self.pending}")
+        self.stop_if_signalled()
         self.armed += 1
         try:
             yield
@@ -177,6 +183,7 @@ def _run(
     log.info("run %s try %d started: %s.%s", key, try_number, spec.task.class_path, spec.task.method)
     started = time.monotonic()
     task: Task | None = None
+    window: StreamWindow | None = None
     failure: BaseException | None = None
     status, result, message = Status.SUCCESS, None, None
     error: dict[str, Any] | None = None
@@ -187,7 +194,7 @@ def _run(
             state, key, try_number, float(env.get("GENIUS_HEARTBEAT_SECONDS", DEFAULT_HEARTBEAT_SECONDS))
         ):
             with _GATE.open():  # input sync and model loading may take long: a signal stops them
-                task = _build_task(spec, state, work_dir, env=env)
+                task, window = _build_task(spec, state, work_dir, env=env)
             method = bound_method(task, spec.task.method)
             call_args = _bind(method, spec)
 
@@ -195,7 +202,7 @@ def _run(
                 with _GATE.open():
                     return method(*call_args.args, **call_args.kwargs)
 
-            result, metrics = _execute(spec, task, call, state, key, started)
+            result, metrics = _execute(spec, task, window, call, started)
     except RunCancelled as exc:
         _abort_output(task)
         metrics = storable_metrics(_collect_metrics(task, started))
@@ -292,20 +299,18 @@ def _finish(
 
 
 def _execute(
-    spec: TaskSpec, task: Task, call: Any, state: StateManager, key: RunKey, started: float
+    spec: TaskSpec, task: Task, window: StreamWindow | None, call: Any, started: float
 ) -> tuple[Any, dict[str, Any]]:
     """Call the method and make its output durable: per window for streams, one commit for batch."""
-    if spec.window is not None and spec.window.unbounded:
-        from airflow_genius.core.streams.unbounded import run_unbounded
-
+    if window is not None and spec.window is not None and spec.window.unbounded:
         # Successive windows until SIGTERM/SIGINT or max_windows (docs/streams.md).
         result, loop_metrics = run_unbounded(
             task,
             call,
-            state=state,
-            key=key,
+            window=window,
             max_windows=spec.window.max_windows,
             check_result=lambda value: check_storable(value, "result"),
+            stop_if_signalled=_GATE.stop_if_signalled,
         )
         metrics = {**_collect_metrics(task, started), **loop_metrics}
     else:
@@ -314,8 +319,7 @@ def _execute(
         # Refused before anything is committed: no output published under a record that cannot be written.
         check_storable(result, "result")
         check_storable(metrics, "metrics")
-        window = getattr(task.input, "window", None)
-        if window is not None:
+        if window is not None and isinstance(task.input, StreamingInput):
             # Stream input: flush output, ack, checkpoint — in that order (docs/streams.md).
             metrics.update(window.commit(task.input, task.output))
         elif task.output is not None:
@@ -367,56 +371,85 @@ def _run_info(spec: TaskSpec) -> dict[str, Any]:
 
 def _build_task(
     spec: TaskSpec, state: StateManager, work_dir: Path, *, env: Mapping[str, str] | None = None
-) -> Task:
+) -> tuple[Task, StreamWindow | None]:
+    """The task instance with its managers, and the window of its stream input (None without one)."""
+    cls = _task_class(spec)
+    window = _stream_window(spec, state, env) if _is_stream(spec.input) else None
+    source = _stream_input(spec, window) if window is not None else _batch_input(spec, work_dir)
+    managers: dict[str, Any] = {
+        "state": ScopedState(state, task_scope(spec)),
+        "identity": spec.run,
+        "input": source,
+        "output": _output(spec, source, window, env),
+        **_model_managers(spec, work_dir),
+    }
+    return _instantiate(cls, spec, {k: v for k, v in managers.items() if v is not None}), window
+
+
+def _task_class(spec: TaskSpec) -> type[Task]:
+    """The spec's task class, checked against the kind the spec runs it as."""
     cls = load_task_class(spec.task.class_path)
     if spec.kind != "task" and cls.kind not in (spec.kind, "task"):
         raise SpecError(
             "kind", f"{spec.task.class_path} is a {cls.kind}, but the spec runs it as a {spec.kind}"
         )
-    managers: dict[str, Any] = {
-        "state": ScopedState(state, task_scope(spec)),
-        "identity": spec.run,
-    }
-    if spec.input is not None and spec.input.type == "stream":
-        managers["input"] = _open_stream_window(spec, state, env)
-    elif spec.input is not None:
-        from airflow_genius.core.data import BatchInput
+    return cls
 
-        managers["input"] = BatchInput(spec.input.uri, cache_dir=work_dir / "input-cache")
-    if spec.output is not None and spec.output.type == "stream":
-        from airflow_genius.core.streams import StreamingInput, StreamingOutput, open_stream_log
-        from airflow_genius.core.streams.io import DEFAULT_FLUSH_EVERY
 
-        source = managers.get("input")
+def _is_stream(section: DataRef | None) -> bool:
+    return section is not None and section.type == "stream"
+
+
+def _batch_input(spec: TaskSpec, work_dir: Path) -> BatchInput | None:
+    """The batch input of the spec (None without an input); files from S3 are mirrored under the work dir."""
+    if spec.input is None:
+        return None
+    from airflow_genius.core.data import BatchInput
+
+    return BatchInput(spec.input.uri, cache_dir=work_dir / "input-cache")
+
+
+def _output(
+    spec: TaskSpec,
+    source: BatchInput | StreamingInput | None,
+    window: StreamWindow | None,
+    env: Mapping[str, str] | None,
+) -> BatchOutput | StreamingOutput | None:
+    """The spec's output manager: a stream output or this run's batch partition (None without one)."""
+    if spec.output is None:
+        return None
+    if _is_stream(spec.output):
         sink = open_stream_log(spec.output.uri, env)
-        managers["output"] = StreamingOutput(
+        return StreamingOutput(
             sink,
             flush_every=sink.address.flush_every or DEFAULT_FLUSH_EVERY,
             # Dedup scope = the window's origin (a replayed window keeps the run that first read it).
-            scope=source.window.origin
-            if isinstance(source, StreamingInput) and source.window
-            else str(run_key(spec)),
+            scope=window.origin if window is not None else str(run_key(spec)),
             source=source if isinstance(source, StreamingInput) else None,
         )
-    elif spec.output is not None:
-        from airflow_genius.core.data import BatchOutput, PartitionKey
+    from airflow_genius.core.data import BatchOutput, PartitionKey
 
-        partition = PartitionKey(
-            spec.run.dag_id, spec.run.task_id, spec.run.run_id, spec.run.map_index, spec.run.logical_datetime
-        )
-        managers["output"] = BatchOutput(
-            spec.output.uri, partition=partition, scheme=spec.output.partition_scheme
-        )
-    if spec.model is not None:
-        from airflow_genius.core.models import open_model_manager
+    run = spec.run
+    partition = PartitionKey(run.dag_id, run.task_id, run.run_id, run.map_index, run.logical_datetime)
+    return BatchOutput(spec.output.uri, partition=partition, scheme=spec.output.partition_scheme)
 
-        manager = open_model_manager(spec.model.uri)
-        managers["model"] = manager
-        if spec.model.name:
-            # One folder per run under the work dir, replaced on a retry: nothing piles up in /tmp.
-            dest = work_dir / "models" / safe_segment(str(run_key(spec))) / spec.model.name
-            shutil.rmtree(dest, ignore_errors=True)
-            managers["model_path"] = manager.load(spec.model.name, spec.model.version, dest=dest)
+
+def _model_managers(spec: TaskSpec, work_dir: Path) -> dict[str, Any]:
+    """``model`` (the model manager) and, when the spec names a model, ``model_path`` (loaded)."""
+    if spec.model is None:
+        return {}
+    from airflow_genius.core.models import open_model_manager
+
+    manager = open_model_manager(spec.model.uri)
+    if not spec.model.name:
+        return {"model": manager}
+    # One folder per run under the work dir, replaced on a retry: nothing piles up in /tmp.
+    dest = work_dir / "models" / safe_segment(str(run_key(spec))) / spec.model.name
+    shutil.rmtree(dest, ignore_errors=True)
+    return {"model": manager, "model_path": manager.load(spec.model.name, spec.model.version, dest=dest)}
+
+
+def _instantiate(cls: type[Task], spec: TaskSpec, managers: dict[str, Any]) -> Task:
     try:
         return cls(**managers)
     except TypeError as exc:
@@ -426,15 +459,12 @@ def _build_task(
         ) from exc
 
 
-def _open_stream_window(spec: TaskSpec, state: StateManager, env: Mapping[str, str] | None) -> Any:
-    """Open this run's window of the stream input; its bounds are in the run record when this returns."""
-    from airflow_genius.core.streams import StreamingInput, open_stream_log
-    from airflow_genius.core.streams.window import DEFAULT_READ_BATCH, StreamWindow
-
+def _stream_window(spec: TaskSpec, state: StateManager, env: Mapping[str, str] | None) -> StreamWindow:
+    """The reader of the spec's stream input (its group and consumer), not yet opened."""
     assert spec.input is not None
     stream = open_stream_log(spec.input.uri, env, need_group=True)
     address = stream.address  # parameters already checked and typed by parse_stream_uri
-    window = StreamWindow(
+    return StreamWindow(
         state,
         task_scope(spec),
         run_key(spec),
@@ -445,14 +475,13 @@ def _open_stream_window(spec: TaskSpec, state: StateManager, env: Mapping[str, s
         claim_idle_ms=None if address.claim_idle is None else int(address.claim_idle * 1000),
         read_batch=address.batch or DEFAULT_READ_BATCH,
     )
+
+
+def _stream_input(spec: TaskSpec, window: StreamWindow) -> StreamingInput:
+    """This run's window of the stream input; its bounds are in the run record when this returns."""
     if spec.window is not None and spec.window.unbounded:
-        # Unbounded: an empty placeholder; the loop opens each window (streams/unbounded.py).
-        source = StreamingInput(stream, window.group, [])
-        source.window = window
-        return source
-    source = window.open()
-    source.window = window
-    return source
+        return window.empty_input()  # the loop opens each window (streams/unbounded.py)
+    return window.open()
 
 
 def _bind(method: Any, spec: TaskSpec) -> inspect.BoundArguments:
@@ -469,8 +498,9 @@ def _bind(method: Any, spec: TaskSpec) -> inspect.BoundArguments:
 def _collect_metrics(task: Task | None, started: float) -> dict[str, Any]:
     metrics: dict[str, Any] = dict(task.metrics) if task is not None else {}
     metrics["duration_seconds"] = round(time.monotonic() - started, 6)
-    if task is not None and task.input is not None and task.input.last_sync is not None:
-        sync = task.input.last_sync
+    source = task.input if task is not None else None
+    if source is not None and not isinstance(source, StreamingInput) and source.last_sync is not None:
+        sync = source.last_sync  # a batch input's download of its files
         metrics["input_downloaded"] = sync.downloaded
         metrics["input_skipped"] = sync.skipped
     return metrics

@@ -24,6 +24,8 @@ import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from airflow_genius.core.errors import TaskCallError
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -113,8 +115,6 @@ _TASK_API = frozenset(name for name, _ in inspect.getmembers(Task, predicate=cal
 
 def bound_method(instance: Task, name: str) -> Callable[..., Any]:
     """The callable for ``name`` on ``instance``, if ``name`` is one of its task methods."""
-    from airflow_genius.core.errors import TaskCallError
-
     methods = type(instance).task_methods()
     if name not in methods:
         available = ", ".join(sorted(methods)) or "none"

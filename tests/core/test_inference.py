@@ -34,8 +34,9 @@ from airflow_genius.core.service import wait_ready
 from airflow_genius.core.spec import TaskSpec, build_spec
 from airflow_genius.core.state import Status, TaskScope, open_state
 from airflow_genius.core.streams import Record, open_stream_log
+from airflow_genius.core.streams.crash import CRASH_ENV
 from airflow_genius.core.streams.redis import RedisStreamLog
-from airflow_genius.core.streams.window import CRASH_ENV, checkpoint_key
+from airflow_genius.core.streams.window import checkpoint_key
 from airflow_genius.examples import inference as example
 from airflow_genius.examples.inference import SentimentWorker
 

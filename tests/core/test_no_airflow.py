@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import ast
 import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
+from test_import_layers import core_modules, imports_of
+
 from airflow_genius.core import build_spec
 
-CORE = Path(__file__).resolve().parents[2] / "airflow_genius" / "core"
 TESTS_DIR = Path(__file__).resolve().parents[1]
 
 # Makes `import airflow` fail in the child exactly as on a machine without Airflow, even where the
@@ -38,15 +38,13 @@ BLOCK_AIRFLOW = textwrap.dedent(
 
 
 def test_core_source_never_imports_airflow() -> None:
-    offenders = []
-    for path in CORE.rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-            names = []
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                names = [node.module]
-            offenders += [f"{path.name}: {n}" for n in names if n == "airflow" or n.startswith("airflow.")]
+    """Every import of the core's source (function-level and ``import_module("…")`` ones too)."""
+    offenders = [
+        f"{found.module}:{found.line}: {found.target}"
+        for module, path in core_modules().items()
+        for found in imports_of(module, path)
+        if found.target == "airflow" or found.target.startswith("airflow.")
+    ]
     assert offenders == []
 
 

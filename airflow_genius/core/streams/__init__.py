@@ -10,6 +10,7 @@ records the window before the call and commits output, acks and checkpoint after
 
 from __future__ import annotations
 
+from airflow_genius.core.streams.backends import open_stream_log
 from airflow_genius.core.streams.base import (
     STREAM_SCHEMES,
     Message,
@@ -18,7 +19,6 @@ from airflow_genius.core.streams.base import (
     StreamError,
     StreamLog,
     StreamUriError,
-    open_stream_log,
     parse_stream_uri,
 )
 from airflow_genius.core.streams.io import StreamingInput, StreamingOutput

@@ -3,7 +3,8 @@
 A *stream log* is an append-only sequence of JSON records with monotonically increasing ids, read by
 **consumer groups**: each group keeps its own read position and a *pending* list of messages delivered
 to a consumer but not yet acknowledged. Semantics follow Redis Streams, so both backends pass one
-conformance suite (``tests/core/streams/test_conformance.py``)::
+conformance suite (``tests/core/streams/test_stream_conformance.py``). ``open_stream_log``
+(``streams/backends.py``) picks the backend of a URI::
 
     log = open_stream_log("sqlite:///tmp/streams.db?stream=events&group=counter")
     log.append([Record({"n": 1})])
@@ -14,11 +15,12 @@ conformance suite (``tests/core/streams/test_conformance.py``)::
 from __future__ import annotations
 
 import difflib
+import json
 import math
 import os
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -272,19 +274,20 @@ class StreamLog(ABC):
     def close(self) -> None:  # noqa: B027 - optional for backends holding connections
         """Release connections. Safe to call twice."""
 
-
-def open_stream_log(uri: str, env: Mapping[str, str] | None = None, *, need_group: bool = False) -> StreamLog:
-    """Open the stream at ``uri`` (Redis password, if any, from ``GENIUS_STATE_PASSWORD`` in ``env``)."""
-    address = parse_stream_uri(uri, need_group=need_group)
-    if address.scheme == "sqlite":
-        from airflow_genius.core.streams.sqlite import SqliteStreamLog
-
-        return SqliteStreamLog(address)
-    from airflow_genius.core.streams.redis import RedisStreamLog
-
-    return RedisStreamLog(address, env)
+    def trimmed(self, message_id: str) -> StreamError:
+        """The error of :meth:`get` for an id no longer in the stream."""
+        return StreamError(f"record {message_id} is no longer in stream {self.stream!r} (trimmed?)")
 
 
 def json_default(value: Any) -> Any:
     """Refuse non-JSON record values with a clear message (records cross processes as JSON)."""
     raise TypeError(f"stream records must be JSON-serialisable, got {type(value).__name__}")
+
+
+def encode_record(data: Any) -> str:
+    """A record's data as the compact JSON both backends store.
+
+    >>> encode_record({"n": 1})
+    '{"n":1}'
+    """
+    return json.dumps(data, default=json_default, separators=(",", ":"))

@@ -17,13 +17,26 @@ so a retry that replays the same window writes nothing twice (see ``docs/streams
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from airflow_genius.core.streams.base import Message, Record, StreamLog
+from airflow_genius.core.streams.crash import crash_point
 from airflow_genius.core.uris import redact
 
 #: Records per append call: one round trip (Redis) or one transaction (SQLite) each.
 DEFAULT_FLUSH_EVERY = 500
+
+
+class InputWindow(Protocol):
+    """What task code may see of the window an input belongs to
+    (:class:`~airflow_genius.core.streams.window.StreamWindow` is the one implementation)."""
+
+    #: The window's identity; output dedup ids start with it.
+    origin: str
+    #: This reader's consumer name in the group.
+    consumer: str
+    #: Seconds a time-bounded read goes on once the first records are in hand (None: until the bounds).
+    linger: float | None
 
 
 class StreamingInput:
@@ -36,11 +49,14 @@ class StreamingInput:
         current_id: the id of the record being processed (used to derive output dedup ids).
     """
 
-    #: Batch inputs report a sync; streams have none (the runtime's metrics look for it).
-    last_sync = None
-
     def __init__(
-        self, log: StreamLog, group: str, messages: Sequence[Message], state: dict[str, Any] | None = None
+        self,
+        log: StreamLog,
+        group: str,
+        messages: Sequence[Message],
+        state: dict[str, Any] | None = None,
+        *,
+        window: InputWindow | None = None,
     ) -> None:
         self.log = log
         self.group = group
@@ -48,8 +64,12 @@ class StreamingInput:
         self.ids = [m.id for m in self._messages]
         self.state: dict[str, Any] = dict(state or {})
         self.current_id: str | None = None
-        #: The :class:`~airflow_genius.core.streams.window.StreamWindow` that opened this input (runtime).
-        self.window: Any = None
+        self._window = window
+
+    @property
+    def window(self) -> InputWindow | None:
+        """The window these records belong to (None for records read outside one)."""
+        return self._window
 
     def close(self) -> None:
         """Release the stream connection (the runtime calls it when the run ends)."""
@@ -128,8 +148,6 @@ class StreamingOutput:
         self.written += new
         self.skipped += len(ids) - new
         self.flushes += 1
-        from airflow_genius.core.streams.window import crash_point
-
         crash_point("mid_output")  # TEST HOOK: a kill after part of the window's output is durable
         return new
 

@@ -25,7 +25,7 @@ from airflow_genius.core.streams.base import (
     StreamAddress,
     StreamError,
     StreamLog,
-    json_default,
+    encode_record,
 )
 from airflow_genius.core.uris import split_uri, state_password
 
@@ -106,7 +106,7 @@ class RedisStreamLog(StreamLog):
         argv: list[Any] = [self.maxlen, self.dedup_ttl, 1 if want_ids else 0]
         for record in records:
             argv.append(record.dedup or "")
-            argv.append(json.dumps(record.data, default=json_default, separators=(",", ":")))
+            argv.append(encode_record(record.data))
         dedup_key = f"{self.key}:genius:dedup:{scope or '-'}"
         reply = self._append(keys=[self.key, dedup_key], args=argv)
         if not want_ids:
@@ -159,7 +159,7 @@ class RedisStreamLog(StreamLog):
         found = []
         for message_id, entries in zip(ids, pipe.execute(), strict=True):
             if not entries:
-                raise StreamError(f"record {message_id} is no longer in stream {self.key!r} (trimmed?)")
+                raise self.trimmed(message_id)
             found.extend(self._messages(entries))
         return found
 

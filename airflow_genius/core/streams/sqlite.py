@@ -30,7 +30,7 @@ from airflow_genius.core.streams.base import (
     StreamAddress,
     StreamError,
     StreamLog,
-    json_default,
+    encode_record,
 )
 
 BUSY_TIMEOUT_MS = 30_000
@@ -107,7 +107,7 @@ class SqliteStreamLog(StreamLog):
             ).fetchone()
             last = row[0] if row else 0
             for record in records:
-                data = json.dumps(record.data, default=json_default, separators=(",", ":"))
+                data = encode_record(record.data)
                 cursor = db.execute(
                     "INSERT OR IGNORE INTO genius_stream (stream, id, dedup, data) VALUES (?, ?, ?, ?)",
                     (self.stream, last + 1, record.dedup, data),
@@ -244,7 +244,7 @@ class SqliteStreamLog(StreamLog):
                 "SELECT data FROM genius_stream WHERE stream = ? AND id = ?", (self.stream, int(message_id))
             ).fetchone()
             if row is None:
-                raise StreamError(f"record {message_id} is no longer in stream {self.stream!r} (trimmed?)")
+                raise self.trimmed(message_id)
             found.append(Message(str(message_id), json.loads(row[0])))
         return found
 

@@ -2,7 +2,7 @@
 
 Each iteration is exactly a bounded window of :class:`~airflow_genius.core.streams.window.StreamWindow`
 (open → the method → commit), under its own origin; ``max_records`` / ``max_seconds`` bound each
-window, i.e. each checkpoint interval. SIGTERM/SIGINT (:class:`~airflow_genius.core.runtime.RunCancelled`)
+window, i.e. each checkpoint interval. SIGTERM/SIGINT (:class:`~airflow_genius.core.errors.RunCancelled`)
 during a window abandons it — left ``open`` in the checkpoint, adopted by the next run — and during a
 commit is deferred until the commit is done. The run then ends SUCCESS with a summary of the committed
 windows (see ``docs/streams.md``).
@@ -17,8 +17,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from airflow_genius.core.state import RunKey, StateManager
-from airflow_genius.core.streams.io import StreamingInput, StreamingOutput
+from airflow_genius.core.errors import RunCancelled
+from airflow_genius.core.streams.io import StreamingOutput
+from airflow_genius.core.streams.window import StreamWindow
 
 #: Seconds to wait before reading again after an empty window that did not block (count-only bounds).
 IDLE_POLL_SECONDS = 0.1
@@ -28,16 +29,17 @@ def run_unbounded(
     task: Any,
     call: Callable[[], Any],
     *,
-    state: StateManager,
-    key: RunKey,
+    window: StreamWindow,
     max_windows: int | None,
     check_result: Callable[[Any], None],
+    stop_if_signalled: Callable[[], None],
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Loop windows on ``task`` until stopped; returns (result summary, metrics)."""
-    from airflow_genius.core.runtime import RunCancelled
+    """Loop ``window`` on ``task`` until stopped; returns (result summary, metrics).
 
-    placeholder: StreamingInput = task.input
-    window = placeholder.window
+    ``stop_if_signalled`` raises :class:`RunCancelled` when SIGTERM/SIGINT arrived: it is called between
+    windows, as an idle stream never runs the method, where the runtime acts on a stop.
+    """
+    placeholder = task.input
     window.log.ensure_group(window.group, start="0")
     sink = task.output if isinstance(task.output, StreamingOutput) else None
     windows = records = written = skipped = reads = 0
@@ -48,11 +50,10 @@ def run_unbounded(
             reads += 1
             source = window.next()
             if source is None:
-                _stop_if_signalled()  # an idle stream never calls the method, where a stop is acted on
+                stop_if_signalled()
                 if window.bounds.max_seconds is None:
                     time.sleep(IDLE_POLL_SECONDS)  # the read did not block: do not spin
                 continue
-            source.window = window
             task.input = source
             if sink is not None:
                 task.output = StreamingOutput(
@@ -60,14 +61,14 @@ def run_unbounded(
                 )
             last = call()
             check_result(last)
-            with _deferred_signals(RunCancelled):
+            with _deferred_signals():
                 window.commit(source, task.output)
                 windows += 1
                 records += len(source)
                 if isinstance(task.output, StreamingOutput):
                     written += task.output.written
                     skipped += task.output.skipped
-                state.update_run(key, metrics={"windows": windows, "records": records})
+                window.state.update_run(window.key, metrics={"windows": windows, "records": records})
     except RunCancelled as exc:
         stopped = str(exc) or "cancelled"
         if isinstance(task.output, StreamingOutput):
@@ -87,17 +88,9 @@ def run_unbounded(
     return summary, metrics
 
 
-def _stop_if_signalled() -> None:
-    """A safe point between windows: raise RunCancelled if SIGTERM/SIGINT arrived while reading."""
-    from airflow_genius.core.runtime import _GATE
-
-    with _GATE.open():  # raises at once when a signal is pending
-        pass
-
-
 @contextmanager
-def _deferred_signals(cancelled: type[BaseException]) -> Iterator[None]:
-    """Hold SIGTERM/SIGINT while a window commits; raise ``cancelled`` once it is committed."""
+def _deferred_signals() -> Iterator[None]:
+    """Hold SIGTERM/SIGINT while a window commits; raise :class:`RunCancelled` once it is committed."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -116,4 +109,4 @@ def _deferred_signals(cancelled: type[BaseException]) -> Iterator[None]:
         for sig, old in previous.items():
             signal.signal(sig, old)
     if caught:
-        raise cancelled(f"received {signal.Signals(caught[0]).name}")
+        raise RunCancelled(f"received {signal.Signals(caught[0]).name}")

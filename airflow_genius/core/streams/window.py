@@ -26,15 +26,15 @@ Usage (the runtime does this; shown for tools and tests)::
 
 from __future__ import annotations
 
-import os
-import signal
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from airflow_genius.core.errors import TransitionConflict
 from airflow_genius.core.spec import MAX_WINDOW_RECORDS, Window
 from airflow_genius.core.state import RunKey, StateManager, TaskScope
 from airflow_genius.core.streams.base import Message, StreamLog
+from airflow_genius.core.streams.crash import crash_point
 from airflow_genius.core.streams.io import StreamingInput, StreamingOutput
 
 #: How many committed window origins the checkpoint remembers (late retries of older ones are refused
@@ -44,21 +44,6 @@ RECENT_WINDOWS = 64
 DEFAULT_READ_BATCH = 1000
 #: Window used when a stream input has no ``window`` in its spec.
 DEFAULT_WINDOW = Window(max_records=1000, max_seconds=None)
-
-# ------------------------------------------------------------------------------------------------
-# TEST HOOK (the only one): crash tests set GENIUS_TEST_CRASH_AT=<point> on a `genius run` subprocess
-# to SIGKILL it at that point of the protocol. Points: after_read, after_open, before_output,
-# mid_output, after_output, after_ack, after_checkpoint. Unset in production: one dict lookup.
-CRASH_ENV = "GENIUS_TEST_CRASH_AT"
-
-
-def crash_point(name: str) -> None:
-    """SIGKILL this process if the crash tests asked for a kill at ``name``."""
-    if os.environ.get(CRASH_ENV) == name:
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
-# ------------------------------------------------------------------------------------------------
 
 
 def checkpoint_key(stream: str, group: str, map_index: int) -> str:
@@ -107,39 +92,29 @@ class StreamWindow:
         """Decide this run's window, record it, and return it as the task's input."""
         self.log.ensure_group(self.group, start="0")
         record = self.state.require_run(self.key)
-        current = self.state.get_state(self.scope, self.ckpt_key)
-        checkpoint = current or {}
-        committed = checkpoint.get("committed") or {}
-        pending = checkpoint.get("open")
+        current, committed, pending = self._checkpoint()
         recorded = (
             record.window if record.window and record.window.get("checkpoint") == self.ckpt_key else None
         )
         if recorded is not None:
             # A retry of this run: replay the recorded bounds, whatever the checkpoint says now.
-            self.origin, self.ids, self.replayed = recorded["origin"], list(recorded["ids"]), True
+            messages = self._replay(recorded, current)
             # Committed already (crash after the checkpoint, or another run adopted and committed it):
             # replay for the result, but never advance the checkpoint a second time.
             self.already_committed = self.origin in committed.get("recent", ())
-            messages = self.log.get(self.ids)
-            self._expected = current
         elif pending:
             # A run died mid-window and was not retried: take its window over with its origin, so the
             # output dedup ids are the ones it may already have written.
-            self.origin, self.ids, self.replayed = pending["origin"], list(pending["ids"]), True
-            messages = self.log.get(self.ids)
-            self._expected = current
-            self._record()
+            messages = self._adopt(pending, current)
         else:
             messages = self._read_new()
-            self.ids = [m.id for m in messages]
-            crash_point("after_read")
-            self._mark_open(current)
+            self._mark_open(current, messages)
         # Operator state as it was before this window, so a replay computes the same output.
         latest = committed.get("window") == self.origin
         before = (
             committed.get("state_before") if self.already_committed and latest else committed.get("state")
         )
-        return StreamingInput(self.log, self.group, messages, state=before)
+        return self._input(messages, before)
 
     def next(self) -> StreamingInput | None:
         """Unbounded mode: open the run's next window, or return None when no record arrived.
@@ -150,27 +125,47 @@ class StreamWindow:
         is not replayed: in this mode it only reports the window in progress.
         """
         self.ids, self.replayed, self.already_committed = [], False, False
-        current = self.state.get_state(self.scope, self.ckpt_key)
-        checkpoint = current or {}
-        committed = checkpoint.get("committed") or {}
-        pending = checkpoint.get("open")
+        current, committed, pending = self._checkpoint()
         if pending:
-            self.origin, self.ids, self.replayed = pending["origin"], list(pending["ids"]), True
-            messages = self.log.get(self.ids)
-            self._expected = current
-            self._record()
+            messages = self._adopt(pending, current)
         else:
             messages = self._read_new()
             if not messages:
                 return None  # nothing opened, nothing to commit
             self.origin = f"{self.key}#{int(committed.get('windows', 0)) + 1}"
-            self.ids = [m.id for m in messages]
-            crash_point("after_read")
-            self._mark_open(current)
-        return StreamingInput(self.log, self.group, messages, state=committed.get("state"))
+            self._mark_open(current, messages)
+        return self._input(messages, committed.get("state"))
 
-    def _mark_open(self, current: Any) -> None:
-        """Compare-and-set the checkpoint's ``open`` window, then record the bounds in the run record."""
+    def empty_input(self) -> StreamingInput:
+        """The task's input before the first window of unbounded mode: no records, this window."""
+        return self._input([], None)
+
+    def _input(self, messages: list[Message], state: dict[str, Any] | None) -> StreamingInput:
+        return StreamingInput(self.log, self.group, messages, state=state, window=self)
+
+    def _checkpoint(self) -> tuple[Any, dict[str, Any], Mapping[str, Any] | None]:
+        """The checkpoint as stored (for compare-and-set), its committed part and its open window."""
+        current = self.state.get_state(self.scope, self.ckpt_key)
+        checkpoint = current or {}
+        return current, checkpoint.get("committed") or {}, checkpoint.get("open")
+
+    def _replay(self, bounds: Mapping[str, Any], current: Any) -> list[Message]:
+        """Take the exact records of a window recorded before (its origin and ids)."""
+        self.origin, self.ids, self.replayed = bounds["origin"], list(bounds["ids"]), True
+        self._expected = current
+        return self.log.get(self.ids)
+
+    def _adopt(self, pending: Mapping[str, Any], current: Any) -> list[Message]:
+        """Replay the checkpoint's open window (left by a run that stopped or died) as this run's own."""
+        messages = self._replay(pending, current)
+        self._record()
+        return messages
+
+    def _mark_open(self, current: Any, messages: list[Message]) -> None:
+        """Compare-and-set the checkpoint's ``open`` window of the records just read, then record the
+        bounds in the run record."""
+        self.ids = [m.id for m in messages]
+        crash_point("after_read")
         opened = {**(current or {}), "open": {"origin": self.origin, "ids": self.ids}}
         if not self.state.compare_and_set_state(self.scope, self.ckpt_key, current, opened):
             raise TransitionConflict(

@@ -4,6 +4,7 @@ must appear in the committed output exactly once, counted by its id."""
 
 from __future__ import annotations
 
+import ast
 import os
 import random
 import subprocess
@@ -16,18 +17,10 @@ from stream_helpers import StreamPlace, fill
 
 from airflow_genius.core.spec import build_spec
 from airflow_genius.core.state import RunKey, open_state
-from airflow_genius.core.streams.window import CRASH_ENV
+from airflow_genius.core.streams import crash
+from airflow_genius.core.streams.crash import CRASH_ENV, CRASH_POINTS
 
 HERE = Path(__file__).resolve().parent
-POINTS = (
-    "after_read",
-    "after_open",
-    "before_output",
-    "mid_output",
-    "after_output",
-    "after_ack",
-    "after_checkpoint",
-)
 RECORDS = 30
 FANOUT = 2
 
@@ -78,7 +71,7 @@ def test_sigkill_anywhere_yields_each_output_exactly_once(
             try_number=try_number,
             max_records=4,
         )
-        crash_at = rng.choice(POINTS) if rng.random() < 0.6 else None
+        crash_at = rng.choice(CRASH_POINTS) if rng.random() < 0.6 else None
         code = genius_run(spec.to_json(), crash_at)
         if code == -9:
             crashes[crash_at or ""] += 1
@@ -102,3 +95,17 @@ def test_sigkill_anywhere_yields_each_output_exactly_once(
     duplicated = {key: count for key, count in produced.items() if count != 1}
     assert not duplicated, f"duplicates {duplicated}; crashes {dict(crashes)}"
     assert place.open("in").pending_ids("g") == []
+
+
+def test_the_crash_points_of_the_code_are_the_listed_ones() -> None:
+    """The crash test draws its kills from CRASH_POINTS: every point the code calls must be listed there,
+    and every listed point must still be called somewhere."""
+    core = Path(crash.__file__).resolve().parents[1]
+    called = set()
+    for path in core.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "crash_point":
+                argument = node.args[0]
+                assert isinstance(argument, ast.Constant), f"{path}:{node.lineno}: name the point literally"
+                called.add(argument.value)
+    assert called == set(CRASH_POINTS)

@@ -19,7 +19,8 @@ from airflow_genius.core.errors import SpecError
 from airflow_genius.core.runtime import run_spec
 from airflow_genius.core.spec import TaskSpec, build_spec
 from airflow_genius.core.state import RunKey, Status, TaskScope, open_state
-from airflow_genius.core.streams.window import CRASH_ENV, checkpoint_key
+from airflow_genius.core.streams.crash import CRASH_ENV
+from airflow_genius.core.streams.window import checkpoint_key
 
 HERE = Path(__file__).resolve().parent
 FANOUT = 2

@@ -11,8 +11,8 @@ from stream_helpers import StreamPlace, fill
 
 from airflow_genius.core.runtime import RunOutcome, run_spec
 from airflow_genius.core.spec import build_spec
-from airflow_genius.core.state import StateManager, Status, TaskScope, open_state
-from airflow_genius.core.streams.window import checkpoint_key
+from airflow_genius.core.state import RunKey, StateManager, Status, TaskScope, open_state
+from airflow_genius.core.streams.window import StreamWindow, checkpoint_key
 
 
 @pytest.fixture
@@ -58,6 +58,23 @@ def test_windows_consume_the_stream_in_order_and_checkpoint(place: StreamPlace, 
     window = results[1].record.window
     assert window is not None and window["committed"] is True and window["count"] == 4
     assert results[1].record.metrics["window_records"] == 4
+
+
+def test_a_window_hands_out_inputs_that_name_it(place: StreamPlace, state: StateManager) -> None:
+    """The input of a window points back at it, read-only: nothing outside re-points it."""
+    fill(place.open("in"), 3)
+    key = RunKey("d", "t", "r1")
+    state.start_run(key, try_number=1)
+    window = StreamWindow(
+        state, TaskScope("default", "d", "t"), key, place.open("in", "g"), group="g", consumer="c"
+    )
+    empty = window.empty_input()
+    assert (empty.window, len(empty)) == (window, 0)
+    source = window.open()
+    assert source.window is window and source.window.origin == str(key) and len(source) == 3
+    with pytest.raises(AttributeError):
+        source.window = None  # type: ignore[misc]
+    assert window.commit(source, None) == {"window_records": 3, "window_replayed": False}
 
 
 def test_retry_replays_exactly_the_recorded_window(place: StreamPlace, state: StateManager) -> None:

@@ -1,6 +1,7 @@
 """State manager vs raw redis-py doing the same round trips (and SQLite, for reference).
 
-    python bench/bench_state.py [--n 2000] [--repeats 7] [--redis redis://127.0.0.1:6379/15] [--profile]
+    python bench/bench_state.py [--n 2000] [--repeats 7] [--redis redis://127.0.0.1:6379/15]
+                                [--postgres postgresql://postgres@127.0.0.1:5432/genius_test] [--profile]
 
 Workloads, each run ``--repeats`` times interleaved (the machine is noisy: medians and ratios only):
 
@@ -10,6 +11,9 @@ Workloads, each run ``--repeats`` times interleaved (the machine is noisy: media
     seven round trips (an ``HMGET`` read before every write; writes are the same Lua scripts, so the
     server does identical work and the ratio measures our client-side cost).
 (c) report only: the same two workloads on ``SqliteStateManager`` (a file in a temp folder).
+(d) report only: the same two workloads on ``PostgresStateManager`` (``--postgres``, default the
+    ``GENIUS_TEST_POSTGRES_URL`` environment variable or the test rig's database; a unique table prefix,
+    dropped at the end).
 
 Goal: ours/raw ≤ 1.3x for (a) and (b). Redis comes from ``--redis`` or the ``REDIS_URL`` environment
 variable (default ``redis://127.0.0.1:6379/15``); every key written is deleted at the end.
@@ -145,6 +149,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=2000, help="operations per measurement (default 2000)")
     parser.add_argument("--repeats", type=int, default=7, help="interleaved repetitions (default 7)")
     parser.add_argument("--redis", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15"))
+    parser.add_argument(
+        "--postgres",
+        default=os.environ.get(
+            "GENIUS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/genius_test"
+        ),
+    )
     parser.add_argument("--profile", action="store_true", help="cProfile one run of our lifecycle workload")
     options = parser.parse_args(argv)
     n, repeats = options.n, options.repeats
@@ -157,8 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     assert isinstance(ours, RedisStateManager)
     folder = tempfile.mkdtemp(prefix="genius-bench-")
     lite = SqliteStateManager(Path(folder) / "state.db")
+    pg = open_state(f"{options.postgres}?table_prefix={prefix.replace('-', '_')}")
 
-    names = ("ours_a", "raw_a", "ours_b", "raw_b", "lite_a", "lite_b")
+    names = ("ours_a", "raw_a", "ours_b", "raw_b", "lite_a", "lite_b", "pg_a", "pg_b")
     samples: dict[str, list[float]] = {name: [] for name in names}
     try:
         # Warm up connections, script caches and imports outside the measurements.
@@ -168,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
         raw_cycle(client, raw_prefix, 20, "warm")
         ours_state(lite, 20)
         ours_cycle(lite, 20, "warm")
+        ours_state(pg, 20)
+        ours_cycle(pg, 20, "warm")
         for rep in range(repeats):
             tag = f"r{rep}"
             pairs: list[tuple[str, Callable[[], None]]] = [
@@ -179,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
             if rep % 2:  # alternate who goes first, so drift does not favour one side
                 pairs = [pairs[1], pairs[0], pairs[3], pairs[2]]
             pairs += [("lite_a", partial(ours_state, lite, n)), ("lite_b", partial(ours_cycle, lite, n, tag))]
+            pairs += [("pg_a", partial(ours_state, pg, n)), ("pg_b", partial(ours_cycle, pg, n, tag))]
             for name, fn in pairs:
                 samples[name].append(timed(fn))
             purge(client, prefix)
@@ -192,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
         purge(client, raw_prefix)
         ours.close()
         lite.close()
+        pg.drop_tables()  # type: ignore[attr-defined]
+        pg.close()
         client.close()
 
     def per_op(name: str, ops_per_item: int) -> float:
@@ -200,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     a_ours, a_raw = per_op("ours_a", 2), per_op("raw_a", 2)
     b_ours, b_raw = per_op("ours_b", 3), per_op("raw_b", 3)
     lite_a, lite_b = per_op("lite_a", 2), per_op("lite_b", 3)
+    pg_a, pg_b = per_op("pg_a", 2), per_op("pg_b", 3)
     ratio_a, ratio_b = a_ours / a_raw, b_ours / b_raw
     print(f"state backend benchmark: n={n} per workload, {repeats} interleaved repeats, medians")
     print(f"redis: {options.redis}   python {sys.version.split()[0]}   redis-py {redis.__version__}")
@@ -218,6 +235,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'report only: SQLite vs Redis (ours)':<46}{'sqlite':>12}{'redis':>12}{'sq/redis':>10}")
     print(f"{'(c) set_state+get_state':<46}{lite_a:>12.1f}{a_ours:>12.1f}{lite_a / a_ours:>9.2f}x")
     print(f"{'(c) queue→start→finish':<46}{lite_b:>12.1f}{b_ours:>12.1f}{lite_b / b_ours:>9.2f}x")
+    print()
+    print(f"{'report only: Postgres vs Redis (ours)':<46}{'postgres':>12}{'redis':>12}{'pg/redis':>10}")
+    print(f"{'(d) set_state+get_state':<46}{pg_a:>12.1f}{a_ours:>12.1f}{pg_a / a_ours:>9.2f}x")
+    print(f"{'(d) queue→start→finish':<46}{pg_b:>12.1f}{b_ours:>12.1f}{pg_b / b_ours:>9.2f}x")
     print()
     met = ratio_a <= GOAL and ratio_b <= GOAL
     print(

@@ -7,6 +7,7 @@ PostgreSQL cluster survives ``pg_ctl stop -m immediate`` through crash recovery)
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -135,12 +136,16 @@ class PrivatePostgres:
         return [postmaster, *(int(pid) for pid in children.split())]
 
     def freeze(self) -> None:
-        for pid in self._pids():
-            os.kill(pid, signal.SIGSTOP)
+        self._signal(signal.SIGSTOP)
 
     def thaw(self) -> None:
+        self._signal(signal.SIGCONT)
+
+    def _signal(self, signum: int) -> None:
         for pid in self._pids():
-            os.kill(pid, signal.SIGCONT)
+            # a backend can exit between pgrep and the kill (its client went away): nothing to signal
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
 
     def close(self) -> None:
         try:

@@ -19,7 +19,6 @@ are only needed for the store in use:
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from airflow_genius.core.models.base import (
@@ -30,31 +29,28 @@ from airflow_genius.core.models.base import (
     ModelNotFoundError,
     ModelVersion,
 )
-from airflow_genius.core.uris import MODEL_CREDENTIALS_HINT, redact, secret_problem, split_uri
+from airflow_genius.core.schemes import SchemeRegistry
+from airflow_genius.core.uris import MODEL_CREDENTIALS_HINT, redact, secret_problem
 
-_BACKENDS: dict[str, str] = {
-    "s3": "airflow_genius.core.models.s3:S3ModelManager",
-    "git+file": "airflow_genius.core.models.git:GitModelManager",
-    "git+ssh": "airflow_genius.core.models.git:GitModelManager",
-    "git+https": "airflow_genius.core.models.git:GitModelManager",
-    "git+http": "airflow_genius.core.models.git:GitModelManager",
-    "wandb": "airflow_genius.core.models.wandb_artifacts:WandbModelManager",
-}
+_BACKENDS: SchemeRegistry[ModelManager] = SchemeRegistry(
+    "model",
+    {
+        "s3": "airflow_genius.core.models.s3:S3ModelManager",
+        "git+file": "airflow_genius.core.models.git:GitModelManager",
+        "git+ssh": "airflow_genius.core.models.git:GitModelManager",
+        "git+https": "airflow_genius.core.models.git:GitModelManager",
+        "git+http": "airflow_genius.core.models.git:GitModelManager",
+        "wandb": "airflow_genius.core.models.wandb_artifacts:WandbModelManager",
+    },
+    ModelError,
+)
 
-MODEL_SCHEMES = tuple(sorted(_BACKENDS))
+MODEL_SCHEMES = _BACKENDS.schemes
 
 
 def model_manager_class(uri: str) -> type[ModelManager]:
     """The ModelManager class for ``uri``'s scheme (imports the backend module, not its library)."""
-    scheme = split_uri(uri).scheme.lower() if isinstance(uri, str) else ""
-    target = _BACKENDS.get(scheme)
-    if target is None:
-        shown = redact(uri) if isinstance(uri, str) else repr(uri)
-        raise ModelError(
-            f"unknown model store scheme {scheme!r} in {shown!r}; expected one of {', '.join(MODEL_SCHEMES)}"
-        )
-    module_name, _, class_name = target.partition(":")
-    return getattr(importlib.import_module(module_name), class_name)  # type: ignore[no-any-return]
+    return _BACKENDS.class_for(uri)
 
 
 def open_model_manager(uri: str, **options: Any) -> ModelManager:

@@ -39,6 +39,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
+from airflow_genius.core.clock import parse_time, utcnow
 from airflow_genius.core.models.base import (
     LATEST,
     LocalFile,
@@ -48,8 +49,6 @@ from airflow_genius.core.models.base import (
     ModelNotFoundError,
     ModelVersion,
     format_version,
-    parse_time,
-    utcnow,
     write_under,
 )
 

@@ -31,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from airflow_genius.core.clock import parse_time, utcnow
 from airflow_genius.core.data._s3 import make_client
 from airflow_genius.core.errors import missing_extra
 from airflow_genius.core.models.base import (
@@ -42,9 +43,7 @@ from airflow_genius.core.models.base import (
     ModelNotFoundError,
     ModelVersion,
     format_version,
-    parse_time,
     sha256_files,
-    utcnow,
     write_under,
 )
 from airflow_genius.core.paths import safe_relpath

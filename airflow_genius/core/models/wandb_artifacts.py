@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from airflow_genius.core.clock import parse_time
 from airflow_genius.core.errors import missing_extra
 from airflow_genius.core.models.base import (
     LocalFile,
@@ -19,7 +20,6 @@ from airflow_genius.core.models.base import (
     ModelManager,
     ModelNotFoundError,
     ModelVersion,
-    parse_time,
 )
 from airflow_genius.core.paths import safe_relpath
 from airflow_genius.core.uris import split_uri

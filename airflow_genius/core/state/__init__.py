@@ -10,11 +10,11 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
 
 from airflow_genius.core.defaults import DEFAULT_STATE_URI
 from airflow_genius.core.errors import StateError
+from airflow_genius.core.schemes import SchemeRegistry
 from airflow_genius.core.state.base import (
     TERMINAL,
     RunKey,
@@ -24,32 +24,28 @@ from airflow_genius.core.state.base import (
     TaskScope,
     Transition,
 )
-from airflow_genius.core.uris import has_password, redact, split_uri
+from airflow_genius.core.uris import has_password, redact
 
-_BACKENDS: dict[str, str] = {
-    "memory": "airflow_genius.core.state.memory:MemoryStateManager",
-    "sqlite": "airflow_genius.core.state.sqlite:SqliteStateManager",
-    "redis": "airflow_genius.core.state.redis:RedisStateManager",
-    "rediss": "airflow_genius.core.state.redis:RedisStateManager",
-    "postgresql": "airflow_genius.core.state.postgres:PostgresStateManager",
-    "postgres": "airflow_genius.core.state.postgres:PostgresStateManager",
-    "dynamodb": "airflow_genius.core.state.dynamodb:DynamoDBStateManager",
-}
+_BACKENDS: SchemeRegistry[StateManager] = SchemeRegistry(
+    "state",
+    {
+        "memory": "airflow_genius.core.state.memory:MemoryStateManager",
+        "sqlite": "airflow_genius.core.state.sqlite:SqliteStateManager",
+        "redis": "airflow_genius.core.state.redis:RedisStateManager",
+        "rediss": "airflow_genius.core.state.redis:RedisStateManager",
+        "postgresql": "airflow_genius.core.state.postgres:PostgresStateManager",
+        "postgres": "airflow_genius.core.state.postgres:PostgresStateManager",
+        "dynamodb": "airflow_genius.core.state.dynamodb:DynamoDBStateManager",
+    },
+    StateError,
+)
 
-STATE_SCHEMES = tuple(sorted(_BACKENDS))
+STATE_SCHEMES = _BACKENDS.schemes
 
 
 def state_class(uri: str) -> type[StateManager]:
     """The StateManager class for ``uri``'s scheme (imports the backend module)."""
-    scheme = split_uri(uri).scheme.lower()
-    target = _BACKENDS.get(scheme)
-    if target is None:
-        raise StateError(
-            f"unknown state store scheme {scheme!r} in {redact(uri)!r}; "
-            f"expected one of {', '.join(STATE_SCHEMES)}"
-        )
-    module_name, _, class_name = target.partition(":")
-    return getattr(importlib.import_module(module_name), class_name)  # type: ignore[no-any-return]
+    return _BACKENDS.class_for(uri)
 
 
 def open_state(uri: str, env: Mapping[str, str] | None = None) -> StateManager:

@@ -4,13 +4,17 @@ Nothing here has meaning of its own: transition rules live in :mod:`.base`. Thes
 key builders every backend needs, kept in one place so they encode a record the same way.
 """
 
+# SQL here is built from constant column names and a table name that is a constant or a validated
+# identifier; every value travels as a bound parameter.
+# ruff: noqa: S608
+
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 from airflow_genius.core.errors import StateError
 from airflow_genius.core.state.base import RunKey, RunRecord, Status, Transition
@@ -37,10 +41,6 @@ def loads(raw: str | bytes) -> Any:
 def sortable_time(moment: datetime) -> str:
     """Fixed-width UTC ISO text, so that ordering the text orders the instants (SQLite, DynamoDB)."""
     return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
-
-
-def parse_time(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text) if text else None
 
 
 def escape(part: str, separator: str) -> str:
@@ -79,44 +79,138 @@ def record_from_json(raw: str | bytes, version: int) -> RunRecord:
     return RunRecord.from_dict(data)
 
 
-def history_to_json(history: tuple[Transition, ...]) -> list[dict[str, Any]]:
-    return [entry.to_dict() for entry in history]
+class RunRow(NamedTuple):
+    """A run record's row by column name, key first: SQLite and Postgres share the layout.
+
+    Statements, the values written and the rows read are all named from these fields, so no position
+    can drift between them; reading a field of a row costs a tuple index.
+    """
+
+    dag_id: str
+    task_id: str
+    run_id: str
+    map_index: int
+    status: str
+    try_number: int
+    history: Any
+    created_at: Any
+    updated_at: Any
+    heartbeat_at: Any
+    result: Any
+    error: Any
+    metrics: Any
+    window: Any
+    info: Any
+    version: int
 
 
-def history_from_json(items: list[Mapping[str, Any]] | None) -> tuple[Transition, ...]:
-    return tuple(Transition.from_dict(item) for item in items or ())
+RUN_COLUMNS: tuple[str, ...] = RunRow._fields
+RUN_KEY_COLUMNS = RUN_COLUMNS[:4]
+#: What a compare-and-set rewrites: everything but the key and ``created_at``.
+_REWRITTEN = tuple(c for c in RUN_COLUMNS if c not in RUN_KEY_COLUMNS and c != "created_at")
 
 
-def record_from_columns(
-    key: RunKey,
-    status: str,
-    try_number: int,
-    history: list[Mapping[str, Any]] | None,
-    created_at: datetime,
-    updated_at: datetime,
-    heartbeat_at: datetime | None,
-    result: Any,
-    error: dict[str, Any] | None,
-    metrics: dict[str, Any] | None,
-    window: dict[str, Any] | None,
-    info: dict[str, Any] | None,
-    version: int,
+def _sql_name(column: str) -> str:
+    return '"window"' if column == "window" else column  # a reserved word in both dialects
+
+
+def run_statements(table: str, *, named: Callable[[str], str], positional: str) -> dict[str, str]:
+    """SQL of the run-record primitives on ``table`` (a constant or a validated identifier).
+
+    Written values are bound by column name (``named("status")`` is the dialect's named placeholder, and
+    ``replace`` also binds ``expected_version``); the key of ``read``/``delete`` is bound by position
+    (``positional``: ``?`` or ``%s``), in :data:`RUN_KEY_COLUMNS` order. ``select`` takes a WHERE clause.
+
+    >>> run_statements("runs", named=lambda c: f":{c}", positional="?")["delete"]
+    'DELETE FROM runs WHERE dag_id = ? AND task_id = ? AND run_id = ? AND map_index = ?'
+    """
+    names = ", ".join(_sql_name(column) for column in RUN_COLUMNS)
+    key = " AND ".join(f"{column} = {positional}" for column in RUN_KEY_COLUMNS)
+    named_key = " AND ".join(f"{column} = {named(column)}" for column in RUN_KEY_COLUMNS)
+    select = f"SELECT {names} FROM {table}"
+    return {
+        "select": select,
+        "read": f"{select} WHERE {key}",
+        "insert": (
+            f"INSERT INTO {table} ({names}) VALUES ({', '.join(named(column) for column in RUN_COLUMNS)}) "
+            f"ON CONFLICT ({', '.join(RUN_KEY_COLUMNS)}) DO NOTHING"
+        ),
+        "replace": (
+            f"UPDATE {table} SET {', '.join(f'{_sql_name(c)} = {named(c)}' for c in _REWRITTEN)} "
+            f"WHERE {named_key} AND version = {named('expected_version')}"
+        ),
+        "delete": f"DELETE FROM {table} WHERE {key}",
+    }
+
+
+def list_statement(
+    select: str,
+    positional: str,
+    *,
+    dag_id: str | None,
+    task_id: str | None,
+    status: Status | None,
+    limit: int,
+) -> tuple[str, tuple[Any, ...]]:
+    """``list_runs`` as SQL and parameters: the filters that are set, most recently updated first.
+
+    >>> list_statement("SELECT * FROM runs", "?", dag_id="etl", task_id=None, status=None, limit=5)
+    ('SELECT * FROM runs WHERE dag_id = ? ORDER BY updated_at DESC LIMIT ?', ('etl', 5))
+    """
+    filters = (("dag_id", dag_id), ("task_id", task_id), ("status", status.value if status else None))
+    used = [(column, value) for column, value in filters if value is not None]
+    where = " AND ".join(f"{column} = {positional}" for column, _ in used)
+    sql = f"{select}{' WHERE ' + where if used else ''} ORDER BY updated_at DESC LIMIT {positional}"
+    return sql, (*(value for _, value in used), limit)
+
+
+def run_values(
+    record: RunRecord, *, json: Callable[[Any], Any], time: Callable[[datetime], Any]
+) -> dict[str, Any]:
+    """The record's column values by name; ``json``/``time`` encode them for the driver.
+
+    None stays SQL NULL in the optional columns (so ``result IS NULL`` works) instead of JSON null.
+    """
+    key = record.key
+    return {
+        "dag_id": key.dag_id,
+        "task_id": key.task_id,
+        "run_id": key.run_id,
+        "map_index": key.map_index,
+        "status": record.status.value,
+        "try_number": record.try_number,
+        "history": json([entry.to_dict() for entry in record.history]),
+        "created_at": time(record.created_at),
+        "updated_at": time(record.updated_at),
+        "heartbeat_at": None if record.heartbeat_at is None else time(record.heartbeat_at),
+        "result": None if record.result is None else json(record.result),
+        "error": None if record.error is None else json(record.error),
+        "metrics": json(record.metrics),
+        "window": None if record.window is None else json(record.window),
+        "info": json(record.info),
+        "version": record.version,
+    }
+
+
+def record_from_row(
+    values: Sequence[Any], *, json: Callable[[Any], Any], time: Callable[[Any], datetime | None]
 ) -> RunRecord:
-    """Build a record from decoded SQL columns (SQLite and Postgres share the column layout)."""
+    """Inverse of :func:`run_values` for a row selected in :data:`RUN_COLUMNS` order (``select``/``read``)."""
+    row = RunRow._make(values)  # raises if the row does not have every column
     return RunRecord(
-        key=key,
-        status=Status(status),
-        try_number=int(try_number),
-        history=history_from_json(history),
-        created_at=created_at,
-        updated_at=updated_at,
-        heartbeat_at=heartbeat_at,
-        result=result,
-        error=error,
-        metrics=dict(metrics or {}),
-        window=window,
-        info=dict(info or {}),
-        version=int(version),
+        key=RunKey(row.dag_id, row.task_id, row.run_id, row.map_index),
+        status=Status(row.status),
+        try_number=int(row.try_number),
+        history=tuple(Transition.from_dict(item) for item in json(row.history) or ()),
+        created_at=time(row.created_at),  # type: ignore[arg-type]  # NOT NULL column
+        updated_at=time(row.updated_at),  # type: ignore[arg-type]  # NOT NULL column
+        heartbeat_at=time(row.heartbeat_at),
+        result=None if row.result is None else json(row.result),
+        error=None if row.error is None else json(row.error),
+        metrics=dict(json(row.metrics) or {}),
+        window=None if row.window is None else json(row.window),
+        info=dict(json(row.info) or {}),
+        version=int(row.version),
     )
 
 
@@ -143,12 +237,3 @@ def parse_bool(value: str | None, *, name: str, default: bool = False) -> bool:
     if lowered in ("0", "false", "no", "off"):
         return False
     raise StateError(f"query parameter {name}={value!r} must be true or false")
-
-
-def where_clause(filters: tuple[tuple[str, Any], ...], placeholder: str) -> tuple[str, list[Any]]:
-    """``(" WHERE a = ? AND b = ?", [va, vb])`` for the filters whose value is not None."""
-    used = [(column, value) for column, value in filters if value is not None]
-    if not used:
-        return "", []
-    clause = " AND ".join(f"{column} = {placeholder}" for column, _ in used)
-    return f" WHERE {clause}", [value for _, value in used]

@@ -20,10 +20,11 @@ import socket
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import datetime
 from enum import Enum
-from typing import Any
+from typing import Any, NamedTuple
 
+from airflow_genius.core.clock import parse_time, utcnow
 from airflow_genius.core.errors import RunNotFound, StateError, TransitionConflict
 from airflow_genius.core.state.faults import FaultBudget, call_with_budget
 from airflow_genius.core.state.values import check_storable, storable_error
@@ -58,16 +59,8 @@ _SAME_TRY_MOVES: dict[Status, frozenset[Status]] = {
 }
 
 
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
 def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment is not None else None
-
-
-def _from_iso(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text) if text else None
 
 
 @dataclass(frozen=True, order=True)
@@ -136,7 +129,7 @@ class Transition:
     def from_dict(cls, data: Mapping[str, Any]) -> Transition:
         return cls(
             status=Status(data["status"]),
-            at=_from_iso(data["at"]) or utcnow(),
+            at=parse_time(data["at"]) or utcnow(),
             try_number=int(data["try_number"]),
             host=data.get("host"),
             message=data.get("message"),
@@ -189,9 +182,9 @@ class RunRecord:
             status=Status(data["status"]),
             try_number=int(data["try_number"]),
             history=tuple(Transition.from_dict(item) for item in data.get("history") or ()),
-            created_at=_from_iso(data["created_at"]) or utcnow(),
-            updated_at=_from_iso(data["updated_at"]) or utcnow(),
-            heartbeat_at=_from_iso(data.get("heartbeat_at")),
+            created_at=parse_time(data["created_at"]) or utcnow(),
+            updated_at=parse_time(data["updated_at"]) or utcnow(),
+            heartbeat_at=parse_time(data.get("heartbeat_at")),
             result=data.get("result"),
             error=data.get("error"),
             metrics=dict(data.get("metrics") or {}),
@@ -207,6 +200,16 @@ class RunRecord:
         if started is None or not self.status.terminal:
             return None
         return (self.history[-1].at - started).total_seconds()
+
+
+class _MoveData(NamedTuple):
+    """What a status move writes besides the status: its history message, the try's outputs, info."""
+
+    message: str | None = None
+    result: Any = None
+    error: dict[str, Any] | None = None
+    metrics: Mapping[str, Any] | None = None
+    info: Mapping[str, Any] | None = None
 
 
 def allowed(record: RunRecord, to: Status, try_number: int) -> bool:
@@ -239,9 +242,6 @@ class StateManager(ABC):
         state.finish_run(key, Status.FAILED, try_number=1, error={"type": "ValueError", ...})
         state.set_state(TaskScope("default", "etl", "clean"), "cursor", 42)
     """
-
-    #: URI scheme(s) this backend answers, e.g. ``("redis", "rediss")``.
-    schemes: tuple[str, ...] = ()
 
     def __init__(self, *, budget: FaultBudget | None = None) -> None:
         self.host = socket.gethostname()
@@ -290,7 +290,7 @@ class StateManager(ABC):
                     f"{key}: cannot queue try {try_number}; "
                     f"record is {current.status.value} at try {current.try_number}"
                 )
-            return self._moved(current, Status.QUEUED, try_number, info=info)
+            return self._moved(current, Status.QUEUED, try_number, _MoveData(info=info))
 
         return self._write_loop(key, change)
 
@@ -348,22 +348,15 @@ class StateManager(ABC):
         check_storable(metrics, "metrics")
         check_storable(info, "info")
 
+        data = _MoveData(message, result, error, metrics, info)
+
         def change(current: RunRecord) -> RunRecord:
             if not allowed(current, to, try_number):
                 raise TransitionConflict(
                     f"{key}: cannot move try {try_number} to {to.value}; "
                     f"record is {current.status.value} at try {current.try_number}"
                 )
-            return self._moved(
-                current,
-                to,
-                try_number,
-                message=message,
-                result=result,
-                error=error,
-                metrics=metrics,
-                info=info,
-            )
+            return self._moved(current, to, try_number, data)
 
         return self._write_loop(key, change)
 
@@ -413,7 +406,9 @@ class StateManager(ABC):
         status: Status | None = None,
         limit: int = 100,
     ) -> list[RunRecord]:
-        """Records filtered by DAG/task/status, most recently updated first."""
+        """Records filtered by DAG/task/status, most recently updated first (none for ``limit <= 0``)."""
+        if limit <= 0:
+            return []
         return self._call(
             "list", lambda: self._list(dag_id=dag_id, task_id=task_id, status=status, limit=limit)
         )
@@ -485,32 +480,21 @@ class StateManager(ABC):
             version=1,
         )
 
-    def _moved(
-        self,
-        current: RunRecord,
-        to: Status,
-        try_number: int,
-        *,
-        message: str | None = None,
-        result: Any = None,
-        error: dict[str, Any] | None = None,
-        metrics: Mapping[str, Any] | None = None,
-        info: Mapping[str, Any] | None = None,
-    ) -> RunRecord:
+    def _moved(self, current: RunRecord, to: Status, try_number: int, data: _MoveData) -> RunRecord:
         now = utcnow()
         new_try = try_number > current.try_number
         return replace(
             current,
             status=to,
             try_number=try_number,
-            history=(*current.history, Transition(to, now, try_number, self.host, message)),
+            history=(*current.history, Transition(to, now, try_number, self.host, data.message)),
             updated_at=now,
             heartbeat_at=now if to is Status.RUNNING else current.heartbeat_at,
             # A new try starts clean; within a try the terminal write sets result/error.
-            result=result if (to.terminal or new_try) else current.result,
-            error=error if (to.terminal or new_try) else current.error,
-            metrics={**({} if new_try else current.metrics), **(metrics or {})},
-            info={**current.info, **(info or {})},
+            result=data.result if (to.terminal or new_try) else current.result,
+            error=data.error if (to.terminal or new_try) else current.error,
+            metrics={**({} if new_try else current.metrics), **(data.metrics or {})},
+            info={**current.info, **(data.info or {})},
             version=current.version + 1,
         )
 
@@ -548,17 +532,27 @@ class StateManager(ABC):
 
     # ---------------------------------------------------------------- faults
     def _call(self, what: str, primitive: Callable[..., Any], *args: Any) -> Any:
-        """Run one storage primitive within the fault budget (``core/state/faults.py``)."""
-        return call_with_budget(
-            primitive,
-            *args,
-            budget=self.budget,
-            store=self.store_label,  # named only when it fails: redacting costs more than a call
-            transient=self._is_transient,
-            timed_out=self._is_timeout,
-            what=what,
-            on_retry=self._reset_connection,
-        )
+        """Run one storage primitive within the fault budget (``core/state/faults.py``).
+
+        What the store refuses for good (see :meth:`_refusal`) is raised at once as a :class:`StateError`
+        naming the store; the budget is for outages, which waiting can fix.
+        """
+        try:
+            return call_with_budget(
+                primitive,
+                *args,
+                budget=self.budget,
+                store=self.store_label,  # named only when it fails: redacting costs more than a call
+                transient=self._is_transient,
+                timed_out=self._is_timeout,
+                what=what,
+                on_retry=self._reset_connection,
+            )
+        except Exception as exc:
+            reason = self._refusal(exc)
+            if reason is None:
+                raise
+            raise StateError(f"state store {self.store_label()} refused {what}: {reason}") from exc
 
     def store_label(self) -> str:
         """How errors name this store (redacted URI or table)."""
@@ -567,6 +561,13 @@ class StateManager(ABC):
     def _is_transient(self, exc: BaseException) -> bool:
         """Whether ``exc`` is a store fault worth retrying (connection lost, server restarting)."""
         return False
+
+    def _refusal(self, exc: BaseException) -> str | None:
+        """Why ``exc`` is a final no from the store (bad credentials, no permission, an invalid request).
+
+        None for anything else. A refusal must not be transient: waiting does not fix a wrong password.
+        """
+        return None
 
     def _is_timeout(self, exc: BaseException) -> bool:
         """Whether ``exc`` means an attempt got no answer in time (retried once only)."""
@@ -592,7 +593,7 @@ class StateManager(ABC):
     def _list(
         self, *, dag_id: str | None, task_id: str | None, status: Status | None, limit: int
     ) -> list[RunRecord]:
-        """Filtered records, most recently updated first."""
+        """Filtered records, most recently updated first; ``limit`` is at least 1."""
 
     @abstractmethod
     def _delete(self, key: RunKey) -> bool: ...

@@ -19,6 +19,7 @@ environment, profiles, instance roles); the URI names the table and optionally t
 
 from __future__ import annotations
 
+import re
 import uuid
 import zlib
 from collections.abc import Iterator, Mapping
@@ -69,6 +70,26 @@ _THROTTLED = frozenset(
 )
 
 
+#: Error codes of a request DynamoDB will never accept as sent — credentials it does not know or that
+#: lack permission, a request it finds invalid: final at once, whatever the HTTP status says.
+_REFUSED = frozenset(
+    {
+        "AccessDenied",
+        "AccessDeniedException",
+        "UnrecognizedClientException",
+        "InvalidClientTokenId",
+        "InvalidSignatureException",
+        "ExpiredTokenException",
+        "MissingAuthenticationTokenException",
+        "IncompleteSignatureException",
+        "ValidationException",
+    }
+)
+
+
+_XML_FIELD = re.compile(r"<(Code|Message)>([^<]*)</")
+
+
 def _fault_types() -> tuple[type[BaseException], ...]:
     """botocore's errors of a connection that failed or got no answer (retried within the budget)."""
     from botocore.exceptions import ConnectionClosedError, ConnectionError, ReadTimeoutError
@@ -86,8 +107,6 @@ class DynamoDBStateManager(StateManager):
     URI: ``dynamodb://TABLE`` with optional ``region=``, ``profile=`` and ``create=true`` (create the
     table, on-demand billing, and wait until it is active).
     """
-
-    schemes = ("dynamodb",)
 
     def __init__(
         self,
@@ -165,10 +184,30 @@ class DynamoDBStateManager(StateManager):
         if isinstance(exc, self._faults):
             return True
         if isinstance(exc, self._client_error):
-            code = exc.response.get("Error", {}).get("Code", "")
+            code = _code(exc)
+            if code in _REFUSED:
+                return False
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
             return status >= 500 or code in _THROTTLED
         return False
+
+    def _refusal(self, exc: BaseException) -> str | None:
+        if not isinstance(exc, self._client_error):
+            return None
+        code = _code(exc)
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        if code not in _REFUSED and status not in (401, 403):
+            return None
+        message = str(exc.response.get("Error", {}).get("Message", ""))
+        # An authorizer in front of the service may answer in XML, which botocore leaves unparsed.
+        found = dict(_XML_FIELD.findall(message))
+        code, message = found.get("Code", code), " ".join(found.get("Message", message).split())
+        hint = (
+            "the request is invalid as sent"
+            if code == "ValidationException"
+            else "check the AWS credentials, the region and the IAM permissions on the table"
+        )
+        return f"{code} in {exc.operation_name}: {message or exc} ({hint})"
 
     def _is_timeout(self, exc: BaseException) -> bool:
         from botocore.exceptions import ConnectTimeoutError, ReadTimeoutError
@@ -365,8 +404,6 @@ class DynamoDBStateManager(StateManager):
     def _list(
         self, *, dag_id: str | None, task_id: str | None, status: Status | None, limit: int
     ) -> list[RunRecord]:
-        if limit <= 0:
-            return []
         # First the small projection (keys, updated_at, status), then the full items of the newest.
         names = {"#sk": "sk", "#up": "up", "#st": "st", "#pk": "pk"}
         values: dict[str, Any] = {}

@@ -20,8 +20,6 @@ class MemoryStateManager(StateManager):
     7
     """
 
-    schemes = ("memory",)
-
     def __init__(self) -> None:
         super().__init__()
         self._lock = threading.Lock()

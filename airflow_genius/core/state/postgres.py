@@ -28,15 +28,17 @@ from datetime import timezone
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
+from airflow_genius.core.clock import utcnow
 from airflow_genius.core.errors import StateError, missing_extra
 from airflow_genius.core.state._common import (
-    history_to_json,
-    record_from_columns,
+    list_statement,
+    record_from_row,
     refuse_password,
+    run_statements,
+    run_values,
     scrub,
-    where_clause,
 )
-from airflow_genius.core.state.base import RunKey, RunRecord, StateManager, Status, TaskScope, utcnow
+from airflow_genius.core.state.base import RunKey, RunRecord, StateManager, Status, TaskScope
 from airflow_genius.core.state.faults import FaultBudget
 from airflow_genius.core.uris import query_params, redact, split_uri, state_password
 
@@ -44,83 +46,86 @@ DEFAULT_TABLE_PREFIX = "genius"
 #: SQLSTATEs of a server that is going away or coming back (class 08: connection exceptions).
 _TRANSIENT_STATES = frozenset({"57P01", "57P02", "57P03", "53300", "40001", "40P01"})
 _PREFIX_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,39}$")
+#: How the server (or libpq) refuses a login. psycopg gives connection errors no SQLSTATE, so the message
+#: is what there is; each of these is final, while refused ports, resets, timeouts and "the database
+#: system is starting up" / "too many clients" are outages the fault budget waits out.
+_LOGIN_REFUSALS = (
+    "authentication failed",  # 28P01 a wrong password; 28000 for ident, peer, cert, SCRAM
+    "no password supplied",  # libpq: the server asks for a password and there is none
+    "does not exist",  # 3D000 no such database; 28000 no such role
+    "is not permitted to log in",  # 28000 a NOLOGIN role
+    "no pg_hba.conf entry",  # 28000 the server admits no such user/database/host
+    "permission denied for database",  # 42501 no CONNECT privilege
+)
 
 
 def _statements(p: str) -> dict[str, str]:
     """All SQL of a table prefix. ``p`` is validated by ``_PREFIX_RE``: an identifier, never user data."""
     runs, state = f"{p}_runs", f"{p}_task_state"
-    key = "dag_id = %s AND task_id = %s AND run_id = %s AND map_index = %s"
+    return {
+        "schema": _schema(runs, state),
+        **run_statements(runs, named=lambda column: f"%({column})s", positional="%s"),
+        **_task_state_statements(state),
+        "drop": f"DROP TABLE IF EXISTS {runs}; DROP TABLE IF EXISTS {state}",
+    }
+
+
+def _schema(runs: str, state: str) -> str:
+    """The two tables and the indexes ``list_runs`` filters and orders by."""
+    return f"""
+        CREATE TABLE IF NOT EXISTS {runs} (
+            dag_id       text        NOT NULL,
+            task_id      text        NOT NULL,
+            run_id       text        NOT NULL,
+            map_index    integer     NOT NULL,
+            status       text        NOT NULL,
+            try_number   integer     NOT NULL,
+            history      jsonb       NOT NULL,
+            created_at   timestamptz NOT NULL,
+            updated_at   timestamptz NOT NULL,
+            heartbeat_at timestamptz,
+            result       jsonb,
+            error        jsonb,
+            metrics      jsonb       NOT NULL,
+            "window"     jsonb,
+            info         jsonb       NOT NULL,
+            version      integer     NOT NULL,
+            PRIMARY KEY (dag_id, task_id, run_id, map_index)
+        );
+        CREATE INDEX IF NOT EXISTS {runs}_dag_task_updated ON {runs} (dag_id, task_id, updated_at DESC);
+        CREATE INDEX IF NOT EXISTS {runs}_status_updated ON {runs} (status, updated_at DESC);
+        CREATE INDEX IF NOT EXISTS {runs}_updated ON {runs} (updated_at DESC);
+        CREATE TABLE IF NOT EXISTS {state} (
+            namespace  text        NOT NULL,
+            dag_id     text        NOT NULL,
+            task_id    text        NOT NULL,
+            key        text        NOT NULL,
+            value      jsonb       NOT NULL,
+            updated_at timestamptz NOT NULL,
+            PRIMARY KEY (namespace, dag_id, task_id, key)
+        )
+    """
+
+
+def _task_state_statements(state: str) -> dict[str, str]:
+    """SQL of the task-state primitives; parameters: the scope's parts, the key, then values."""
     scope = "namespace = %s AND dag_id = %s AND task_id = %s"
-    columns = (
-        "dag_id, task_id, run_id, map_index, status, try_number, history, created_at, updated_at, "
-        'heartbeat_at, result, error, metrics, "window", info, version'
+    upsert = (
+        f"INSERT INTO {state} AS t (namespace, dag_id, task_id, key, value, updated_at) "
+        "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (namespace, dag_id, task_id, key) "
+        "DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at"
     )
     return {
-        "schema": f"""
-            CREATE TABLE IF NOT EXISTS {runs} (
-                dag_id       text        NOT NULL,
-                task_id      text        NOT NULL,
-                run_id       text        NOT NULL,
-                map_index    integer     NOT NULL,
-                status       text        NOT NULL,
-                try_number   integer     NOT NULL,
-                history      jsonb       NOT NULL,
-                created_at   timestamptz NOT NULL,
-                updated_at   timestamptz NOT NULL,
-                heartbeat_at timestamptz,
-                result       jsonb,
-                error        jsonb,
-                metrics      jsonb       NOT NULL,
-                "window"     jsonb,
-                info         jsonb       NOT NULL,
-                version      integer     NOT NULL,
-                PRIMARY KEY (dag_id, task_id, run_id, map_index)
-            );
-            CREATE INDEX IF NOT EXISTS {runs}_dag_task_updated ON {runs} (dag_id, task_id, updated_at DESC);
-            CREATE INDEX IF NOT EXISTS {runs}_status_updated ON {runs} (status, updated_at DESC);
-            CREATE INDEX IF NOT EXISTS {runs}_updated ON {runs} (updated_at DESC);
-            CREATE TABLE IF NOT EXISTS {state} (
-                namespace  text        NOT NULL,
-                dag_id     text        NOT NULL,
-                task_id    text        NOT NULL,
-                key        text        NOT NULL,
-                value      jsonb       NOT NULL,
-                updated_at timestamptz NOT NULL,
-                PRIMARY KEY (namespace, dag_id, task_id, key)
-            )
-        """,
-        "select": f"SELECT {columns} FROM {runs}",
-        "read": f"SELECT {columns} FROM {runs} WHERE {key}",
-        "insert": (
-            f"INSERT INTO {runs} ({columns}) VALUES ({', '.join(['%s'] * 16)}) "
-            "ON CONFLICT (dag_id, task_id, run_id, map_index) DO NOTHING"
-        ),
-        "replace": (
-            f"UPDATE {runs} SET status = %s, try_number = %s, history = %s, updated_at = %s, "
-            'heartbeat_at = %s, result = %s, error = %s, metrics = %s, "window" = %s, info = %s, '
-            f"version = %s WHERE {key} AND version = %s"
-        ),
-        "delete": f"DELETE FROM {runs} WHERE {key}",
         "state_get": f"SELECT value FROM {state} WHERE {scope} AND key = %s",
-        "state_set": (
-            f"INSERT INTO {state} (namespace, dag_id, task_id, key, value, updated_at) "
-            "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (namespace, dag_id, task_id, key) "
-            "DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at"
-        ),
+        "state_set": upsert,
         "state_delete": f"DELETE FROM {state} WHERE {scope} AND key = %s",
         "state_list": f"SELECT key, value FROM {state} WHERE {scope} ORDER BY key",
         # expected None means "absent or JSON null": insert, or overwrite only a stored null.
-        "state_cas_absent": (
-            f"INSERT INTO {state} AS t (namespace, dag_id, task_id, key, value, updated_at) "
-            "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (namespace, dag_id, task_id, key) "
-            "DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at "
-            "WHERE t.value = 'null'::jsonb"
-        ),
+        "state_cas_absent": f"{upsert} WHERE t.value = 'null'::jsonb",
         # jsonb equality compares values (key order and 1 vs 1.0 do not matter), like Python's ==.
         "state_cas": (
             f"UPDATE {state} SET value = %s, updated_at = %s WHERE {scope} AND key = %s AND value = %s"
         ),
-        "drop": f"DROP TABLE IF EXISTS {runs}; DROP TABLE IF EXISTS {state}",
     }
 
 
@@ -136,8 +141,6 @@ class PostgresStateManager(StateManager):
     other query parameters are libpq options (``sslmode=require``...). The password comes from
     ``GENIUS_STATE_PASSWORD``, never from the URI.
     """
-
-    schemes = ("postgresql", "postgres")
 
     def __init__(
         self, conninfo: str, *, table_prefix: str = DEFAULT_TABLE_PREFIX, password: str | None = None,
@@ -167,7 +170,7 @@ class PostgresStateManager(StateManager):
         self._watchdog = _SocketWatchdog()
         try:
             self._call("open", self._create_schema)
-        except psycopg.Error as exc:  # not a fault: bad credentials, no such database, no permission
+        except psycopg.Error as exc:  # not a fault (a refused login is a StateError already): no permission
             message = f"cannot open postgres state store {redact(self._uri)!r}: {' '.join(str(exc).split())}"
             raise StateError(scrub(message, self._password)) from None
 
@@ -242,10 +245,16 @@ class PostgresStateManager(StateManager):
         if not isinstance(exc, psycopg.OperationalError):
             return False
         state = getattr(exc, "sqlstate", None)
-        if state is None:  # no answer from a server: refused, reset, closed, timed out
-            text = str(exc)
-            return "authentication failed" not in text and "does not exist" not in text
+        if state is None:  # no answer from a server (refused, reset, closed, timed out), or a login refused
+            return not _login_refused(exc)
         return state.startswith("08") or state in _TRANSIENT_STATES
+
+    def _refusal(self, exc: BaseException) -> str | None:
+        if not isinstance(exc, self._psycopg.OperationalError) or not _login_refused(exc):
+            return None
+        reason = " ".join(str(exc).split())
+        hint = "check the user and database in the URI and GENIUS_STATE_PASSWORD"
+        return scrub(f"the server refused the login: {reason} ({hint})", self._password)
 
     def _is_timeout(self, exc: BaseException) -> bool:
         return self._watchdog.fired or "timeout expired" in str(exc)
@@ -271,26 +280,22 @@ class PostgresStateManager(StateManager):
 
     def _insert(self, record: RunRecord) -> bool:
         with self._cursor() as conn:
-            cursor = conn.execute(self._sql["insert"], (*record.key.parts(), *self._row(record)))
-            return bool(cursor.rowcount == 1)
+            return bool(conn.execute(self._sql["insert"], self._values(record)).rowcount == 1)
 
     def _replace(self, record: RunRecord, expected_version: int) -> bool:
-        row = self._row(record)
-        values = (*row[:3], *row[4:], *record.key.parts(), expected_version)  # created_at never changes
+        # The key and created_at never change: the UPDATE names everything else, guarded by the version.
+        values = {**self._values(record), "expected_version": expected_version}
         with self._cursor() as conn:
             return bool(conn.execute(self._sql["replace"], values).rowcount == 1)
 
     def _list(
         self, *, dag_id: str | None, task_id: str | None, status: Status | None, limit: int
     ) -> list[RunRecord]:
-        if limit <= 0:
-            return []
-        where, params = where_clause(
-            (("dag_id", dag_id), ("task_id", task_id), ("status", status.value if status else None)), "%s"
+        sql, params = list_statement(
+            self._sql["select"], "%s", dag_id=dag_id, task_id=task_id, status=status, limit=limit
         )
-        sql = f"{self._sql['select']}{where} ORDER BY updated_at DESC LIMIT %s"
         with self._cursor() as conn:
-            rows = conn.execute(sql, (*params, limit)).fetchall()
+            rows = conn.execute(sql, params).fetchall()
         return [_from_row(row) for row in rows]
 
     def _delete(self, key: RunKey) -> bool:
@@ -329,26 +334,24 @@ class PostgresStateManager(StateManager):
             return bool(conn.execute(sql, values).rowcount == 1)
 
     # ---------------------------------------------------------------- codec
-    def _optional(self, value: Any) -> Any:
-        # None is SQL NULL (so `result IS NULL` works); anything else is real JSONB.
-        return None if value is None else self._jsonb(value)
+    def _values(self, record: RunRecord) -> dict[str, Any]:
+        # JSON columns hold real JSONB (queryable), not JSON text; timestamptz takes the datetime as is.
+        return run_values(record, json=self._jsonb, time=_same)
 
-    def _row(self, record: RunRecord) -> tuple[Any, ...]:
-        """Column values after the key, in insert order."""
-        return (
-            record.status.value,
-            record.try_number,
-            self._jsonb(history_to_json(record.history)),
-            record.created_at,
-            record.updated_at,
-            record.heartbeat_at,
-            self._optional(record.result),
-            self._optional(record.error),
-            self._jsonb(record.metrics),
-            self._optional(record.window),
-            self._jsonb(record.info),
-            record.version,
-        )
+
+def _login_refused(exc: BaseException) -> bool:
+    """Whether a failed connect is the server saying no to the login (final) rather than no answer."""
+    if getattr(exc, "sqlstate", None) is not None:  # an answer to a statement: the login went through
+        return False
+    pgconn = getattr(exc, "pgconn", None)
+    if pgconn is not None and getattr(pgconn, "needs_password", False):
+        return True
+    text = str(exc)
+    return any(marker in text for marker in _LOGIN_REFUSALS)
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 def _utc(moment: Any) -> Any:
@@ -356,13 +359,8 @@ def _utc(moment: Any) -> Any:
 
 
 def _from_row(row: tuple[Any, ...]) -> RunRecord:
-    (dag_id, task_id, run_id, map_index, status, try_number, history, created_at, updated_at,
-     heartbeat_at, result, error, metrics, window, info, version) = row  # fmt: skip
-    return record_from_columns(
-        RunKey(dag_id, task_id, run_id, map_index),
-        status, try_number, history, _utc(created_at), _utc(updated_at), _utc(heartbeat_at),
-        result, error, metrics, window, info, version,
-    )  # fmt: skip
+    # psycopg hands JSONB back decoded; timestamptz comes in the session's zone (UTC), made explicit.
+    return record_from_row(row, json=_same, time=_utc)
 
 
 class _SocketWatchdog:

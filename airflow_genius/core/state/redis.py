@@ -109,8 +109,6 @@ class RedisStateManager(StateManager):
     query parameter is a redis-py connection option. The password comes from ``GENIUS_STATE_PASSWORD``.
     """
 
-    schemes = ("redis", "rediss")
-
     def __init__(
         self,
         client: Any,
@@ -261,8 +259,6 @@ class RedisStateManager(StateManager):
     def _list(
         self, *, dag_id: str | None, task_id: str | None, status: Status | None, limit: int
     ) -> list[RunRecord]:
-        if limit <= 0:
-            return []
         # Walk the most selective index newest-first; filter what it does not cover.
         if dag_id is not None and task_id is not None:
             index = f"{self.prefix}:idx:task:{escape(dag_id, ':')}:{escape(task_id, ':')}"

@@ -21,18 +21,19 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from airflow_genius.core.clock import parse_time, utcnow
 from airflow_genius.core.errors import StateError
 from airflow_genius.core.state._common import (
     dumps,
-    history_to_json,
+    list_statement,
     loads,
-    parse_time,
-    record_from_columns,
+    record_from_row,
     refuse_password,
+    run_statements,
+    run_values,
     sortable_time,
-    where_clause,
 )
-from airflow_genius.core.state.base import RunKey, RunRecord, StateManager, Status, TaskScope, utcnow
+from airflow_genius.core.state.base import RunKey, RunRecord, StateManager, Status, TaskScope
 from airflow_genius.core.uris import split_uri
 
 #: How long a writer waits for another process's transaction before giving up (milliseconds).
@@ -72,23 +73,9 @@ CREATE TABLE IF NOT EXISTS genius_task_state (
 );
 """
 
-# Spelled out in full (no string building), so every statement is visibly free of user input.
-_SELECT = (
-    "SELECT dag_id, task_id, run_id, map_index, status, try_number, history, created_at, updated_at, "
-    'heartbeat_at, result, error, metrics, "window", info, version FROM genius_runs'
-)
-_SELECT_ONE = f"{_SELECT} WHERE dag_id = ? AND task_id = ? AND run_id = ? AND map_index = ?"
-_INSERT = (
-    "INSERT OR IGNORE INTO genius_runs (dag_id, task_id, run_id, map_index, status, try_number, history, "
-    'created_at, updated_at, heartbeat_at, result, error, metrics, "window", info, version) '
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-_UPDATE = (
-    "UPDATE genius_runs SET status = ?, try_number = ?, history = ?, updated_at = ?, heartbeat_at = ?, "
-    'result = ?, error = ?, metrics = ?, "window" = ?, info = ?, version = ? '
-    "WHERE dag_id = ? AND task_id = ? AND run_id = ? AND map_index = ? AND version = ?"
-)
-_DELETE = "DELETE FROM genius_runs WHERE dag_id = ? AND task_id = ? AND run_id = ? AND map_index = ?"
+# Statements are built from constant names only (the table and the columns in ``_common``): never from
+# user input, which always travels as bound parameters.
+_RUNS = run_statements("genius_runs", named=lambda column: f":{column}", positional="?")
 _STATE_GET = (
     "SELECT value FROM genius_task_state WHERE namespace = ? AND dag_id = ? AND task_id = ? AND key = ?"
 )
@@ -127,8 +114,6 @@ class SqliteStateManager(StateManager):
     URIs: ``sqlite:///relative/path.db`` (relative to the working directory) or
     ``sqlite:////absolute/path.db``. Parent folders are created.
     """
-
-    schemes = ("sqlite",)
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         super().__init__()
@@ -222,35 +207,31 @@ class SqliteStateManager(StateManager):
 
     # ---------------------------------------------------------------- run records
     def _read(self, key: RunKey) -> RunRecord | None:
-        row = self._conn().execute(_SELECT_ONE, key.parts()).fetchone()
+        row = self._conn().execute(_RUNS["read"], key.parts()).fetchone()
         return _from_row(row) if row is not None else None
 
     def _insert(self, record: RunRecord) -> bool:
-        values = (*record.key.parts(), *_row(record))
+        values = _values(record)
         with self._write() as conn:
-            return conn.execute(_INSERT, values).rowcount == 1
+            return conn.execute(_RUNS["insert"], values).rowcount == 1
 
     def _replace(self, record: RunRecord, expected_version: int) -> bool:
-        row = _row(record)
-        # The key and created_at never change: update everything else, guarded by the version.
-        values = (*row[:3], *row[4:], *record.key.parts(), expected_version)
+        # The key and created_at never change: the UPDATE names everything else, guarded by the version.
+        values = {**_values(record), "expected_version": expected_version}
         with self._write() as conn:
-            return conn.execute(_UPDATE, values).rowcount == 1
+            return conn.execute(_RUNS["replace"], values).rowcount == 1
 
     def _list(
         self, *, dag_id: str | None, task_id: str | None, status: Status | None, limit: int
     ) -> list[RunRecord]:
-        if limit <= 0:
-            return []
-        where, params = where_clause(
-            (("dag_id", dag_id), ("task_id", task_id), ("status", status.value if status else None)), "?"
+        sql, params = list_statement(
+            _RUNS["select"], "?", dag_id=dag_id, task_id=task_id, status=status, limit=limit
         )
-        sql = f"{_SELECT}{where} ORDER BY updated_at DESC LIMIT ?"
-        return [_from_row(row) for row in self._conn().execute(sql, (*params, limit))]
+        return [_from_row(row) for row in self._conn().execute(sql, params)]
 
     def _delete(self, key: RunKey) -> bool:
         with self._write() as conn:
-            return conn.execute(_DELETE, key.parts()).rowcount == 1
+            return conn.execute(_RUNS["delete"], key.parts()).rowcount == 1
 
     # ---------------------------------------------------------------- task state
     def _state_get(self, scope: TaskScope, key: str) -> tuple[bool, Any]:
@@ -302,43 +283,9 @@ def _upsert_state(conn: sqlite3.Connection, scope: TaskScope, key: str, raw: str
     conn.execute(_STATE_UPSERT, (*scope.parts(), key, raw, sortable_time(utcnow())))
 
 
-def _optional_json(value: Any) -> str | None:
-    return None if value is None else dumps(value)
-
-
-def _row(record: RunRecord) -> tuple[Any, ...]:
-    """Column values after the key, in ``_INSERT`` order."""
-    return (
-        record.status.value,
-        record.try_number,
-        dumps(history_to_json(record.history)),
-        sortable_time(record.created_at),
-        sortable_time(record.updated_at),
-        sortable_time(record.heartbeat_at) if record.heartbeat_at is not None else None,
-        _optional_json(record.result),
-        _optional_json(record.error),
-        dumps(record.metrics),
-        _optional_json(record.window),
-        dumps(record.info),
-        record.version,
-    )
+def _values(record: RunRecord) -> dict[str, Any]:
+    return run_values(record, json=dumps, time=sortable_time)
 
 
 def _from_row(row: tuple[Any, ...]) -> RunRecord:
-    (dag_id, task_id, run_id, map_index, status, try_number, history, created_at, updated_at,
-     heartbeat_at, result, error, metrics, window, info, version) = row  # fmt: skip
-    return record_from_columns(
-        RunKey(dag_id, task_id, run_id, map_index),
-        status,
-        try_number,
-        loads(history),
-        parse_time(created_at),  # type: ignore[arg-type]
-        parse_time(updated_at),  # type: ignore[arg-type]
-        parse_time(heartbeat_at),
-        loads(result) if result is not None else None,
-        loads(error) if error is not None else None,
-        loads(metrics),
-        loads(window) if window is not None else None,
-        loads(info),
-        version,
-    )
+    return record_from_row(row, json=loads, time=parse_time)

@@ -6,6 +6,7 @@ import os
 import random
 import sqlite3
 import string
+import subprocess
 import sys
 import time
 import uuid
@@ -13,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.private_stores import PrivatePostgres, free_port, wait_for_port
 
 from airflow_genius.core.errors import BackendUnavailableError, StateError
 from airflow_genius.core.state import RunKey, Status, TaskScope, open_state, state_class
-from airflow_genius.core.state.faults import StoreUnavailable
+from airflow_genius.core.state.faults import FaultBudget, StoreUnavailable
 from airflow_genius.core.state.sqlite import SqliteStateManager
 
 KEY = RunKey("etl", "clean", "scheduled__2024-01-01T00:00:00+00:00")
@@ -62,6 +64,13 @@ def test_a_missing_library_names_the_extra(
 def test_unknown_scheme() -> None:
     with pytest.raises(StateError, match="unknown state store scheme"):
         open_state("mongodb://localhost/x")
+    with pytest.raises(StateError) as caught:
+        state_class("MongoDB://app:s3cr3t-pw@localhost/x")
+    assert str(caught.value) == (
+        "unknown state store scheme 'mongodb' in 'MongoDB://app:***@localhost/x'; expected one of "
+        "dynamodb, memory, postgres, postgresql, redis, rediss, sqlite"
+    )
+    assert state_class("SQLite:///x.db").__name__ == "SqliteStateManager"  # schemes are case-insensitive
 
 
 # ---------------------------------------------------------------- sqlite
@@ -293,7 +302,155 @@ def test_postgres_reconnects_after_the_connection_drops(postgres_url: str, uniqu
             state.drop_tables()  # type: ignore[attr-defined]
 
 
+def _refused_at_once(uri: str, env: dict[str, str], *, says: str, secret: str | None = None) -> str:
+    """Open ``uri`` and expect a refusal raised at once: a StateError, never the fault budget's error."""
+    with pytest.raises(StateError) as caught:
+        open_state(uri, env={"GENIUS_STATE_FAULT_BUDGET": "30", **env})
+    message = str(caught.value)
+    assert not isinstance(caught.value, StoreUnavailable) and "fault budget" not in message, message
+    assert "refused open: the server refused the login" in message and says in message, message
+    assert "\n" not in message and (secret is None or secret not in message)
+    return message
+
+
+@pytest.mark.postgres
+def test_postgres_unknown_database_role_or_nologin_role_fail_at_once(
+    postgres_url: str, unique_name: str
+) -> None:
+    import psycopg
+
+    # With a 30 s budget a refusal taken for an outage would end in StoreUnavailable, not StateError.
+    _refused_at_once(
+        postgres_url.rsplit("/", 1)[0] + f"/{unique_name}",
+        {},
+        says=f'database "{unique_name}" does not exist',
+    )
+    _refused_at_once(
+        postgres_url.replace("postgres@", f"{unique_name}@", 1),
+        {},
+        says=f'role "{unique_name}" does not exist',
+    )
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        admin.execute(f"CREATE ROLE {unique_name} NOLOGIN")
+        try:
+            _refused_at_once(
+                postgres_url.replace("postgres@", f"{unique_name}@", 1), {}, says="is not permitted to log in"
+            )
+        finally:
+            admin.execute(f"DROP ROLE {unique_name}")
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_postgres_wrong_or_missing_password_fails_at_once_even_mid_run() -> None:
+    import psycopg
+
+    server = PrivatePostgres()  # its own cluster: the rig's trusts every login on loopback
+    try:
+        hba = server.data / "pg_hba.conf"
+        hba.write_text("host all genius_app 127.0.0.1/32 scram-sha-256\n" + hba.read_text())
+        server.start()
+        with psycopg.connect(server.uri, autocommit=True) as admin:
+            admin.execute("CREATE ROLE genius_app LOGIN PASSWORD 'right-pw'")
+            admin.execute("CREATE DATABASE genius OWNER genius_app")
+        uri = f"postgresql://genius_app@127.0.0.1:{server.port}/genius"
+        _refused_at_once(
+            uri,
+            {"GENIUS_STATE_PASSWORD": "wrong-pw"},
+            says="password authentication failed",
+            secret="wrong-pw",
+        )
+        _refused_at_once(uri, {}, says="no password supplied")
+        with open_state(uri, env={"GENIUS_STATE_PASSWORD": "right-pw"}) as state:
+            state.start_run(KEY)
+            # The password is rotated and the connection dropped: the reconnect is refused, not waited on.
+            with psycopg.connect(server.uri.rsplit("/", 1)[0] + "/genius", autocommit=True) as admin:
+                admin.execute("ALTER ROLE genius_app PASSWORD 'rotated-pw'")
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'genius_app'"
+                )
+            with pytest.raises(StateError) as caught:
+                state.get_run(KEY)
+            assert not isinstance(caught.value, StoreUnavailable), caught.value
+            assert "refused read: the server refused the login" in str(caught.value)
+            assert "right-pw" not in str(caught.value)
+    finally:
+        server.close()
+
+
 # ---------------------------------------------------------------- dynamodb
+@pytest.mark.aws
+def test_dynamodb_invalid_request_fails_at_once_with_a_clear_error(
+    aws_endpoint: str, unique_name: str
+) -> None:
+    uri = f"dynamodb://{unique_name}?region=us-east-1&create=true"
+    with open_state(uri, env={"GENIUS_STATE_FAULT_BUDGET": "30"}) as state:
+        try:
+            # DynamoDB refuses sort keys over 1024 bytes (ValidationException): no retry, one line.
+            with pytest.raises(StateError) as caught:
+                state.set_state(SCOPE, "k" * 2000, 1)
+            assert not isinstance(caught.value, StoreUnavailable), caught.value
+            assert str(caught.value).startswith(
+                f"state store dynamodb table {unique_name!r} refused state set: ValidationException in "
+            ), caught.value
+            state.set_state(SCOPE, "cursor", 1)  # the store itself is fine
+            assert state.get_state(SCOPE, "cursor") == 1
+        finally:
+            state.delete_table()  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def authorizing_moto() -> Any:
+    """A moto_server of this test that checks credentials (the rig's accepts any), and an admin key."""
+    port = free_port()
+    # The first two requests (creating a user and its key) are let through; every later one is checked.
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "2"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port, up=True)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.kill()
+        process.wait()
+
+
+@pytest.mark.aws
+@pytest.mark.slow
+def test_dynamodb_unknown_or_unauthorized_credentials_fail_at_once(authorizing_moto: str) -> None:
+    import boto3
+
+    from airflow_genius.core.state.dynamodb import DynamoDBStateManager
+
+    iam = boto3.client("iam", endpoint_url=authorizing_moto, region_name="us-east-1")
+    iam.create_user(UserName="nobody")
+    key = iam.create_access_key(UserName="nobody")["AccessKey"]
+    iam.close()
+    credentials = {
+        "AccessDenied": (key["AccessKeyId"], key["SecretAccessKey"]),  # known, but allowed nothing
+        "InvalidClientTokenId": ("AKIAUNKNOWN000000000", "not-a-secret"),  # not known at all
+    }
+    for code, (key_id, secret) in credentials.items():
+        client = boto3.client(
+            "dynamodb", endpoint_url=authorizing_moto, region_name="us-east-1",
+            aws_access_key_id=key_id, aws_secret_access_key=secret,
+        )  # fmt: skip
+        try:
+            with pytest.raises(StateError) as caught:
+                DynamoDBStateManager("genius-state", client=client, budget=FaultBudget(seconds=30))
+            message = str(caught.value)
+            assert not isinstance(caught.value, StoreUnavailable), message
+            assert message.startswith(
+                f"state store dynamodb table 'genius-state' refused open: {code} in "
+            ), message
+            assert "IAM permissions" in message and "<" not in message and secret not in message
+        finally:
+            client.close()
+
+
 @pytest.mark.aws
 def test_dynamodb_uses_the_boto3_endpoint_and_needs_its_table(aws_endpoint: str, unique_name: str) -> None:
     with pytest.raises(StateError, match="create=true"):

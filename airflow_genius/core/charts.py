@@ -164,8 +164,10 @@ def _f(number: float) -> str:
     return f"{number:.2f}"
 
 
-def _values_of(series: Sequence[Series], count: int) -> list[float]:
-    return [v for s in series for v in (s.value(i) for i in range(count)) if v is not None]
+def _scale_of(series: Sequence[Series], count: int) -> _Scale | None:
+    """The y scale of the first ``count`` values of ``series``; ``None`` when there is nothing to chart."""
+    values = [v for s in series for v in (s.value(i) for i in range(count)) if v is not None]
+    return _scale(values) if values and series else None
 
 
 def _empty(title: str, chart_id: str, note: str) -> str:
@@ -241,6 +243,22 @@ def _svg(title: str, chart_id: str, width: float, height: float, body: str) -> s
     )
 
 
+def _plotted(
+    title: str,
+    chart_id: str,
+    series: Sequence[Series],
+    scale: _Scale,
+    unit: str,
+    width: float,
+    marks: Sequence[str],
+    x_labels: str,
+) -> str:
+    """The chart's figure: axes and grid, the series' ``marks``, the x labels and the legend below."""
+    legend, legend_height = _legend(series, width, _TOP + PLOT_HEIGHT + _AXIS_LABELS)
+    body = _frame(scale, width, unit) + "".join(marks) + x_labels + legend
+    return _svg(title, chart_id, width, _TOP + PLOT_HEIGHT + _AXIS_LABELS + legend_height + 4, body)
+
+
 def _tooltip(series: str, where: str, value: float, unit: str) -> str:
     shown = f"{value:.6g}" + (f" {unit}" if unit else "")
     return f"<title>{escape(series)} · {escape(where)}: {escape(shown)}</title>"
@@ -259,10 +277,9 @@ def bar_chart(
     data-category data-value>``), the y axis from zero. An empty chart is the figure with ``empty_note``.
     """
     count = len(categories)
-    values = _values_of(series, count)
-    if not values or not series:
+    scale = _scale_of(series, count)
+    if scale is None:
         return _empty(title, chart_id, empty_note)
-    scale = _scale(values)
     bar = min(max((PLOT_WIDTH / count - CATEGORY_GAP) / len(series), MIN_BAR), MAX_BAR)
     slot = bar * len(series) + CATEGORY_GAP
     width = max(_LEFT + slot * count + _RIGHT, MIN_WIDTH)
@@ -285,9 +302,7 @@ def bar_chart(
             )
         marks.append(f"<g class='series' data-series='{escape(one.label)}'>{''.join(rects)}</g>")
     centres = [left + slot * position + slot / 2 for position in range(count)]
-    legend, legend_height = _legend(series, width, _TOP + PLOT_HEIGHT + _AXIS_LABELS)
-    body = _frame(scale, width, unit) + "".join(marks) + _x_labels(categories, centres, slot) + legend
-    return _svg(title, chart_id, width, _TOP + PLOT_HEIGHT + _AXIS_LABELS + legend_height + 4, body)
+    return _plotted(title, chart_id, series, scale, unit, width, marks, _x_labels(categories, centres, slot))
 
 
 def line_chart(
@@ -303,10 +318,9 @@ def line_chart(
     data-value>`` per value; a missing value breaks the line). An empty chart is the figure with
     ``empty_note``."""
     count = len(points)
-    values = _values_of(series, count)
-    if not values or not series:
+    scale = _scale_of(series, count)
+    if scale is None:
         return _empty(title, chart_id, empty_note)
-    scale = _scale(values)
     slot = max(PLOT_WIDTH / count, 2 * MIN_BAR)
     width = max(_LEFT + slot * count + _RIGHT, MIN_WIDTH)
     centres = [_LEFT + slot * position + slot / 2 for position in range(count)]
@@ -333,6 +347,4 @@ def line_chart(
             if len(segment) > 1
         )
         marks.append(f"<g class='series' data-series='{escape(one.label)}'>{lines}{''.join(dots)}</g>")
-    legend, legend_height = _legend(series, width, _TOP + PLOT_HEIGHT + _AXIS_LABELS)
-    body = _frame(scale, width, unit) + "".join(marks) + _x_labels(points, centres, slot) + legend
-    return _svg(title, chart_id, width, _TOP + PLOT_HEIGHT + _AXIS_LABELS + legend_height + 4, body)
+    return _plotted(title, chart_id, series, scale, unit, width, marks, _x_labels(points, centres, slot))

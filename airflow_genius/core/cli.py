@@ -40,7 +40,8 @@ if TYPE_CHECKING:
     from airflow_genius.core.state import StateManager
 
 EXIT_OK, EXIT_TASK_FAILED, EXIT_BAD_INPUT, EXIT_CONFLICT, EXIT_STORE_UNAVAILABLE = 0, 1, 2, 3, 4
-SPEC_ENV_DEFAULT = "GENIUS_TASK_SPEC"
+#: Environment variable that carries the TaskSpec JSON into a container (``genius run --spec-env``).
+SPEC_ENV = "GENIUS_TASK_SPEC"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -393,6 +394,10 @@ def _absolute(path_or_uri: str | None) -> str | None:
     return os.path.abspath(path_or_uri)
 
 
+_Commands = argparse._SubParsersAction  # what add_subparsers returns: each _add_* adds its command to it
+_WORK_DIR_HELP = "local folder for input mirrors and output staging"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="genius",
@@ -401,7 +406,21 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add_command in (
+        _add_run,
+        _add_rise,
+        _add_list,
+        _add_describe,
+        _add_state,
+        _add_report,
+        _add_data,
+        _add_dag,
+    ):
+        add_command(commands)
+    return parser
 
+
+def _add_run(commands: _Commands) -> None:
     run = commands.add_parser(
         "run", help="run a TaskSpec", description="Run one TaskSpec and record it in its state store."
     )
@@ -410,12 +429,14 @@ def _parser() -> argparse.ArgumentParser:
     source.add_argument(
         "--spec-env",
         metavar="VAR",
-        help=f"read the spec JSON from this environment variable (e.g. {SPEC_ENV_DEFAULT})",
+        help=f"read the spec JSON from this environment variable (e.g. {SPEC_ENV})",
     )
-    run.add_argument("--work-dir", help="local folder for input mirrors and output staging")
+    run.add_argument("--work-dir", help=_WORK_DIR_HELP)
     run.add_argument("--print-result", action="store_true", help="print the JSON result on standard output")
     run.set_defaults(handler=_cmd_run)
 
+
+def _add_rise(commands: _Commands) -> None:
     rise = commands.add_parser(
         "rise",
         help="run a task class quickly from flags",
@@ -447,10 +468,12 @@ def _parser() -> argparse.ArgumentParser:
     rise.add_argument("--dag-id", default="genius_rise", help="run identity: DAG id (default genius_rise)")
     rise.add_argument("--task-id", help="run identity: task id (default: the method name)")
     rise.add_argument("--run-id", help="run identity: run id (default: a fresh one)")
-    rise.add_argument("--work-dir", help="local folder for input mirrors and output staging")
+    rise.add_argument("--work-dir", help=_WORK_DIR_HELP)
     rise.add_argument("--print-spec", action="store_true", help="print the TaskSpec instead of running it")
     rise.set_defaults(handler=_cmd_rise)
 
+
+def _add_list(commands: _Commands) -> None:
     lister = commands.add_parser("list", help="list task classes", description="List genius task classes.")
     lister.add_argument("module", nargs="?", help="module to search, e.g. airflow_genius.examples.tasks")
     lister.add_argument(
@@ -462,6 +485,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     lister.set_defaults(handler=_cmd_list)
 
+
+def _add_describe(commands: _Commands) -> None:
     describer = commands.add_parser(
         "describe", help="show a task class's methods", description="Describe a task class."
     )
@@ -469,15 +494,16 @@ def _parser() -> argparse.ArgumentParser:
     describer.add_argument("--json", action="store_true", help="machine-readable output")
     describer.set_defaults(handler=_cmd_describe)
 
-    state = commands.add_parser("state", help="look at run records", description="Show or list run records.")
-    state_commands = state.add_subparsers(dest="state_command", required=True, metavar="ACTION")
-    show = state_commands.add_parser("show", help="one run record as JSON")
+
+def _add_state(commands: _Commands) -> None:
+    actions = _add_action_group(commands, "state")
+    show = actions.add_parser("show", help="one run record as JSON")
     show.add_argument("--dag-id", required=True)
     show.add_argument("--task-id", required=True)
     show.add_argument("--run-id", required=True)
     show.add_argument("--map-index", type=int, default=-1)
     show.set_defaults(handler=_cmd_state_show)
-    listing = state_commands.add_parser("list", help="recent run records")
+    listing = actions.add_parser("list", help="recent run records")
     listing.add_argument("--dag-id")
     listing.add_argument("--task-id")
     listing.add_argument("--status", choices=[s.value for s in Status])
@@ -485,7 +511,7 @@ def _parser() -> argparse.ArgumentParser:
     listing.set_defaults(handler=_cmd_state_list)
     for sub in (show, listing):
         _store_options(sub, default=DEFAULT_STATE_URI)
-    apply_spool = state_commands.add_parser(
+    apply_spool = actions.add_parser(
         "apply-spool",
         help="write outcomes a store outage kept in the spool",
         description="Apply the run outcomes spooled in WORK_DIR/spool while the state store was unavailable.",
@@ -496,6 +522,8 @@ def _parser() -> argparse.ArgumentParser:
     _store_options(apply_spool, default=None, what="the one each outcome belongs to")
     apply_spool.set_defaults(handler=_cmd_state_apply_spool)
 
+
+def _add_report(commands: _Commands) -> None:
     report = commands.add_parser(
         "report",
         help="write an HTML report of a DAG's run records",
@@ -509,11 +537,10 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("-o", "--output", required=True, metavar="FILE", help="the HTML file to write")
     report.set_defaults(handler=_cmd_report)
 
-    data = commands.add_parser(
-        "data", help="batch output housekeeping", description="Housekeeping of batch output roots."
-    )
-    data_commands = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
-    sweep = data_commands.add_parser(
+
+def _add_data(commands: _Commands) -> None:
+    actions = _add_action_group(commands, "data")
+    sweep = actions.add_parser(
         "sweep",
         help="remove staging leftovers of killed writers",
         description="Remove what killed writers left in ROOT/.genius-staging (staging folders, "
@@ -531,13 +558,10 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--dry-run", action="store_true", help="print what would be removed, remove nothing")
     sweep.set_defaults(handler=_cmd_data_sweep)
 
-    dag = commands.add_parser(
-        "dag",
-        help="check Geniusfiles (pipelines in YAML)",
-        description="Work with Geniusfiles: pipelines written in YAML that become Airflow DAGs.",
-    )
-    dag_commands = dag.add_subparsers(dest="dag_command", required=True, metavar="ACTION")
-    validate = dag_commands.add_parser(
+
+def _add_dag(commands: _Commands) -> None:
+    actions = _add_action_group(commands, "dag")
+    validate = actions.add_parser(
         "validate",
         help="validate Geniusfiles (Airflow optional)",
         description="Validate Geniusfiles: print 'OK FILE: N spouts, M bolts' or 'ERROR FILE: field: "
@@ -554,7 +578,24 @@ def _parser() -> argparse.ArgumentParser:
         help="do not import the task classes (skips checking classes, methods and keyword arguments)",
     )
     validate.set_defaults(handler=_cmd_dag_validate)
-    return parser
+
+
+#: The commands whose first argument is an ACTION (``genius state show``): name -> (help, description).
+_ACTION_GROUPS = {
+    "state": ("look at run records", "Show or list run records."),
+    "data": ("batch output housekeeping", "Housekeeping of batch output roots."),
+    "dag": (
+        "check Geniusfiles (pipelines in YAML)",
+        "Work with Geniusfiles: pipelines written in YAML that become Airflow DAGs.",
+    ),
+}
+
+
+def _add_action_group(commands: _Commands, name: str) -> _Commands:
+    """The command ``name`` of :data:`_ACTION_GROUPS`: returns where its actions are added."""
+    summary, description = _ACTION_GROUPS[name]
+    group = commands.add_parser(name, help=summary, description=description)
+    return group.add_subparsers(dest=f"{name}_command", required=True, metavar="ACTION")
 
 
 def _store_options(parser: argparse.ArgumentParser, *, default: str | None, what: str = "") -> None:

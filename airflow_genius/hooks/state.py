@@ -38,6 +38,14 @@ class GeniusStateHook(BaseHook):
     conn_type: ClassVar[str] = ""
     hook_name: ClassVar[str] = ""
 
+    def __init_subclass__(cls, *, conn_type: str = "", hook_name: str = "", **kwargs: Any) -> None:
+        """A backend hook names its connection type and form title in its class header
+        (``class H(GeniusStateHook, conn_type="genius_x", hook_name="...")``); its default connection
+        is ``<conn_type>_default``."""
+        super().__init_subclass__(**kwargs)
+        if conn_type:
+            cls.conn_type, cls.hook_name, cls.default_conn_name = conn_type, hook_name, f"{conn_type}_default"
+
     def __init__(self, genius_conn_id: str = default_conn_name, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.genius_conn_id = genius_conn_id
@@ -100,12 +108,8 @@ class GeniusStateHook(BaseHook):
         return UI_FIELD_BEHAVIOUR.get(cls.conn_type, {})
 
 
-class GeniusSqliteStateHook(GeniusStateHook):
+class GeniusSqliteStateHook(GeniusStateHook, conn_type="genius_sqlite", hook_name="Genius state (SQLite)"):
     """Embedded SQLite state: one file on one machine (extra ``path``; default ``.genius/state.db``)."""
-
-    conn_type = "genius_sqlite"
-    hook_name = "Genius state (SQLite)"
-    default_conn_name = "genius_sqlite_default"
 
     @classmethod
     def uri_for(cls, conn: Any) -> str:
@@ -115,12 +119,8 @@ class GeniusSqliteStateHook(GeniusStateHook):
         return f"sqlite:///{path}"
 
 
-class GeniusRedisStateHook(GeniusStateHook):
+class GeniusRedisStateHook(GeniusStateHook, conn_type="genius_redis", hook_name="Genius state (Redis)"):
     """Redis state: host, port, login (ACL user), password, extras ``db`` and ``prefix``, ``ssl``."""
-
-    conn_type = "genius_redis"
-    hook_name = "Genius state (Redis)"
-    default_conn_name = "genius_redis_default"
 
     @classmethod
     def uri_for(cls, conn: Any) -> str:
@@ -130,12 +130,10 @@ class GeniusRedisStateHook(GeniusStateHook):
         return _server_uri(scheme, conn, 6379, str(db), {"prefix": extra.get("prefix")})
 
 
-class GeniusPostgresStateHook(GeniusStateHook):
+class GeniusPostgresStateHook(
+    GeniusStateHook, conn_type="genius_postgres", hook_name="Genius state (PostgreSQL)"
+):
     """PostgreSQL state: host, port, schema (database), login, password, extra ``table_prefix``."""
-
-    conn_type = "genius_postgres"
-    hook_name = "Genius state (PostgreSQL)"
-    default_conn_name = "genius_postgres_default"
 
     @classmethod
     def uri_for(cls, conn: Any) -> str:
@@ -145,13 +143,11 @@ class GeniusPostgresStateHook(GeniusStateHook):
         return _server_uri("postgresql", conn, 5432, database, query)
 
 
-class GeniusDynamoDBStateHook(GeniusStateHook):
+class GeniusDynamoDBStateHook(
+    GeniusStateHook, conn_type="genius_dynamodb", hook_name="Genius state (DynamoDB)"
+):
     """DynamoDB state: extras ``table``, ``region``, ``create``; AWS credentials from ``aws_conn_id``
     (the amazon provider's connection) or boto3's default chain (role, environment)."""
-
-    conn_type = "genius_dynamodb"
-    hook_name = "Genius state (DynamoDB)"
-    default_conn_name = "genius_dynamodb_default"
 
     @classmethod
     def uri_for(cls, conn: Any) -> str:

@@ -25,8 +25,8 @@ if TYPE_CHECKING:
     from airflow.sdk import BaseOperator
     from airflow.sdk.types import TaskInstanceKey
 
-#: Mount path of the dashboard app (kept equal to ``airflow_genius.plugins.dashboard.URL_PREFIX``;
-#: not imported from there so that workers need not import FastAPI to build a link).
+#: Mount path of the dashboard app (``airflow_genius.plugins.dashboard`` mounts it here; defined here so
+#: that workers need not import FastAPI to build a link).
 DASHBOARD_PREFIX = "/genius"
 
 

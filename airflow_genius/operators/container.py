@@ -2,9 +2,9 @@
 
 The runtime image (docker/Dockerfile) has ``ENTRYPOINT ["genius"]``; a runner keeps it and passes
 :data:`CONTAINER_ARGS` as the command/arguments, with the TaskSpec in the environment variable
-:data:`SPEC_ENV`. Secrets (the state store's password) are kept apart in ``secret_env`` so that each
-runner delivers them through its platform's secret mechanism — never in argv, never in a plain
-override that the platform echoes back.
+:data:`~airflow_genius.core.cli.SPEC_ENV`. Secrets (the state store's password) are kept apart in
+``secret_env`` so that each runner delivers them through its platform's secret mechanism — never in
+argv, never in a plain override that the platform echoes back.
 
 .. code-block:: python
 
@@ -24,6 +24,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from airflow_genius.core.cli import SPEC_ENV
 from airflow_genius.core.uris import STATE_PASSWORD_ENV
 from airflow_genius.operators.base import GeniusOperatorMixin
 
@@ -31,10 +32,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_genius.core.spec import TaskSpec
-    from airflow_genius.operators.base import StateTarget
 
-#: Environment variable that carries the TaskSpec JSON into the container.
-SPEC_ENV = "GENIUS_TASK_SPEC"
 #: Arguments after the image's ``genius`` ENTRYPOINT.
 CONTAINER_ARGS: tuple[str, ...] = ("run", "--spec-env", SPEC_ENV)
 #: Names the genius launch sets itself, and why: never part of a user's plain environment.
@@ -118,14 +116,11 @@ class GeniusContainerMixin(GeniusOperatorMixin):
     Put it first: ``class GeniusKubernetesOperator(GeniusContainerMixin, KubernetesPodOperator)``.
     """
 
-    genius_state_target: StateTarget | None = None
-
     def prepare_launch(
         self, context: Context, *, extra_env: Mapping[str, str] | None = None
     ) -> ContainerLaunch:
         """The TaskSpec of this task instance as a :class:`ContainerLaunch` (state secrets separate)."""
         target = self.genius_state()
-        self.genius_state_target = target
         spec = self.build_task_spec(context, state_uri=target.uri)
         env = {**self.service_env(context), **(extra_env or {})}  # the DAG's own environment wins
         return container_launch(spec, secret_env=target.secret_env, extra_env=env)

@@ -33,7 +33,6 @@ plugins folder.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Sequence
 from functools import partial
@@ -46,25 +45,19 @@ from fastapi import Request
 from airflow_genius.core.errors import StateError
 from airflow_genius.core.state import open_state
 from airflow_genius.core.uris import STATE_CREDENTIALS_HINT, redact, secret_problem
+from airflow_genius.links.record import DASHBOARD_PREFIX
 from airflow_genius.plugins.dashboard_app import Store, create_app
 
-#: Where the app is mounted on the API server (``airflow_genius.links.record.DASHBOARD_PREFIX`` repeats it).
-URL_PREFIX = "/genius"
+#: Where the app is mounted on the API server (the extra links point there too).
+URL_PREFIX = DASHBOARD_PREFIX
 _SPLIT = re.compile(r"[\s,]+")
 
 
 def _option(name: str) -> str:
-    """``[genius] <name>`` through :func:`airflow_genius.config.get`, or Airflow's config directly for
-    options the provider does not declare (yet); empty when unset."""
+    """``[genius] <name>`` through :func:`airflow_genius.config.get` (every option it reads is declared)."""
     from airflow_genius import config
 
-    try:
-        return config.get(name)
-    except KeyError:
-        from airflow.configuration import conf
-
-        value = conf.get(config.SECTION, name, fallback="") or ""
-        return str(value).replace("{AIRFLOW_HOME}", os.environ.get("AIRFLOW_HOME", ""))
+    return config.get(name)
 
 
 def _conn_store(conn_id: str) -> Store:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
@@ -138,37 +138,42 @@ def ti_path(key: RunKey) -> str:
 
 def collect(stores: Sequence[Store], filters: Filters) -> tuple[list[Row], list[StoreReport]]:
     """Records of every store matching ``filters``, newest first, at most ``filters.limit``."""
-    rows: list[Row] = []
-    reports: list[StoreReport] = []
-    for store in stores:
-        try:
-            with store.open() as state:
-                found = state.list_runs(
-                    dag_id=filters.dag_id, task_id=filters.task_id, status=filters.status, limit=filters.limit
-                )
-        except Exception as exc:  # one broken store must not hide the others
-            reports.append(StoreReport(store.label, error=_short_error(exc)))
-            continue
-        rows.extend(Row(store.label, record) for record in found)
-        reports.append(StoreReport(store.label, count=len(found)))
+    rows, reports = _read_each(
+        stores,
+        lambda state: state.list_runs(
+            dag_id=filters.dag_id, task_id=filters.task_id, status=filters.status, limit=filters.limit
+        ),
+    )
     rows.sort(key=lambda row: instant(row.record.updated_at), reverse=True)
     return rows[: filters.limit], reports
 
 
 def find(stores: Sequence[Store], key: RunKey) -> tuple[list[Row], list[StoreReport]]:
     """The record of ``key`` in every store that has one."""
+
+    def read(state: StateManager) -> list[RunRecord]:
+        record = state.get_run(key)
+        return [] if record is None else [record]
+
+    return _read_each(stores, read)
+
+
+def _read_each(
+    stores: Sequence[Store], read: Callable[[StateManager], Sequence[RunRecord]]
+) -> tuple[list[Row], list[StoreReport]]:
+    """``read`` in every store, each opened and closed here; a store that fails is reported in its
+    :class:`StoreReport` and the others still answer."""
     rows: list[Row] = []
     reports: list[StoreReport] = []
     for store in stores:
         try:
             with store.open() as state:
-                record = state.get_run(key)
-        except Exception as exc:
+                found = read(state)
+        except Exception as exc:  # one broken store must not hide the others
             reports.append(StoreReport(store.label, error=_short_error(exc)))
             continue
-        if record is not None:
-            rows.append(Row(store.label, record))
-        reports.append(StoreReport(store.label, count=int(record is not None)))
+        rows.extend(Row(store.label, record) for record in found)
+        reports.append(StoreReport(store.label, count=len(found)))
     return rows, reports
 
 
@@ -263,13 +268,182 @@ UserDependency = Callable[[Request], Awaitable[Any]]
 DagFilter = Callable[[Any, set[str]], set[str]]
 
 
+@dataclass(frozen=True)
+class Dashboard:
+    """What :func:`create_app` was given; the routes read it from ``request.app.state.genius``."""
+
+    stores: Callable[[], Sequence[Store]]
+    user: UserDependency | None = None
+    allowed_dags: DagFilter | None = None
+    airflow_base: Callable[[], str] = lambda: ""
+    login_url: Callable[[Request], str] | None = None
+
+    def permitted(self, caller: Any, rows: list[Row]) -> list[Row]:
+        """The rows of DAGs whose task instances ``caller`` may read."""
+        if self.allowed_dags is None:
+            return rows
+        ok = self.allowed_dags(caller, {row.record.key.dag_id for row in rows})
+        return [row for row in rows if row.record.key.dag_id in ok]
+
+    def airflow_url(self, key: RunKey) -> str:
+        """The Airflow UI page of a record's task instance."""
+        return self.airflow_base().rstrip("/") + ti_path(key)
+
+    def records(self, caller: Any, filters: Filters) -> tuple[list[Row], list[StoreReport]]:
+        """:func:`collect` over the stores, keeping the rows ``caller`` may read."""
+        rows, reports = collect(self.stores(), filters)
+        return self.permitted(caller, rows), reports
+
+    def lookup(self, caller: Any, key: RunKey) -> list[Row]:
+        """The records of ``key`` that ``caller`` may read; HTTP 404 when there is none."""
+        rows, reports = find(self.stores(), key)
+        rows = self.permitted(caller, rows)
+        if not rows:
+            raise not_found(f"no run record for {key}", reports)
+        return rows
+
+
+def _dashboard(request: Request) -> Dashboard:
+    board: Dashboard = request.app.state.genius
+    return board
+
+
 async def _current_user(request: Request) -> Any:
     """The caller, through the ``user`` dependency given to :func:`create_app` (None without one)."""
-    user: UserDependency | None = request.app.state.genius_user
+    user = _dashboard(request).user
     return await user(request) if user is not None else None
 
 
+def _list_filters(
+    dag_id: str | None = None, task_id: str | None = None, status: str | None = None, limit: str | None = None
+) -> Filters:
+    """The filters of the list views, from their query parameters."""
+    return Filters(
+        parse_id("dag_id", dag_id), parse_id("task_id", task_id), parse_status(status), parse_limit(limit)
+    )
+
+
+def _record_key(
+    dag_id: str | None = None,
+    task_id: str | None = None,
+    run_id: str | None = None,
+    map_index: str | None = None,
+) -> RunKey:
+    """The run key of the record views, from their query parameters."""
+    return RunKey(
+        str(parse_id("dag_id", dag_id, required=True)),
+        str(parse_id("task_id", task_id, required=True)),
+        str(parse_id("run_id", run_id, required=True)),
+        parse_map_index(map_index),
+    )
+
+
+def _mount_path(request: Request) -> str:
+    return str(request.scope.get("root_path", "")).rstrip("/")
+
+
+# The caller comes first in every route: an anonymous request is 401 before its parameters are checked.
 Caller = Annotated[Any, Depends(_current_user)]
+Board = Annotated[Dashboard, Depends(_dashboard)]
+ListFilters = Annotated[Filters, Depends(_list_filters)]
+RecordKey = Annotated[RunKey, Depends(_record_key)]
+
+routes = APIRouter()
+
+
+@routes.get("/", response_class=HTMLResponse)
+def records_html(caller: Caller, board: Board, request: Request, filters: ListFilters) -> HTMLResponse:
+    """The records matching the filters, newest first."""
+    rows, reports = board.records(caller, filters)
+    text = html.records_page(rows, reports, filters, base=_mount_path(request), airflow_url=board.airflow_url)
+    return html_response(text)
+
+
+@routes.get("/api/records")
+def records_json(caller: Caller, board: Board, filters: ListFilters) -> Response:
+    """The records matching the filters as JSON, with how each store answered."""
+    rows, reports = board.records(caller, filters)
+    return SafeJSONResponse(
+        {
+            "records": [row.to_dict(board.airflow_url(row.record.key)) for row in rows],
+            "stores": [report.__dict__ for report in reports],
+        }
+    )
+
+
+@routes.get("/record", response_class=HTMLResponse)
+def record_html(caller: Caller, board: Board, request: Request, key: RecordKey) -> HTMLResponse:
+    """One run record (from every store that has it)."""
+    rows = board.lookup(caller, key)
+    return html_response(html.record_page(rows, base=_mount_path(request), airflow_url=board.airflow_url))
+
+
+@routes.get("/api/record")
+def record_json(caller: Caller, board: Board, key: RecordKey) -> Response:
+    """One run record as JSON."""
+    rows = board.lookup(caller, key)
+    return SafeJSONResponse({"records": [row.to_dict(board.airflow_url(row.record.key)) for row in rows]})
+
+
+@routes.get("/run", response_class=HTMLResponse)
+def run_html(
+    caller: Caller, board: Board, request: Request, dag_id: str | None = None, run_id: str | None = None
+) -> HTMLResponse:
+    """The records of one DAG run, with its benchmark charts."""
+    dag = str(parse_id("dag_id", dag_id, required=True))
+    run = str(parse_id("run_id", run_id, required=True))
+    rows, reports = board.records(caller, Filters(dag_id=dag, limit=MAX_LIMIT))
+    rows = [row for row in rows if row.record.key.run_id == run]
+    if not rows:
+        raise not_found(f"no run records for run {run!r} of DAG {dag!r}", reports)
+    text = html.run_page(
+        rows, reports, dag_id=dag, run_id=run, base=_mount_path(request), airflow_url=board.airflow_url
+    )
+    return html_response(text)
+
+
+@routes.get("/task", response_class=HTMLResponse)
+def task_html(
+    caller: Caller,
+    board: Board,
+    request: Request,
+    dag_id: str | None = None,
+    task_id: str | None = None,
+    limit: str | None = None,
+) -> HTMLResponse:
+    """The records of one task across runs, with its history and stream window charts."""
+    dag = str(parse_id("dag_id", dag_id, required=True))
+    task = str(parse_id("task_id", task_id, required=True))
+    rows, reports = board.records(caller, Filters(dag_id=dag, task_id=task, limit=parse_limit(limit)))
+    if not rows:
+        raise not_found(f"no run records for task {task!r} of DAG {dag!r}", reports)
+    text = html.task_page(
+        rows, reports, dag_id=dag, task_id=task, base=_mount_path(request), airflow_url=board.airflow_url
+    )
+    return html_response(text)
+
+
+async def http_error(request: Request, exc: HTTPException) -> Response:
+    """An HTTP error as JSON under ``/api``, else as a page with a way on (log in, or the list)."""
+    if request.url.path.rstrip("/").endswith(("/api/records", "/api/record")):
+        return SafeJSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+    login_url = _dashboard(request).login_url
+    link = None
+    if exc.status_code == 401 and login_url is not None:
+        link = (login_url(request), "Log in to Airflow")
+    elif exc.status_code != 401:
+        link = (_mount_path(request) + "/", "All run records")
+    title = {401: "Not logged in", 403: "Forbidden", 404: "Not found"}.get(exc.status_code, "Bad request")
+    text = html.message_page(title, str(exc.detail), link=link)
+    return html_response(text, status_code=exc.status_code, headers=exc.headers)
+
+
+async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+    """A request FastAPI itself refused: HTTP 400, one line."""
+    errors = exc.errors()
+    first = errors[0] if errors else {}
+    where = ".".join(str(part) for part in first.get("loc", ())[1:]) or "request"
+    return await http_error(request, HTTPException(400, f"{where}: {first.get('msg', 'invalid')}"))
 
 
 def create_app(
@@ -296,149 +470,8 @@ def create_app(
         redoc_url=None,
         openapi_url=None,
     )
-
-    app.state.genius_user = user
-
-    def permitted(caller: Any, rows: list[Row]) -> list[Row]:
-        if allowed_dags is None:
-            return rows
-        ok = allowed_dags(caller, {row.record.key.dag_id for row in rows})
-        return [row for row in rows if row.record.key.dag_id in ok]
-
-    def airflow_url(key: RunKey) -> str:
-        return airflow_base().rstrip("/") + ti_path(key)
-
-    def filters_of(dag_id: str | None, task_id: str | None, status: str | None, limit: str | None) -> Filters:
-        return Filters(
-            parse_id("dag_id", dag_id), parse_id("task_id", task_id), parse_status(status), parse_limit(limit)
-        )
-
-    def mount_path(request: Request) -> str:
-        return str(request.scope.get("root_path", "")).rstrip("/")
-
-    @app.get("/", response_class=HTMLResponse)
-    def records_html(
-        caller: Caller,
-        request: Request,
-        dag_id: str | None = None,
-        task_id: str | None = None,
-        status: str | None = None,
-        limit: str | None = None,
-    ) -> HTMLResponse:
-        filters = filters_of(dag_id, task_id, status, limit)
-        rows, reports = collect(stores(), filters)
-        text = html.records_page(
-            permitted(caller, rows), reports, filters, base=mount_path(request), airflow_url=airflow_url
-        )
-        return html_response(text)
-
-    @app.get("/api/records")
-    def records_json(
-        caller: Caller,
-        dag_id: str | None = None,
-        task_id: str | None = None,
-        status: str | None = None,
-        limit: str | None = None,
-    ) -> Response:
-        filters = filters_of(dag_id, task_id, status, limit)
-        rows, reports = collect(stores(), filters)
-        return SafeJSONResponse(
-            {
-                "records": [row.to_dict(airflow_url(row.record.key)) for row in permitted(caller, rows)],
-                "stores": [report.__dict__ for report in reports],
-            }
-        )
-
-    def lookup(
-        caller: Any, dag_id: str | None, task_id: str | None, run_id: str | None, map_index: str | None
-    ) -> list[Row]:
-        key = RunKey(
-            str(parse_id("dag_id", dag_id, required=True)),
-            str(parse_id("task_id", task_id, required=True)),
-            str(parse_id("run_id", run_id, required=True)),
-            parse_map_index(map_index),
-        )
-        rows, reports = find(stores(), key)
-        rows = permitted(caller, rows)
-        if not rows:
-            raise not_found(f"no run record for {key}", reports)
-        return rows
-
-    @app.get("/record", response_class=HTMLResponse)
-    def record_html(
-        caller: Caller,
-        request: Request,
-        dag_id: str | None = None,
-        task_id: str | None = None,
-        run_id: str | None = None,
-        map_index: str | None = None,
-    ) -> HTMLResponse:
-        rows = lookup(caller, dag_id, task_id, run_id, map_index)
-        return html_response(html.record_page(rows, base=mount_path(request), airflow_url=airflow_url))
-
-    @app.get("/run", response_class=HTMLResponse)
-    def run_html(
-        caller: Caller, request: Request, dag_id: str | None = None, run_id: str | None = None
-    ) -> HTMLResponse:
-        dag = str(parse_id("dag_id", dag_id, required=True))
-        run = str(parse_id("run_id", run_id, required=True))
-        rows, reports = collect(stores(), Filters(dag_id=dag, limit=MAX_LIMIT))
-        rows = permitted(caller, [row for row in rows if row.record.key.run_id == run])
-        if not rows:
-            raise not_found(f"no run records for run {run!r} of DAG {dag!r}", reports)
-        text = html.run_page(
-            rows, reports, dag_id=dag, run_id=run, base=mount_path(request), airflow_url=airflow_url
-        )
-        return html_response(text)
-
-    @app.get("/task", response_class=HTMLResponse)
-    def task_html(
-        caller: Caller,
-        request: Request,
-        dag_id: str | None = None,
-        task_id: str | None = None,
-        limit: str | None = None,
-    ) -> HTMLResponse:
-        dag = str(parse_id("dag_id", dag_id, required=True))
-        task = str(parse_id("task_id", task_id, required=True))
-        rows, reports = collect(stores(), Filters(dag_id=dag, task_id=task, limit=parse_limit(limit)))
-        rows = permitted(caller, rows)
-        if not rows:
-            raise not_found(f"no run records for task {task!r} of DAG {dag!r}", reports)
-        text = html.task_page(
-            rows, reports, dag_id=dag, task_id=task, base=mount_path(request), airflow_url=airflow_url
-        )
-        return html_response(text)
-
-    @app.get("/api/record")
-    def record_json(
-        caller: Caller,
-        dag_id: str | None = None,
-        task_id: str | None = None,
-        run_id: str | None = None,
-        map_index: str | None = None,
-    ) -> Response:
-        rows = lookup(caller, dag_id, task_id, run_id, map_index)
-        return SafeJSONResponse({"records": [row.to_dict(airflow_url(row.record.key)) for row in rows]})
-
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException) -> Response:
-        if request.url.path.rstrip("/").endswith(("/api/records", "/api/record")):
-            return SafeJSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
-        link = None
-        if exc.status_code == 401 and login_url is not None:
-            link = (login_url(request), "Log in to Airflow")
-        elif exc.status_code != 401:
-            link = (mount_path(request) + "/", "All run records")
-        title = {401: "Not logged in", 403: "Forbidden", 404: "Not found"}.get(exc.status_code, "Bad request")
-        text = html.message_page(title, str(exc.detail), link=link)
-        return html_response(text, status_code=exc.status_code, headers=exc.headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
-        errors = exc.errors()
-        first = errors[0] if errors else {}
-        where = ".".join(str(part) for part in first.get("loc", ())[1:]) or "request"
-        return await http_error(request, HTTPException(400, f"{where}: {first.get('msg', 'invalid')}"))
-
+    app.state.genius = Dashboard(stores, user, allowed_dags, airflow_base, login_url)
+    app.include_router(routes)
+    app.exception_handler(HTTPException)(http_error)
+    app.exception_handler(RequestValidationError)(invalid_request)
     return app

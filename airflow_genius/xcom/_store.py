@@ -177,9 +177,9 @@ class LocalStore:
 @lru_cache(maxsize=4)
 def _s3_client(pid: int) -> Any:
     """One client per process (boto3 clients are thread-safe but must not cross a fork)."""
-    from airflow_genius.core.data._s3 import make_client
+    from airflow_genius.core.data import make_s3_client
 
-    return make_client(max_concurrency=S3_CONCURRENCY)
+    return make_s3_client(max_concurrency=S3_CONCURRENCY)
 
 
 def _transfer_config() -> Any:
@@ -335,9 +335,9 @@ class S3Store:
         try:
             self.client.download_fileobj(self.bucket, key, _EmitSink(emit), Config=_transfer_config())
         except Exception as exc:
-            from airflow_genius.core.data._s3 import error_code
+            from airflow_genius.core.data import s3_not_found
 
-            if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
+            if s3_not_found(exc):
                 raise XComStoreError(f"XCom object {uri} does not exist (purged?)") from exc
             raise
 
@@ -346,12 +346,12 @@ class S3Store:
         return True
 
     def exists(self, uri: str) -> bool:
-        from airflow_genius.core.data._s3 import error_code
+        from airflow_genius.core.data import s3_not_found
 
         try:
             self.client.head_object(Bucket=self.bucket, Key=self.key_of(uri))
         except Exception as exc:
-            if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
+            if s3_not_found(exc):
                 return False
             raise
         return True
@@ -476,71 +476,98 @@ def read_object(
     """
     if compression not in (*_WBITS, "none"):
         raise XComStoreError(f"XCom object {uri} uses unknown compression {compression!r}")
-    out: queue.Queue[Any] = queue.Queue(QUEUE_DEPTH)
-    cancelled = threading.Event()
-    decompressor = zlib.decompressobj(_WBITS[compression]) if compression in _WBITS else None
-    digest = hashlib.sha256()
-    counts = [0, 0]  # raw, stored
+    yield from _ObjectReader(store, uri, compression, sha256, size, stored_size).chunks()
 
-    def put(item: Any) -> None:
-        while not cancelled.is_set():
+
+class _ObjectReader:
+    """One read of a stored object: a background thread reads, hashes and inflates it into a queue the
+    caller drains. What is in flight stays bounded: QUEUE_DEPTH pieces of at most MAX_PIECE bytes, plus
+    the READ_BLOCK being inflated."""
+
+    def __init__(
+        self, store: XComStore, uri: str, compression: str, sha256: str, size: int, stored_size: int
+    ) -> None:
+        self._store = store
+        self._uri = uri
+        self._expected = (sha256, size, stored_size)
+        self._out: queue.Queue[Any] = queue.Queue(QUEUE_DEPTH)
+        self._cancelled = threading.Event()
+        self._decompressor = zlib.decompressobj(_WBITS[compression]) if compression in _WBITS else None
+        self._digest = hashlib.sha256()
+        self._size = 0
+        self._stored_size = 0
+
+    def chunks(self) -> Iterator[bytes]:
+        """The decompressed pieces in order; the object's damage (or the store's error) is raised last."""
+        thread = threading.Thread(target=self._produce, name="genius-xcom-read", daemon=True)
+        thread.start()
+        try:
+            while (item := self._out.get()) is not _EOF:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            self._cancelled.set()
+            thread.join()
+
+    def _produce(self) -> None:
+        try:
+            self._store.read(self._uri, self._take_block)
+            self._finish()
+            self._put(_EOF)
+        except _Cancelled:
+            return
+        except BaseException as exc:
+            if isinstance(exc, zlib.error):
+                exc = XComStoreError(f"XCom object {self._uri} is damaged: {exc}")
             try:
-                out.put(item, timeout=0.5)
+                self._put(exc)
+            except _Cancelled:
                 return
-            except queue.Full:
-                continue
-        raise _Cancelled
 
-    def emit(block: bytes) -> None:
-        digest.update(block)
-        counts[1] += len(block)
+    def _take_block(self, block: bytes) -> None:
+        """Hash a stored block and hand it on inflated, in pieces of at most MAX_PIECE bytes."""
+        self._digest.update(block)
+        self._stored_size += len(block)
+        decompressor = self._decompressor
         if decompressor is None:
-            counts[0] += len(block)
-            put(block)
+            self._hand_on(block)
             return
         data = decompressor.decompress(block, MAX_PIECE)
         while True:  # bounded pieces: a highly compressed block never inflates all at once
             if data:
-                counts[0] += len(data)
-                put(data)
+                self._hand_on(data)
             tail = decompressor.unconsumed_tail
             if not tail:
                 break
             data = decompressor.decompress(tail, MAX_PIECE)
 
-    def produce() -> None:
-        try:
-            store.read(uri, emit)
-            if decompressor is not None:
-                rest = decompressor.flush()
-                if rest:
-                    counts[0] += len(rest)
-                    put(rest)
-                if not decompressor.eof or decompressor.unused_data:
-                    raise XComStoreError(f"XCom object {uri} is truncated or has trailing bytes")
-            if counts[1] != stored_size or digest.hexdigest() != sha256 or counts[0] != size:
-                raise XComStoreError(
-                    f"XCom object {uri} does not match its reference (sha256/size differ): "
-                    "it was damaged or replaced by a newer push"
-                )
-            put(_EOF)
-        except _Cancelled:
-            return
-        except BaseException as exc:
-            if isinstance(exc, zlib.error):
-                exc = XComStoreError(f"XCom object {uri} is damaged: {exc}")
-            try:
-                put(exc)
-            except _Cancelled:
-                return
+    def _finish(self) -> None:
+        """Hand on the end of the stream, then check it is whole and matches its reference."""
+        decompressor = self._decompressor
+        if decompressor is not None:
+            rest = decompressor.flush()
+            if rest:
+                self._hand_on(rest)
+            if not decompressor.eof or decompressor.unused_data:
+                raise XComStoreError(f"XCom object {self._uri} is truncated or has trailing bytes")
+        sha256, size, stored_size = self._expected
+        if self._stored_size != stored_size or self._digest.hexdigest() != sha256 or self._size != size:
+            raise XComStoreError(
+                f"XCom object {self._uri} does not match its reference (sha256/size differ): "
+                "it was damaged or replaced by a newer push"
+            )
 
-    thread = threading.Thread(target=produce, name="genius-xcom-read", daemon=True)
-    thread.start()
-    try:
-        while (item := out.get()) is not _EOF:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        cancelled.set()
-        thread.join()
+    def _hand_on(self, data: bytes) -> None:
+        self._size += len(data)
+        self._put(data)
+
+    def _put(self, item: Any) -> None:
+        """Queue ``item`` for the caller; raises :class:`_Cancelled` once the caller has stopped reading."""
+        while not self._cancelled.is_set():
+            try:
+                self._out.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+        raise _Cancelled

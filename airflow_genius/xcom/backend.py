@@ -167,6 +167,26 @@ def reference_of(value: Any) -> dict[str, Any] | None:
     return value
 
 
+def _crosses_threshold(
+    settings: XComSettings, plan: _codec.Plan, chunks: Iterator[bytes], head: list[bytes | memoryview]
+) -> bool:
+    """Whether ``plan``'s value is larger than the offload threshold.
+
+    Text is stored raw: decided on its JSON size (escaping computed only when it can matter). Anything
+    else is encoded only until the threshold is crossed; the chunks consumed are appended to ``head``,
+    where they start the object.
+    """
+    if plan.layout == _codec.LAYOUT_TEXT:
+        return settings.offloads(plan.text_length) or settings.offloads(plan.json_size())
+    seen = 0
+    for chunk in chunks:
+        head.append(chunk)
+        seen += len(chunk)
+        if settings.offloads(seen - plan.framing):
+            return True
+    return False
+
+
 @contextmanager
 def _gc_paused() -> Iterator[None]:
     """Pause the cyclic GC while millions of containers are built: they form no cycles, and each full
@@ -218,22 +238,7 @@ class GeniusXComBackend(BaseXCom):
             plan = _codec.plan_value(value)
             head: list[bytes | memoryview] = []
             chunks = plan.chunks()
-            large = forced
-            if forced:
-                pass  # offloaded whatever its size
-            elif plan.layout == _codec.LAYOUT_TEXT:
-                # Text is stored raw; decide on its JSON size (escaping only computed when it can matter).
-                large = settings.offloads(plan.text_length) or settings.offloads(plan.json_size())
-            else:
-                # Encode only until the threshold is crossed; those chunks then start the object.
-                seen = 0
-                for chunk in chunks:
-                    head.append(chunk)
-                    seen += len(chunk)
-                    if settings.offloads(seen - plan.framing):
-                        large = True
-                        break
-            if not large:
+            if not forced and not _crosses_threshold(settings, plan, chunks, head):
                 return BaseXCom.serialize_value(value)
             stored = _store.write_object(
                 settings.store(),

@@ -5,12 +5,18 @@
 >>> BatchOutput("s3://bucket/out", partition=part).location
 's3://bucket/out/etl/clean/_unpartitioned/manual__1/'
 
-No Airflow imports here, and boto3 is imported only when an S3 location is actually used.
+No Airflow imports here, and boto3 is imported only when an S3 location is actually used. Other stores
+of S3 objects (the XCom backend) share the client settings through :func:`make_s3_client` and
+:func:`s3_not_found` / :func:`s3_error_code`.
 """
 
 from __future__ import annotations
 
-from airflow_genius.core.data.batch import BatchInput, BatchOutput, SyncStats, is_hidden
+from airflow_genius.core.data._s3 import error_code as s3_error_code
+from airflow_genius.core.data._s3 import is_not_found as s3_not_found
+from airflow_genius.core.data._s3 import make_client as make_s3_client
+from airflow_genius.core.data.batch_input import BatchInput, SyncStats, is_hidden
+from airflow_genius.core.data.batch_output import BatchOutput
 from airflow_genius.core.data.locations import DataError, DataLocation, DataURIError, parse_data_uri
 from airflow_genius.core.data.manifest import (
     DEFAULT_SCHEME,
@@ -34,6 +40,9 @@ __all__ = [
     "PartitionKey",
     "SyncStats",
     "is_hidden",
+    "make_s3_client",
     "parse_data_uri",
     "read_manifest",
+    "s3_error_code",
+    "s3_not_found",
 ]

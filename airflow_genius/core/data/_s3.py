@@ -1,5 +1,7 @@
 """Thin S3 helpers shared by batch input and output; boto3 is imported lazily.
 
+Other packages use them through :mod:`airflow_genius.core.data` (``make_s3_client``, ``s3_not_found``).
+
 Bulk transfers always go through boto3's managed transfer layer (``s3transfer``'s TransferManager:
 concurrent, multipart above a threshold, retried) and never through hand-written put/get loops.
 """
@@ -125,6 +127,11 @@ def error_code(exc: BaseException) -> str:
     if isinstance(response, dict):
         return str(response.get("Error", {}).get("Code", ""))
     return ""
+
+
+def is_not_found(exc: BaseException) -> bool:
+    """True if ``exc`` is S3's answer that the object does not exist (GET, HEAD or a download)."""
+    return error_code(exc) in ("404", "NoSuchKey", "NotFound")
 
 
 def changed_while_downloading(exc: BaseException) -> bool:

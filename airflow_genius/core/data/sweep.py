@@ -1,6 +1,6 @@
 """Staging folders of batch outputs: who owns one, and sweeping those their writers left behind.
 
-A :class:`~airflow_genius.core.data.batch.BatchOutput` writes into ``<staging>/<uuid>/``
+A :class:`~airflow_genius.core.data.batch_output.BatchOutput` writes into ``<staging>/<uuid>/``
 (``<root>/.genius-staging`` for a local root, ``<tmp>/genius-staging`` for S3) and, while publishing
 over an earlier commit, moves that commit aside to ``<uuid>.replaced-N``. A writer killed with SIGKILL
 (OOM killer, pod eviction, ``scancel``) never cleans up, so these pile up. Every writer therefore holds an exclusive ``flock`` on

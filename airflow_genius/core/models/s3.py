@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow_genius.core.clock import parse_time, utcnow
-from airflow_genius.core.data._s3 import make_client
+from airflow_genius.core.data import make_s3_client, s3_error_code, s3_not_found
 from airflow_genius.core.errors import missing_extra
 from airflow_genius.core.models.base import (
     LATEST,
@@ -86,11 +86,6 @@ def _transfer_errors() -> tuple[type[Exception], ...]:
     )
 
 
-def _error_code(exc: Exception) -> str:
-    response = getattr(exc, "response", None) or {}
-    return str(response.get("Error", {}).get("Code", ""))
-
-
 class S3ModelManager(ModelManager):
     """Versioned model folders under ``s3://bucket/prefix`` (see the module docstring for the layout).
 
@@ -120,7 +115,7 @@ class S3ModelManager(ModelManager):
         self.bucket = bucket
         self.prefix = safe_relpath(prefix.strip("/")) if prefix.strip("/") else ""
         self.uri = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
-        self.client = client if client is not None else make_client(max_concurrency)
+        self.client = client if client is not None else make_s3_client(max_concurrency)
         self.max_concurrency = max(1, max_concurrency)
         self._transfer_config = boto3.s3.transfer.TransferConfig(
             max_concurrency=self.max_concurrency,
@@ -180,7 +175,7 @@ class S3ModelManager(ModelManager):
         try:
             body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
         except self._errors as exc:
-            if _error_code(exc) in {"NoSuchKey", "404", "NotFound"}:
+            if s3_not_found(exc):
                 return None
             raise ModelError(f"cannot read s3://{self.bucket}/{key}: {exc}") from None
         try:
@@ -236,7 +231,7 @@ class S3ModelManager(ModelManager):
                 )
                 return version
             except self._errors as exc:
-                code = _error_code(exc)
+                code = s3_error_code(exc)
                 if code == "PreconditionFailed":  # another writer owns this id: try the next one
                     number += 1
                     continue

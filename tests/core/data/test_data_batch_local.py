@@ -261,3 +261,14 @@ def test_local_input_lists_and_reads(tmp_path: Path) -> None:
 def test_missing_local_input_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="does not exist"):
         BatchInput(tmp_path / "missing").sync()
+
+
+@pytest.mark.parametrize(
+    "module", ["airflow_genius.core.data.batch_input", "airflow_genius.core.data.batch_output"]
+)
+def test_module_examples(module: str) -> None:
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.failed == 0 and result.attempted > 0

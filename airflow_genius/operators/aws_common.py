@@ -1,4 +1,5 @@
-"""What the AWS container runners (Batch, ECS) share: names, plain environment, the secrets rule.
+"""What the AWS container runners (Batch, ECS) share: names, plain environment, the secrets rule, and
+:class:`GeniusAwsContainerMixin` (what both operators add to their provider operator).
 
 Neither Batch ``containerOverrides`` nor ECS ``containerOverrides`` can carry ``secrets``: a value put
 in their ``environment`` is stored with the job/task and echoed back by every ``describe`` call (and
@@ -18,10 +19,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow_genius.core.naming import instance_digest
 from airflow_genius.core.uris import STATE_PASSWORD_ENV
+from airflow_genius.links.output import GeniusOutputLink
+from airflow_genius.links.record import GeniusRecordLink
+from airflow_genius.operators.base import GENIUS_TEMPLATE_FIELDS
+from airflow_genius.operators.container import ContainerLaunch, GeniusContainerMixin, check_environment
+
+if TYPE_CHECKING:
+    from airflow.sdk import BaseOperator, BaseOperatorLink, Context
+    from airflow.triggers.base import BaseTrigger
 
 #: Batch job names and Batch/ECS resource names: ^[A-Za-z0-9][A-Za-z0-9_-]{1,126}[A-Za-z0-9]$
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
@@ -72,8 +81,6 @@ def merge_env(base: Iterable[Mapping[str, Any]] | None, env: Mapping[str, str]) 
     ``base`` (the user's overrides) is checked like every container environment; a stale
     ``GENIUS_TASK_SPEC`` there (an earlier try's overrides) is replaced, a state password refused.
     """
-    from airflow_genius.operators.container import check_environment
-
     items = [dict(item) for item in base or ()]
     check_environment(
         {item.get("name"): item.get("value", "") for item in items},
@@ -82,3 +89,67 @@ def merge_env(base: Iterable[Mapping[str, Any]] | None, env: Mapping[str, str]) 
     )
     kept = [item for item in items if item.get("name") not in env]
     return [*kept, *env_list(env)]
+
+
+def aws_extra_links(provider_operator: type[BaseOperator]) -> tuple[BaseOperatorLink, ...]:
+    """The extra links of a genius AWS operator: the provider operator's, "Genius output" and "Genius
+    record"."""
+    return (*provider_operator.operator_extra_links, GeniusOutputLink(), GeniusRecordLink())
+
+
+def aws_template_fields(provider_operator: type[BaseOperator]) -> tuple[str, ...]:
+    """The templated fields of a genius AWS operator: the genius call, the provider operator's, and
+    the container's ``environment``."""
+    return (*GENIUS_TEMPLATE_FIELDS, *provider_operator.template_fields, "environment")
+
+
+def aws_template_renderers(provider_operator: type[BaseOperator]) -> dict[str, str]:
+    """How the UI renders those fields: the provider operator's renderers plus JSON for ours."""
+    return {**provider_operator.template_fields_renderers, "genius_call": "json", "environment": "json"}
+
+
+class GeniusAwsContainerMixin(GeniusContainerMixin):
+    """The genius mixin of the AWS container runners, first among the bases of a provider operator:
+
+    .. code-block:: python
+
+        class GeniusEcsOperator(GeniusAwsContainerMixin, EcsRunTaskOperator):
+            template_fields = aws_template_fields(EcsRunTaskOperator)
+            trigger_swap = (TaskDoneTrigger, GeniusEcsTaskDoneTrigger)
+
+            def platform_secrets(self) -> set[str]: ...   # what the task definition declares
+
+    It adds ``environment`` (the container's plain environment, templated; never secrets), refuses
+    ``wait_for_completion=False`` (the result is the run record, read after the end), builds the launch
+    whose secrets the platform's definition must declare (:meth:`checked_launch`), and defers with the
+    genius subclass of the provider's trigger (``trigger_swap``), which adds ``on_kill``.
+    """
+
+    ui_color = "#ff9900"
+    #: (the provider's trigger, its genius subclass built from the same serialized arguments).
+    trigger_swap: ClassVar[tuple[type[BaseTrigger], type[BaseTrigger]]]
+
+    def __init__(self, *, environment: Mapping[str, str] | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.environment: dict[str, str] = dict(environment or {})
+        if getattr(self, "wait_for_completion", True) is False:
+            raise ValueError(
+                f"{type(self).__name__} always waits for its result: drop wait_for_completion=False"
+            )
+
+    def platform_secrets(self) -> set[str]:
+        """Names of the secrets the job/task definition injects into the genius container."""
+        raise NotImplementedError
+
+    def checked_launch(self, context: Context) -> tuple[ContainerLaunch, set[str]]:
+        """This task instance's launch and the secrets its definition declares (asked only when the
+        state store has secrets to deliver)."""
+        launch = self.prepare_launch(context, extra_env=self.environment)
+        return launch, (self.platform_secrets() if launch.secret_env else set())
+
+    def defer(self, *, trigger: BaseTrigger, **kwargs: Any) -> Any:
+        """The provider operator defers with its own trigger; the genius subclass adds ``on_kill``."""
+        provider_trigger, genius_trigger = self.trigger_swap
+        if type(trigger) is provider_trigger:
+            trigger = genius_trigger(**trigger.serialize()[1])
+        return super().defer(trigger=trigger, **kwargs)

@@ -19,9 +19,10 @@
 
 What happens: the TaskSpec goes into ``containerOverrides.environment`` (``GENIUS_TASK_SPEC``) and
 ``containerOverrides.command`` is ``["run", "--spec-env", "GENIUS_TASK_SPEC"]``, so the image's
-ENTRYPOINT stays in charge. The job name is the same on every try of a task instance, so a retry after
-a worker crash waits for the job the earlier try left running (found through Airflow's
-``task_state_store``, else ``list_jobs`` by name) instead of submitting another. The job's CloudWatch
+ENTRYPOINT stays in charge. ``execute`` is ``BatchOperator``'s: genius only overrides its steps. The job
+name is the same on every try of a task instance, so a retry after a worker crash waits for the job the
+earlier try left running (found through Airflow's ``task_state_store``, else ``list_jobs`` by name)
+instead of submitting another. The job's CloudWatch
 log goes to the task log; the result comes from the run record (docs/architecture.md#the-run-record-decides). Killing the task
 terminates the job, from the worker (``on_kill``) or, deferred, from the triggerer.
 
@@ -33,32 +34,43 @@ the overrides).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.providers.amazon.aws.operators.batch import BatchOperator
+from airflow.providers.amazon.aws.triggers.batch import BatchJobTrigger
+from airflow.providers.common.compat.sdk import AirflowException
 
 from airflow_genius import _provider_compat as compat
-from airflow_genius.links.output import GeniusOutputLink
-from airflow_genius.links.record import GeniusRecordLink
-from airflow_genius.operators.aws_common import check_platform_secrets, deterministic_name, merge_env
+from airflow_genius.operators.aws_common import (
+    GeniusAwsContainerMixin,
+    aws_extra_links,
+    aws_template_fields,
+    aws_template_renderers,
+    check_platform_secrets,
+    deterministic_name,
+    merge_env,
+)
 from airflow_genius.operators.base import (
-    GENIUS_TEMPLATE_FIELDS,
     LOG_TAIL_LINES,
     identity_from_context,
     task_state_get,
     task_state_set,
 )
-from airflow_genius.operators.container import ContainerLaunch, GeniusContainerMixin
+from airflow_genius.operators.container import ContainerLaunch
+from airflow_genius.triggers.batch import GeniusBatchJobTrigger
 
 if TYPE_CHECKING:
+    from airflow.providers.amazon.aws.utils.task_log_fetcher import AwsTaskLogFetcher
     from airflow.sdk import Context
 
 #: task_state_store key of the submitted job id (Airflow 3.3+), checked before ``list_jobs`` on a retry.
 JOB_ID_KEY = "batch_job_id"
 #: Batch states of a job that is still on its way (a retry waits for it rather than submitting another).
 LIVE_STATES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING")
+#: Batch states of a job that ended.
+ENDED_STATES = ("SUCCEEDED", "FAILED")
 
 
 def batch_container_overrides(
@@ -95,7 +107,7 @@ def job_definition_secrets(job_definition: Mapping[str, Any]) -> set[str]:
     return {secret["name"] for secret in props.get("secrets") or ()}
 
 
-class GeniusBatchOperator(GeniusContainerMixin, BatchOperator):
+class GeniusBatchOperator(GeniusAwsContainerMixin, BatchOperator):
     """Run a genius task as an AWS Batch job; the run record's result is the XCom.
 
     Args (besides the genius arguments of :class:`~airflow_genius.operators.base.GeniusOperatorMixin`
@@ -103,39 +115,27 @@ class GeniusBatchOperator(GeniusContainerMixin, BatchOperator):
     ``container_overrides`` (vcpus, memory, resourceRequirements …), ``deferrable`` (default
     ``[operators] default_deferrable``), ``poll_interval``,
     ``tags``, ``retry_strategy`` …):
-        job_name: prefix of the job name (default ``genius``); a digest of the task instance is appended
-            so that every try of one task instance submits under the same name.
+        job_name: the Batch job name (templated), as in ``BatchOperator``. Default: one derived from
+            the task instance, ``genius-<dag>-<task>-<digest>``, the same on every try. A retry
+            reattaches to a live job of this name on the queue, so a name you give must be unique per
+            task instance (e.g. templated with ``{{ run_id }}``).
         environment: plain environment of the container (templated); never put secrets here.
         reattach: on a retry, wait for the job an earlier try left running instead of submitting again.
         awslogs_enabled: copy the job's CloudWatch log into the task log (default True).
     """
 
     # BatchOperator annotates its links as a fixed-length tuple of its own four; ours add two.
-    operator_extra_links = (  # type: ignore[assignment]
-        *BatchOperator.operator_extra_links,
-        GeniusOutputLink(),
-        GeniusRecordLink(),
-    )
-
-    template_fields: Sequence[str] = (
-        *GENIUS_TEMPLATE_FIELDS,
-        *BatchOperator.template_fields,
-        "environment",
-    )
-    template_fields_renderers: ClassVar[dict[str, str]] = {
-        **BatchOperator.template_fields_renderers,
-        "genius_call": "json",
-        "environment": "json",
-    }
-    ui_color = "#ff9900"
+    operator_extra_links = aws_extra_links(BatchOperator)  # type: ignore[assignment]
+    template_fields: Sequence[str] = aws_template_fields(BatchOperator)
+    template_fields_renderers: ClassVar[dict[str, str]] = aws_template_renderers(BatchOperator)
+    trigger_swap = (BatchJobTrigger, GeniusBatchJobTrigger)
 
     def __init__(
         self,
         *,
         job_queue: str,
         job_definition: str,
-        job_name: str = "genius",
-        environment: Mapping[str, str] | None = None,
+        job_name: str | None = None,
         reattach: bool = True,
         awslogs_enabled: bool = True,
         awslogs_fetch_interval: timedelta = timedelta(seconds=5),
@@ -144,18 +144,13 @@ class GeniusBatchOperator(GeniusContainerMixin, BatchOperator):
         super().__init__(
             job_queue=job_queue,
             job_definition=job_definition,
-            job_name=job_name,
+            job_name=job_name or "",  # "": derived from the task instance when it runs
             awslogs_enabled=awslogs_enabled,
             awslogs_fetch_interval=awslogs_fetch_interval,
             **kwargs,
         )
-        self.environment: dict[str, str] = dict(environment or {})
         self.reattach = reattach
-        if self.wait_for_completion is False:  # the result is the run record, read after the end
-            raise ValueError(
-                f"{type(self).__name__} always waits for its result: drop wait_for_completion=False"
-            )
-        self._log_fetcher_started = False
+        self.log_streamed = False
 
     # ------------------------------------------------------------------ request
     def platform_secrets(self) -> set[str]:
@@ -171,8 +166,7 @@ class GeniusBatchOperator(GeniusContainerMixin, BatchOperator):
 
     def build_overrides(self, context: Context) -> dict[str, Any]:
         """This task instance's ``containerOverrides`` (secrets checked against the job definition)."""
-        launch = self.prepare_launch(context, extra_env=self.environment)
-        declared = self.platform_secrets() if launch.secret_env else set()
+        launch, declared = self.checked_launch(context)
         return batch_container_overrides(
             launch,
             base=self.container_overrides,
@@ -180,11 +174,10 @@ class GeniusBatchOperator(GeniusContainerMixin, BatchOperator):
             where=f"job definition {self.job_definition!r}",
         )
 
-    def job_name_for(self, context: Context) -> str:
+    def instance_job_name(self, context: Context) -> str:
+        """The default job name of this task instance (the same on every try)."""
         who = identity_from_context(context)
-        return deterministic_name(
-            who["dag_id"], who["task_id"], who["run_id"], who["map_index"], prefix=self.job_name
-        )
+        return deterministic_name(who["dag_id"], who["task_id"], who["run_id"], who["map_index"])
 
     # ------------------------------------------------------------------ reattach
     def find_previous_job(self, context: Context) -> str | None:
@@ -219,69 +212,65 @@ class GeniusBatchOperator(GeniusContainerMixin, BatchOperator):
             return str(job["jobId"])
         return None
 
-    # ------------------------------------------------------------------ run
+    # ------------------------------------------------------------------ run (BatchOperator.execute's steps)
     def execute(self, context: Context) -> Any:
+        """``BatchOperator.execute`` (submit, then wait here or defer), then the run record decides."""
         self.container_overrides = self.build_overrides(context)  # refused before anything is submitted
-        self.job_name = self.job_name_for(context)
+        self.job_name = self.job_name or self.instance_job_name(context)
+        self.log_streamed = False
+        failure = self.batch_verdict(super().execute, context)
+        if self.awslogs_enabled and not self.log_streamed:
+            # The log stream only showed up after the job ended (short jobs; engines that publish the
+            # stream at the end): copy the whole log now.
+            self.copy_whole_log()
+        return self.finish_remote(context, failure=failure, log_tail=self.cloudwatch_tail)
+
+    def submit_job(self, context: Context) -> None:
+        """Submit this task instance's job, or (``reattach``) take the one an earlier try left on its
+        way; either way remember its id in ``task_state_store`` for the next try."""
         previous = self.find_previous_job(context) if self.reattach else None
         if previous:
             self.job_id = previous
         else:
-            self.submit_job(context)
+            super().submit_job(context)
         task_state_set(context, JOB_ID_KEY, self.job_id)
-        job = compat.batch_persist_links(self, context)
-        if self.deferrable and job.get("status") not in ("SUCCEEDED", "FAILED"):
-            from airflow_genius.triggers.batch import GeniusBatchJobTrigger
 
-            self.defer(
-                timeout=self.execution_timeout,
-                trigger=GeniusBatchJobTrigger(
-                    job_id=self.job_id,
-                    waiter_max_attempts=self.max_retries,
-                    aws_conn_id=self.aws_conn_id,
-                    region_name=self.region_name,
-                    waiter_delay=self.poll_interval,
-                    verify=self.verify,
-                    botocore_config=self.botocore_config,
-                ),
-                method_name="execute_complete",
-            )
-        self.wait_in_worker()
-        return self.finish_job(context)
+    def _get_batch_log_fetcher(self, job_id: str) -> AwsTaskLogFetcher | None:
+        """The provider's log fetcher, noting whether there was one: ``monitor_job`` streams the log
+        with it while the job runs, and :meth:`execute` copies the whole log when there was none.
 
-    def wait_in_worker(self) -> None:
-        """Wait for the job in this worker, copying its CloudWatch log into the task log."""
-        assert self.job_id is not None
-        if not self.awslogs_enabled:
-            self.hook.wait_for_job(self.job_id)
-            return
-        self._log_fetcher_started = False
-        self.hook.wait_for_job(self.job_id, get_batch_log_fetcher=self._start_log_fetcher)
-        if not self._log_fetcher_started:
-            # The log stream only showed up after the job ended (short jobs; engines that publish the
-            # stream at the end): copy the whole log now.
-            self._copy_whole_log(self.job_id)
-
-    def _start_log_fetcher(self, job_id: str) -> Any:
-        """The provider's log fetcher, which the hook's wait starts (remembering whether there was one)."""
+        Overrides a private method of ``BatchOperator`` (listed in
+        :data:`airflow_genius._provider_compat.OVERRIDDEN_PRIVATE_METHODS`)."""
         fetcher = compat.batch_log_fetcher(self, job_id)
-        self._log_fetcher_started = fetcher is not None
+        self.log_streamed = self.log_streamed or fetcher is not None
         return fetcher
 
-    def _copy_whole_log(self, job_id: str) -> None:
-        fetcher = compat.batch_log_fetcher(self, job_id)
+    def batch_verdict(self, step: Callable[..., object], *args: Any) -> str | None:
+        """Run a step of ``BatchOperator`` that raises unless the job SUCCEEDED; return what Batch says
+        went wrong (None: it succeeded) for :meth:`finish_remote` to combine with the run record. An
+        error about a job that has not ended (submission refused, polling gave up …) stands."""
+        try:
+            step(*args)
+        except AirflowException:
+            job = self.ended_job()
+            if job is None:
+                raise
+            return job_failure(job)
+        return None
+
+    def ended_job(self) -> dict[str, Any] | None:
+        """The job's description if it ended (SUCCEEDED or FAILED), else None."""
+        job = self.hook.get_job_description(self.job_id) if self.job_id else {}
+        return dict(job) if job.get("status") in ENDED_STATES else None
+
+    def copy_whole_log(self) -> None:
+        """Forward every event of the job's CloudWatch stream into the task log, once."""
+        fetcher = compat.batch_log_fetcher(self, self.job_id) if self.job_id else None
         if fetcher is None:
-            self.log.warning("AWS Batch job %s has no CloudWatch log stream", job_id)
+            self.log.warning("AWS Batch job %s has no CloudWatch log stream", self.job_id)
             return
         fetcher.stop()
         fetcher.run()  # stopped: forwards every event once, in this thread
-
-    def finish_job(self, context: Context) -> Any:
-        """The job ended: the platform's verdict plus the run record decide the result."""
-        assert self.job_id is not None
-        compat.batch_persist_cloudwatch_link(self, context)
-        job = self.hook.get_job_description(self.job_id)
-        return self.finish_remote(context, failure=job_failure(job), log_tail=self.cloudwatch_tail)
 
     def cloudwatch_tail(self) -> list[str]:
         """The last lines of the job's CloudWatch stream ([] without one), read once the job ended."""
@@ -291,13 +280,10 @@ class GeniusBatchOperator(GeniusContainerMixin, BatchOperator):
         return [] if fetcher is None else list(fetcher.get_last_log_messages(LOG_TAIL_LINES))
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
-        """Back from the triggerer: copy the log, then the run record decides."""
-        from airflow.providers.amazon.aws.utils import validate_execute_complete_event
-
-        self.job_id = validate_execute_complete_event(event)["job_id"]
-        if self.awslogs_enabled:
-            self._copy_whole_log(self.job_id)
-        return self.finish_job(context)
+        """Back from the triggerer: the provider copies the log and reads Batch's verdict, then the run
+        record decides."""
+        failure = self.batch_verdict(super().execute_complete, context, event)
+        return self.finish_remote(context, failure=failure, log_tail=self.cloudwatch_tail)
 
     def genius_remote_job_id(self) -> str | None:
         return self.job_id

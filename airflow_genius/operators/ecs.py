@@ -35,22 +35,28 @@ it in the task definition's container (``secrets: [{"name": "GENIUS_STATE_PASSWO
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.providers.amazon.aws.operators.ecs import EcsRunTaskOperator
+from airflow.providers.amazon.aws.triggers.ecs import TaskDoneTrigger
 from airflow.providers.common.compat.sdk import AirflowException
 
 from airflow_genius import _provider_compat as compat
-from airflow_genius.links.output import GeniusOutputLink
-from airflow_genius.links.record import GeniusRecordLink
-from airflow_genius.operators.aws_common import check_platform_secrets, merge_env
-from airflow_genius.operators.base import GENIUS_TEMPLATE_FIELDS, LOG_TAIL_LINES
-from airflow_genius.operators.container import ContainerLaunch, GeniusContainerMixin
+from airflow_genius.operators.aws_common import (
+    GeniusAwsContainerMixin,
+    aws_extra_links,
+    aws_template_fields,
+    aws_template_renderers,
+    check_platform_secrets,
+    merge_env,
+)
+from airflow_genius.operators.base import LOG_TAIL_LINES
+from airflow_genius.operators.container import ContainerLaunch
+from airflow_genius.triggers.ecs import GeniusEcsTaskDoneTrigger
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
-    from airflow.triggers.base import BaseTrigger
 
 
 def ecs_overrides(
@@ -101,7 +107,7 @@ def container_secrets(task_definition: Mapping[str, Any], container_name: str) -
     )
 
 
-class GeniusEcsOperator(GeniusContainerMixin, EcsRunTaskOperator):
+class GeniusEcsOperator(GeniusAwsContainerMixin, EcsRunTaskOperator):
     """Run a genius task as an ECS task; the run record's result is the XCom.
 
     Args (besides the genius arguments of :class:`~airflow_genius.operators.base.GeniusOperatorMixin`
@@ -115,19 +121,10 @@ class GeniusEcsOperator(GeniusContainerMixin, EcsRunTaskOperator):
         reattach: on a retry, wait for the task an earlier try left running (default True).
     """
 
-    operator_extra_links = (*EcsRunTaskOperator.operator_extra_links, GeniusOutputLink(), GeniusRecordLink())
-
-    template_fields: Sequence[str] = (
-        *GENIUS_TEMPLATE_FIELDS,
-        *EcsRunTaskOperator.template_fields,
-        "environment",
-    )
-    template_fields_renderers: ClassVar[dict[str, str]] = {
-        **EcsRunTaskOperator.template_fields_renderers,
-        "genius_call": "json",
-        "environment": "json",
-    }
-    ui_color = "#ff9900"
+    operator_extra_links = aws_extra_links(EcsRunTaskOperator)
+    template_fields: Sequence[str] = aws_template_fields(EcsRunTaskOperator)
+    template_fields_renderers: ClassVar[dict[str, str]] = aws_template_renderers(EcsRunTaskOperator)
+    trigger_swap = (TaskDoneTrigger, GeniusEcsTaskDoneTrigger)
 
     def __init__(
         self,
@@ -135,7 +132,6 @@ class GeniusEcsOperator(GeniusContainerMixin, EcsRunTaskOperator):
         cluster: str,
         task_definition: str,
         container_name: str,
-        environment: Mapping[str, str] | None = None,
         overrides: dict[str, Any] | None = None,
         reattach: bool = True,
         **kwargs: Any,
@@ -148,12 +144,7 @@ class GeniusEcsOperator(GeniusContainerMixin, EcsRunTaskOperator):
             reattach=reattach,
             **kwargs,
         )
-        self.environment: dict[str, str] = dict(environment or {})
         self.genius_container = container_name
-        if self.wait_for_completion is False:  # the result is the run record, read after the end
-            raise ValueError(
-                f"{type(self).__name__} always waits for its result: drop wait_for_completion=False"
-            )
 
     def platform_secrets(self) -> set[str]:
         """Names of the secrets the task definition injects into the genius container (one call)."""
@@ -162,8 +153,7 @@ class GeniusEcsOperator(GeniusContainerMixin, EcsRunTaskOperator):
 
     def build_overrides(self, context: Context) -> dict[str, Any]:
         """This task instance's ``run_task`` overrides (secrets checked against the task definition)."""
-        launch = self.prepare_launch(context, extra_env=self.environment)
-        declared = self.platform_secrets() if launch.secret_env else set()
+        launch, declared = self.checked_launch(context)
         return ecs_overrides(
             launch,
             container_name=self.genius_container,
@@ -173,35 +163,28 @@ class GeniusEcsOperator(GeniusContainerMixin, EcsRunTaskOperator):
         )
 
     def execute(self, context: Context) -> Any:
+        """``EcsRunTaskOperator.execute`` (reattach or start, then wait here or defer), then the run
+        record decides."""
         self.overrides = self.build_overrides(context)  # refused before anything is started
         self.container_name = self.genius_container  # also names the log stream; no lookup sleeps
-        self.ecs_failure: str | None = None
-        try:
-            super().execute(context)
-        except AirflowException as exc:
-            failure = _first_line(exc, self.arn)
-            return self.finish_remote(context, failure=failure, log_tail=self.cloudwatch_tail)
-        return self.finish_remote(context, failure=self.ecs_failure, log_tail=self.cloudwatch_tail)
-
-    def defer(self, *, trigger: BaseTrigger, **kwargs: Any) -> Any:
-        """The official operator defers with ``TaskDoneTrigger``; ours adds ``on_kill`` to it."""
-        from airflow.providers.amazon.aws.triggers.ecs import TaskDoneTrigger
-
-        from airflow_genius.triggers.ecs import GeniusEcsTaskDoneTrigger
-
-        if type(trigger) is TaskDoneTrigger:
-            trigger = GeniusEcsTaskDoneTrigger(**trigger.serialize()[1])
-        return super().defer(trigger=trigger, **kwargs)
+        failure = self.ecs_verdict(super().execute, context)
+        return self.finish_remote(context, failure=failure, log_tail=self.cloudwatch_tail)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         """Back from the triggerer: the ECS verdict plus the run record decide."""
-        self.ecs_failure = None
+        self.arn = self.arn or (event or {}).get("task_arn")
+        failure = self.ecs_verdict(super().execute_complete, context, event)
+        return self.finish_remote(context, failure=failure, log_tail=self.cloudwatch_tail)
+
+    def ecs_verdict(self, step: Callable[..., object], *args: Any) -> str | None:
+        """Run a step of ``EcsRunTaskOperator``; return what ECS says went wrong (None: the genius
+        container exited 0) for :meth:`finish_remote` to combine with the run record."""
+        self.ecs_failure: str | None = None
         try:
-            super().execute_complete(context, event)
+            step(*args)
         except AirflowException as exc:
-            failure = _first_line(exc, (event or {}).get("task_arn"))
-            return self.finish_remote(context, failure=failure, log_tail=self.cloudwatch_tail)
-        return self.finish_remote(context, failure=self.ecs_failure, log_tail=self.cloudwatch_tail)
+            return _first_line(exc, self.arn)
+        return self.ecs_failure
 
     def genius_remote_job_id(self) -> str | None:
         return self.arn

@@ -146,22 +146,7 @@ class GeniusEcsServiceOperator(GeniusServiceMixin, GeniusEcsOperator):
 
     # ------------------------------------------------------------------ start
     def execute(self, context: Context) -> dict[str, Any]:
-        self.overrides = self.build_overrides(context)  # the job runner's, with the service section
-        self.container_name = self.genius_container  # names the log stream
-        self.genius_stopped = False
-        who = identity_from_context(context)
-        # The provider's reattach and start (what EcsRunTaskOperator.execute does before it waits).
-        # Deterministic even without reattach: the stop operator finds the task by it.
-        started_by = ecs_started_by(who["dag_id"], who["task_id"], who["run_id"], who["map_index"])
-        if self.reattach:
-            self.log.info("Try to find run with startedBy=%r", started_by)
-            compat.ecs_reattach(self, started_by)
-        try_number = who["try_number"]
-        if self.arn:
-            spec = launched_spec(self.describe_task(), self.genius_container)
-            try_number = spec.run.try_number if spec is not None else try_number  # that try's record
-        else:
-            compat.ecs_start_task(self, started_by)
+        try_number = self.launch(context)
         if self.do_xcom_push:
             context["ti"].xcom_push(key="ecs_task_arn", value=self.arn)
         if compat.ecs_logs_enabled(self):
@@ -181,6 +166,28 @@ class GeniusEcsServiceOperator(GeniusServiceMixin, GeniusEcsOperator):
         finally:
             self.stop_log_fetcher()
         return {**published, "ecs_task_arn": self.arn}
+
+    def launch(self, context: Context) -> int:
+        """Start this task instance's ECS task, or (``reattach``) find the one an earlier try left
+        running; sets ``self.arn`` and returns the try whose run record tells when the service is ready.
+
+        The provider's reattach and start (what ``EcsRunTaskOperator.execute`` does before it waits),
+        with its deterministic ``startedBy`` even without reattach: the stop operator finds the task by
+        it.
+        """
+        self.overrides = self.build_overrides(context)  # the job runner's, with the service section
+        self.container_name = self.genius_container  # names the log stream
+        self.genius_stopped = False
+        who = identity_from_context(context)
+        started_by = ecs_started_by(who["dag_id"], who["task_id"], who["run_id"], who["map_index"])
+        if self.reattach:
+            self.log.info("Try to find run with startedBy=%r", started_by)
+            compat.ecs_reattach(self, started_by)
+        if not self.arn:
+            compat.ecs_start_task(self, started_by)
+            return int(who["try_number"])
+        spec = launched_spec(self.describe_task(), self.genius_container)
+        return spec.run.try_number if spec is not None else int(who["try_number"])  # that try's record
 
     def describe_task(self) -> dict[str, Any]:
         """The ECS task this try started or reattached to ({} when ECS no longer knows it)."""

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -153,6 +154,31 @@ def test_deferred_kill_terminates_the_job_from_the_trigger(batch_rig: dict[str, 
         timeout=60,
     )
     rig.wait_until("podman to drop the container", lambda: not rig.containers_named(name, running_only=False))
+
+
+class _Ti(SimpleNamespace):
+    """What the operator reads from ``context["ti"]`` (identity) and writes (the provider's links)."""
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        return None
+
+
+def test_a_given_job_name_is_the_jobs_name(batch_rig: dict[str, str], redis_url: str) -> None:
+    """``job_name`` means the Batch job name, as in ``BatchOperator``: one given is used as it is (left
+    out, it is derived from the task instance: the DAG tests above)."""
+    from airflow_genius.operators.batch import GeniusBatchOperator
+
+    name, run_id = rig.unique("etl-named"), uuid.uuid4().hex
+    op = GeniusBatchOperator(
+        task_id="say", task_class="airflow_genius.examples.tasks:Echo", method="say", method_args=["hi"],
+        state_uri=f"{redis_url}?prefix={rig.unique('g')}", environment=rig.CONTAINER_ENV, aws_conn_id=None,
+        region_name=rig.REGION, job_queue=batch_rig["queue"], job_definition=batch_rig["jobdef"],
+        job_name=name, poll_interval=1,
+    )  # fmt: skip
+    context: Any = {"ti": _Ti(dag_id="named", task_id="say", run_id=run_id, map_index=-1, try_number=1)}
+    assert op.execute(context) == "hi"
+    assert [job["status"] for job in rig.batch_jobs(batch_rig["queue"], name)] == ["SUCCEEDED"]
+    assert rig.batch_jobs(batch_rig["queue"], deterministic_name("named", "say", run_id)) == []
 
 
 def airflow_cli(env: dict[str, str], *args: str) -> subprocess.Popen[str]:

@@ -276,9 +276,7 @@ def test_a_later_try_reattaches_and_reads_the_record_of_the_try_that_started_it(
 
     # try 1 starts the ECS task and its worker dies before it saw the service ready
     first, context = operator(1)
-    first.overrides = first.build_overrides(context)
-    first._started_by = ecs_started_by(dag_id, "start", run_id)
-    first._start_task()
+    assert first.launch(context) == 1  # nothing to reattach to: it started the task
     # try 3 (the scheduler's retry) reattaches to it, and the record of try 1 says when it is ready
     second, context = operator(3)
     published = second.execute(context)

@@ -139,22 +139,36 @@ def test_operators_are_thin_subclasses_with_genius_kinds() -> None:
     assert bolt.awslogs_enabled is True
 
 
-def test_ecs_defers_with_the_trigger_that_has_on_kill() -> None:
+def _provider_triggers() -> list[tuple[object, object, type]]:
+    """(genius operator, the provider's trigger it defers with, the genius subclass that adds on_kill)."""
+    from airflow.providers.amazon.aws.triggers.batch import BatchJobTrigger
     from airflow.providers.amazon.aws.triggers.ecs import TaskDoneTrigger
-    from airflow.sdk.exceptions import TaskDeferred
 
+    from airflow_genius.triggers.batch import GeniusBatchJobTrigger
     from airflow_genius.triggers.ecs import GeniusEcsTaskDoneTrigger
 
-    op = ecs.GeniusEcsOperator(
-        task_id="e", cluster="c", task_definition="td", container_name="genius", task_class="m:T", method="go"
-    )
-    provider_trigger = TaskDoneTrigger(cluster="c", task_arn="arn:t", waiter_delay=1, waiter_max_attempts=2,
-                                       aws_conn_id=None, log_group="g", log_stream="s")  # fmt: skip
+    args = {"task_class": "m:T", "method": "go"}
+    return [
+        (batch.GeniusBatchOperator(task_id="b", job_queue="q", job_definition="jd", **args),
+         BatchJobTrigger(job_id="j", waiter_delay=1, waiter_max_attempts=2, aws_conn_id=None, region_name="r"),
+         GeniusBatchJobTrigger),
+        (ecs.GeniusEcsOperator(task_id="e", cluster="c", task_definition="td", container_name="genius", **args),
+         TaskDoneTrigger(cluster="c", task_arn="arn:t", waiter_delay=1, waiter_max_attempts=2, aws_conn_id=None,
+                         log_group="g", log_stream="s"),
+         GeniusEcsTaskDoneTrigger),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("index", [0, 1], ids=["batch", "ecs"])
+def test_the_provider_defers_with_the_genius_trigger_that_has_on_kill(index: int) -> None:
+    from airflow.sdk.exceptions import TaskDeferred
+
+    op, provider_trigger, genius_trigger = _provider_triggers()[index]
     with pytest.raises(TaskDeferred) as deferred:
-        op.defer(trigger=provider_trigger, method_name="execute_complete")
+        op.defer(trigger=provider_trigger, method_name="execute_complete")  # type: ignore[attr-defined]
     trigger = deferred.value.trigger
-    assert type(trigger) is GeniusEcsTaskDoneTrigger
-    assert trigger.serialize()[1] == provider_trigger.serialize()[1]
+    assert type(trigger) is genius_trigger
+    assert trigger.serialize()[1] == provider_trigger.serialize()[1]  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("module", [aws_common, batch, ecs, ecs_service])

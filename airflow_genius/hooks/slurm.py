@@ -1,15 +1,15 @@
 """Slurm over SSH, on top of the ssh provider's :class:`~airflow.providers.ssh.hooks.ssh.SSHHook`.
 
-One SSH connection per hook, reused for every command (submit, poll, cancel). Commands and parsing
-live in :mod:`airflow_genius.hooks.slurm_protocol`; the deferrable trigger speaks the same protocol
-over ``SSHHookAsync``.
+One SSH connection per hook, reused for every command (submit, poll, cancel). Commands, parsing and
+the step of every wait loop live in :mod:`airflow_genius.core.slurm_protocol`; the deferrable trigger
+speaks the same protocol over ``SSHHookAsync``.
 
 .. code-block:: python
 
     hook = SlurmHook(ssh_conn_id="hpc_login")
-    job_id = hook.submit(script, work_dir="/home/me/.genius/slurm/job1")
-    poll = hook.poll(job_id, output_path=".../slurm-1234.out", offset=0)
-    poll.verdict.state, poll.output          # 'RUNNING', b'first lines of output\\n'
+    job_id = hook.submit(script, work_dir="/home/me/.genius/slurm/job1", files={"spec.json": spec})
+    hook.poll(job_id).verdict.state          # 'RUNNING'
+    event = hook.wait(job_id, output_path=".../slurm-1234.out", log=log)   # output lines go to log
     hook.cancel(job_id)                      # idempotent
 """
 
@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import shlex
 import time
+from collections.abc import Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
 
-from airflow_genius.hooks import slurm_protocol as protocol
+from airflow_genius.core import slurm_protocol as protocol
 
 if TYPE_CHECKING:
     import paramiko
@@ -52,6 +53,7 @@ class SlurmHook(BaseHook):
         self.ssh_conn_id = ssh_conn_id
         self.command_timeout = command_timeout
         self._client: paramiko.SSHClient | None = None
+        self._home: str | None = None
 
     @cached_property
     def ssh_hook(self) -> SSHHook:
@@ -100,70 +102,80 @@ class SlurmHook(BaseHook):
 
     def write_file(self, path: str, data: bytes) -> None:
         """Create ``path`` (and its folder) with mode 0600; the content travels on stdin."""
-        self.run(protocol.write_file_command(path), stdin=data)
+        folder, _, name = path.rpartition("/")
+        self.run(protocol.write_files_command(folder or "/", [(name, len(data))]), stdin=data)
 
     def resolve_path(self, path: str) -> str:
-        """An absolute path on the login node (``~`` and relative paths resolved against $HOME)."""
+        """An absolute path on the login node (``~`` and relative paths resolved against $HOME, which
+        :meth:`find_live_job` has already read if it ran on this connection)."""
         if path.startswith("/"):
             return path
         relative = path[2:] if path.startswith("~/") else ("" if path == "~" else path)
-        _, out, _ = self.run('printf %s "$HOME"')
-        home = out.decode().strip() or "/"
-        return f"{home.rstrip('/')}/{relative}".rstrip("/")
+        if self._home is None:
+            _, out, _ = self.run('printf %s "$HOME"')
+            self._home = out.decode().strip() or "/"
+        return f"{self._home.rstrip('/')}/{relative}".rstrip("/")
 
     # ------------------------------------------------------------------ Slurm
-    def submit(self, script: str, *, work_dir: str) -> str:
-        """``sbatch --parsable`` with the script on stdin, from ``work_dir``; returns the job id."""
-        _, out, _ = self.run(protocol.submit_command(work_dir), stdin=script.encode(), what="sbatch")
+    def submit(self, script: str, *, work_dir: str, files: Mapping[str, bytes] | None = None) -> str:
+        """``sbatch --parsable`` with the script on stdin, from ``work_dir`` (created if missing); returns
+        the job id. ``files`` (name → content: the spec, the secret file) are written into ``work_dir``
+        with mode 0600 first, in the same round trip, their content on stdin too."""
+        files = dict(files or {})
+        command = protocol.submit_command(work_dir, [(name, len(data)) for name, data in files.items()])
+        stdin = b"".join(files.values()) + script.encode()
+        _, out, _ = self.run(command, stdin=stdin, what="sbatch")
         return protocol.parse_job_id(out.decode())
 
     def find_live_job(self, job_name: str) -> tuple[str, str] | None:
         """The newest queued/running job of ours called ``job_name`` as ``(id, state)``, or None."""
         _, out, _ = self.run(protocol.find_live_job_command(job_name))
-        jobs = protocol.parse_live_jobs(out.decode(errors="replace"))
+        home, jobs = protocol.parse_live_jobs(out.decode(errors="replace"))
+        self._home = self._home or home or None
         return jobs[-1] if jobs else None
 
-    def poll(self, job_id: str, *, output_path: str | None = None, offset: int = 0) -> protocol.Poll:
-        """State of the job and new output bytes (see :func:`~.slurm_protocol.poll_command`)."""
-        _, out, _ = self.run(protocol.poll_command(job_id, output_path, offset), check=False)
-        return protocol.parse_poll(out, offset=offset, job_id=job_id)
+    def poll(self, job_id: str) -> protocol.Poll:
+        """What Slurm says of the job now (one round trip; ``.verdict.state``, ``.verdict.finished``…)."""
+        _, out, _ = self.run(protocol.poll_command(job_id), check=False)
+        return protocol.parse_poll(out, offset=0, job_id=job_id)
+
+    def follow(self, watch: protocol.Watch, *, log: Any = None) -> protocol.Step:
+        """One poll of a wait (one round trip, then :func:`~airflow_genius.core.slurm_protocol.advance`);
+        the job's new output lines go to ``log``."""
+        _, out, _ = self.run(watch.command(), check=False)
+        step = protocol.advance(watch, out, time.monotonic())
+        if log is not None:
+            step.log_to(log)
+        return step
 
     def wait(
         self,
         job_id: str,
         *,
         output_path: str | None = None,
+        end_mark: str | None = None,
         poll_interval: float = 10.0,
         lost_after: float = 120.0,
         pending_timeout: float | None = None,
         log: Any = None,
     ) -> dict[str, Any]:
         """Poll until the job ends, logging its output lines; returns the same event dict as the
-        deferrable trigger (see :class:`~.slurm_protocol.JobWatch`)."""
-        watch = protocol.JobWatch(job_id, lost_after=lost_after, pending_timeout=pending_timeout)
-        offset = 0
-        for delay in protocol.poll_delays(poll_interval):
-            poll = self.poll(job_id, output_path=output_path, offset=offset)
-            offset = self._log_output(job_id, poll, log)
-            event = watch.observe(poll.verdict, time.monotonic())
-            if event is not None:
-                break
-            time.sleep(delay)
-        assert event is not None  # poll_delays never ends: the loop only leaves through the break
-        for _ in range(64):  # what the job wrote after the last poll
-            _, out, _ = self.run(protocol.poll_command(job_id, output_path, offset), check=False)
-            poll = protocol.parse_poll(out, offset=offset, final_read=True)
-            if not poll.output:
-                break
-            offset = self._log_output(job_id, poll, log)
-        return {**event, "log_offset": offset}
-
-    @staticmethod
-    def _log_output(job_id: str, poll: protocol.Poll, log: Any) -> int:
-        if log is not None:
-            for line in poll.output.decode(errors="replace").splitlines():
-                log.info("[slurm %s] %s", job_id, line)
-        return poll.offset
+        deferrable trigger (see :func:`~airflow_genius.core.slurm_protocol.job_event`). ``end_mark``: the
+        file the job's script touches on exit (see :class:`~airflow_genius.core.slurm_protocol.Watch`)."""
+        watch = protocol.Watch(
+            job_id,
+            output_path=output_path,
+            end_mark=end_mark,
+            poll_interval=poll_interval,
+            lost_after=lost_after,
+            pending_timeout=pending_timeout,
+        )
+        while True:
+            step = self.follow(watch, log=log)
+            if step.event is not None:
+                return step.event
+            watch = step.watch
+            time.sleep(watch.delay)
 
     def cancel(self, job_id: str) -> None:
         """``scancel`` the job; a job that already ended is fine."""
@@ -175,7 +187,7 @@ class SlurmHook(BaseHook):
 
     def stop_by_name(self, job_name: str, *, signal: str = "TERM") -> None:
         """Send ``signal`` to every running job of ours called ``job_name`` (batch shell and children) and
-        cancel the queued ones (see :func:`~.slurm_protocol.stop_by_name_command`)."""
+        cancel the queued ones (see :func:`~airflow_genius.core.slurm_protocol.stop_by_name_command`)."""
         self.run(protocol.stop_by_name_command(job_name, signal), check=False)
 
     def node_address(self, job_id: str) -> str:

@@ -72,7 +72,16 @@ class SlurmJob:
     @property
     def output_path(self) -> str:
         """The job's output file (stdout and stderr), as ``render_sbatch_script`` names it."""
-        return f"{self.job_dir}/slurm-{self.job_id}.out"
+        from airflow_genius.core.slurm_protocol import OUTPUT_FILE
+
+        return f"{self.job_dir}/{OUTPUT_FILE.format(job_id=self.job_id)}"
+
+    @property
+    def end_mark(self) -> str:
+        """The file the job's script touches when it exits (what a waiting poll watches for)."""
+        from airflow_genius.core.slurm_protocol import END_MARK_FILE
+
+        return f"{self.job_dir}/{END_MARK_FILE.format(job_id=self.job_id)}"
 
 
 class SlurmJobMixin(BaseOperator):
@@ -88,13 +97,32 @@ class SlurmJobMixin(BaseOperator):
     deferrable: bool
     job_id: str | None = None
 
+    def configure_job(
+        self,
+        *,
+        ssh_conn_id: str,
+        remote_base_dir: str,
+        poll_interval: float,
+        lost_after: float,
+        pending_timeout: float | None = None,
+        deferrable: bool = False,
+    ) -> None:
+        """Keep the settings the methods below read (an operator's ``__init__`` calls this once)."""
+        self.ssh_conn_id = ssh_conn_id
+        self.remote_base_dir = remote_base_dir
+        self.poll_interval = poll_interval
+        self.lost_after = lost_after
+        self.pending_timeout = pending_timeout
+        self.deferrable = deferrable
+        self.job_id = None
+
     def slurm_hook(self) -> SlurmHook:
         from airflow_genius.hooks.slurm import SlurmHook
 
         return SlurmHook(self.ssh_conn_id)
 
     def job_name_for(self, context: Context) -> str:
-        from airflow_genius.hooks.slurm_protocol import job_name
+        from airflow_genius.core.slurm_protocol import job_name
 
         who = identity_from_context(context)
         return job_name(who["dag_id"], who["task_id"], who["run_id"], who["map_index"])
@@ -104,7 +132,7 @@ class SlurmJobMixin(BaseOperator):
     ) -> str | None:
         """A job an earlier try of this task instance left queued or running (or finished
         successfully, when Airflow's task_state_store remembers it and not ``live_only``), else None."""
-        from airflow_genius.hooks.slurm_protocol import check_job_id
+        from airflow_genius.core.slurm_protocol import check_job_id
 
         stored = task_state_get(context, JOB_ID_KEY)
         if stored:
@@ -124,20 +152,22 @@ class SlurmJobMixin(BaseOperator):
         self,
         context: Context,
         hook: SlurmHook,
-        prepare: Callable[[str, str], str],
+        prepare: Callable[[str, str], tuple[str, dict[str, bytes]]],
         *,
         what: str,
         live_only: bool = False,
     ) -> SlurmJob:
         """This task instance's job: the one an earlier try left (see :meth:`find_previous_job`), else a
-        new one — ``prepare(job name, job folder)`` writes the job's files and returns its sbatch script.
-        ``what`` names the job in the log."""
+        new one — ``prepare(job name, job folder)`` returns its sbatch script and the files to write
+        beside it (name → content), submitted together in one round trip. ``what`` names the job in
+        the log."""
         name = self.job_name_for(context)
-        job_dir = self.job_dir_for(hook, name)
         job_id = self.find_previous_job(hook, context, name, live_only=live_only)
+        job_dir = self.job_dir_for(hook, name)  # after the look-up, which also read $HOME
         reattached = job_id is not None
         if job_id is None:
-            job_id = hook.submit(prepare(name, job_dir), work_dir=job_dir)
+            script, files = prepare(name, job_dir)
+            job_id = hook.submit(script, work_dir=job_dir, files=files)
             self.log.info("submitted Slurm job %s (%s) for %s", job_id, name, what)
         self.remember_job(context, job_id)
         return SlurmJob(job_id=job_id, name=name, job_dir=job_dir, reattached=reattached)
@@ -158,9 +188,7 @@ class SlurmJobMixin(BaseOperator):
         self.job_id = job_id
         task_state_set(context, JOB_ID_KEY, job_id)
 
-    def wait_for_job(
-        self, context: Context, hook: SlurmHook, job_id: str, output_path: str
-    ) -> dict[str, Any]:
+    def wait_for_job(self, hook: SlurmHook, job: SlurmJob) -> dict[str, Any]:
         """Wait for the job to end (deferred to the triggerer when ``deferrable``), tailing its output."""
         if self.deferrable:
             from airflow_genius.triggers.slurm import GeniusSlurmTrigger
@@ -168,8 +196,9 @@ class SlurmJobMixin(BaseOperator):
             self.defer(
                 trigger=GeniusSlurmTrigger(
                     ssh_conn_id=self.ssh_conn_id,
-                    job_id=job_id,
-                    output_path=output_path,
+                    job_id=job.job_id,
+                    output_path=job.output_path,
+                    end_mark=job.end_mark,
                     poll_interval=self.poll_interval,
                     lost_after=self.lost_after,
                     pending_timeout=self.pending_timeout,
@@ -178,8 +207,9 @@ class SlurmJobMixin(BaseOperator):
                 method_name="execute_complete",
             )
         return hook.wait(
-            job_id,
-            output_path=output_path,
+            job.job_id,
+            output_path=job.output_path,
+            end_mark=job.end_mark,
             poll_interval=self.poll_interval,
             lost_after=self.lost_after,
             pending_timeout=self.pending_timeout,
@@ -250,7 +280,10 @@ class GeniusSlurmOperator(SlurmJobMixin, GeniusOperatorMixin):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.ssh_conn_id = ssh_conn_id
+        self.configure_job(
+            ssh_conn_id=ssh_conn_id, remote_base_dir=remote_base_dir, poll_interval=poll_interval,
+            lost_after=lost_after, pending_timeout=pending_timeout, deferrable=deferrable,
+        )  # fmt: skip
         self.sbatch_options: dict[str, Any] = {
             "partition": partition, "time": time, "nodes": nodes, "ntasks": ntasks,
             "cpus_per_task": cpus_per_task, "mem": mem, "gpus": gpus, "account": account, "qos": qos,
@@ -259,12 +292,6 @@ class GeniusSlurmOperator(SlurmJobMixin, GeniusOperatorMixin):
             "genius_command": genius_command, "container": container,
         }  # fmt: skip
         self.env: dict[str, str] = dict(env or {})
-        self.remote_base_dir = remote_base_dir
-        self.deferrable = deferrable
-        self.poll_interval = poll_interval
-        self.lost_after = lost_after
-        self.pending_timeout = pending_timeout
-        self.job_id: str | None = None
 
     def genius_remote_job_id(self) -> str | None:
         return self.job_id
@@ -280,7 +307,7 @@ class GeniusSlurmOperator(SlurmJobMixin, GeniusOperatorMixin):
         options = self.job_options(context)  # validated before anything reaches the cluster
         with self.slurm_hook() as hook:
             job = self.launch_genius_job(context, hook, spec, options, target)
-            event = self.wait_for_job(context, hook, job.job_id, job.output_path)
+            event = self.wait_for_job(hook, job)
         return self.execute_complete(context, event)
 
     def launch_genius_job(
@@ -304,13 +331,12 @@ class GeniusSlurmOperator(SlurmJobMixin, GeniusOperatorMixin):
             secret_file_content,
         )
 
-        def prepare(name: str, job_dir: str) -> str:
+        def prepare(name: str, job_dir: str) -> tuple[str, dict[str, bytes]]:
             body = genius_body(job_dir, options)
             if spec.service is not None:
                 body[-1] = f"exec {body[-1]}"
-            hook.write_file(f"{job_dir}/{SPEC_FILE}", spec.to_json().encode())
-            hook.write_file(f"{job_dir}/{SECRET_FILE}", secret_file_content(target.secret_env))
-            return render_sbatch_script(job_name=name, job_dir=job_dir, options=options, body=body)
+            files = {SPEC_FILE: spec.to_json().encode(), SECRET_FILE: secret_file_content(target.secret_env)}
+            return render_sbatch_script(job_name=name, job_dir=job_dir, options=options, body=body), files
 
         what = f"{spec.task.class_path}.{spec.task.method}"
         return self.submit_or_reattach(context, hook, prepare, what=what, live_only=live_only)

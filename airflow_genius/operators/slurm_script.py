@@ -355,22 +355,29 @@ def render_sbatch_script(
 ) -> str:
     """The whole sbatch script: directives, environment, the secret file, setup, then ``body``.
 
-    Output goes to ``<job_dir>/slurm-<jobid>.out`` (stdout and stderr together, appended on requeue).
+    Output goes to ``<job_dir>/slurm-<jobid>.out`` (stdout and stderr together, appended on requeue);
+    when the script exits it touches ``<job_dir>/slurm-<jobid>.end``, the mark a waiting poll watches
+    for (see :func:`~airflow_genius.core.slurm_protocol.poll_command`).
     """
+    from airflow_genius.core.slurm_protocol import END_MARK_FILE, OUTPUT_FILE
+
     _check_value("job name", job_name)
     if "\n" in job_dir or not job_dir.startswith("/"):
         raise SlurmOptionError(f"job folder {job_dir!r} must be an absolute path on one line")
     directives = [
         f"--job-name={job_name}",
-        f"--output={_directive_path(job_dir)}/slurm-%j.out",
+        f"--output={_directive_path(job_dir)}/{OUTPUT_FILE.format(job_id='%j')}",
         "--open-mode=append",
         *options.directives(),
     ]
     secret = f"{job_dir}/{SECRET_FILE}"
+    end_mark = shlex.quote(f"{job_dir}/") + END_MARK_FILE.format(job_id='"${SLURM_JOB_ID:-}"')
     lines = [
         "#!/bin/bash",
         *(f"#SBATCH {directive}" for directive in directives),
         "set -euo pipefail",
+        # the end mark: the poll waiting on the login node sees the job end at once (its exit status stays)
+        f"trap {shlex.quote(f'touch -- {end_mark} 2>/dev/null || true')} EXIT",
         f"cd {shlex.quote(job_dir)}",
         *options.exports(extra_env),
         # Secrets arrive in a 0600 file next to the spec; `set -a` exports what it defines.

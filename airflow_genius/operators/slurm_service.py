@@ -76,8 +76,8 @@ from airflow_genius.operators.slurm_script import SlurmJobOptions
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from airflow_genius.core.slurm_protocol import JobVerdict
     from airflow_genius.hooks.slurm import SlurmHook
-    from airflow_genius.hooks.slurm_protocol import JobVerdict
 
 _ONE_NODE = re.compile(r"[A-Za-z0-9._-]+")
 
@@ -95,25 +95,21 @@ class SlurmServiceJob:
     """
 
     def __init__(self, hook: SlurmHook, job: SlurmJob, *, lost_after: float, log: Any) -> None:
-        from airflow_genius.hooks.slurm_protocol import JobWatch
+        from airflow_genius.core.slurm_protocol import Watch
 
         self.hook = hook
         self.job = job
         self.log = log
         self.verdict: JobVerdict | None = None
         self.ended: str | None = None
-        self._watch = JobWatch(job.job_id, lost_after=lost_after)
-        self._offset = 0
+        self._watch = Watch(job.job_id, output_path=job.output_path, lost_after=lost_after)
         self._address = ""
 
     def running(self) -> bool:
         """True while the job is queued or running (or briefly unaccounted for, see ``lost_after``)."""
-        poll = self.hook.poll(self.job.job_id, output_path=self.job.output_path, offset=self._offset)
-        for line in poll.output.decode(errors="replace").splitlines():
-            self.log.info("[slurm %s] %s", self.job.job_id, line)
-        self._offset = poll.offset
-        self.verdict = poll.verdict
-        event = self._watch.observe(poll.verdict, time.monotonic())
+        step = self.hook.follow(self._watch, log=self.log)
+        self._watch, self.verdict = step.watch, step.verdict
+        event = step.event
         if event is None:
             return True
         self.ended = str(event["reason"] or event["state"])
@@ -252,7 +248,10 @@ class SlurmServiceOperator(SlurmJobMixin, BaseOperator):
                 stacklevel=2,
             )
             start_timeout = startup_timeout
-        self.ssh_conn_id = ssh_conn_id
+        self.configure_job(
+            ssh_conn_id=ssh_conn_id, remote_base_dir=remote_base_dir, poll_interval=poll_interval,
+            lost_after=lost_after,
+        )  # fmt: skip
         self.command = command
         self.service_port = int(service_port)
         self.service_name = service_name or self.task_id
@@ -260,12 +259,6 @@ class SlurmServiceOperator(SlurmJobMixin, BaseOperator):
         self.ready_timeout = float(ready_timeout)
         self.start_timeout = float(start_timeout)
         self.options = options or SlurmJobOptions()
-        self.remote_base_dir = remote_base_dir
-        self.poll_interval = poll_interval
-        self.lost_after = lost_after
-        self.deferrable = False
-        self.pending_timeout = None
-        self.job_id: str | None = None
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_genius.operators.slurm_script import render_sbatch_script
@@ -273,12 +266,11 @@ class SlurmServiceOperator(SlurmJobMixin, BaseOperator):
         body = [self.command] if isinstance(self.command, str) else list(self.command)
         with self.slurm_hook() as hook:
 
-            def prepare(name: str, job_dir: str) -> str:
-                hook.run(f"mkdir -p {shlex.quote(job_dir)}")  # sbatch writes the output file there
+            def prepare(name: str, job_dir: str) -> tuple[str, dict[str, bytes]]:
                 return render_sbatch_script(
                     job_name=name, job_dir=job_dir, options=self.options, body=body,
                     extra_env={"SERVICE_NAME": self.service_name, "SERVICE_PORT": str(self.service_port)},
-                )  # fmt: skip
+                ), {}  # fmt: skip
 
             # a retry finds the service an earlier try left up; a finished one is not reused
             job = self.submit_or_reattach(
@@ -296,7 +288,7 @@ class SlurmServiceOperator(SlurmJobMixin, BaseOperator):
 
     def _wait_until_serving(self, hook: SlurmHook, watch: SlurmServiceJob) -> str:
         """The job's address once it runs and answers ``health_path`` from the login node."""
-        from airflow_genius.hooks.slurm_protocol import poll_delays
+        from airflow_genius.core.slurm_protocol import poll_delays
 
         deadline = time.monotonic() + self.start_timeout + self.ready_timeout
         for delay in poll_delays(self.poll_interval):
@@ -359,7 +351,7 @@ class GeniusSlurmServiceStopOperator(SlurmJobMixin, BaseOperator):
         poll_interval: float = 2.0,
         **kwargs: Any,
     ) -> None:
-        from airflow_genius.hooks.slurm_protocol import stop_by_name_command
+        from airflow_genius.core.slurm_protocol import stop_by_name_command
 
         super().__init__(**kwargs)
         stop_by_name_command("x", signal)  # a bad signal fails when the DAG is parsed
@@ -370,7 +362,7 @@ class GeniusSlurmServiceStopOperator(SlurmJobMixin, BaseOperator):
         self.poll_interval = poll_interval
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_genius.hooks.slurm_protocol import job_name, poll_delays
+        from airflow_genius.core.slurm_protocol import job_name, poll_delays
 
         ti = context["ti"]
         name = job_name(ti.dag_id, self.service, ti.run_id)

@@ -6,7 +6,7 @@ import doctest
 
 from airflow_genius.core import naming
 from airflow_genius.core.naming import instance_digest, instance_name
-from airflow_genius.hooks.slurm_protocol import job_name
+from airflow_genius.core.slurm_protocol import job_name
 from airflow_genius.operators.aws_common import deterministic_name
 from airflow_genius.operators.docker_request import container_name_for
 from airflow_genius.operators.kubernetes_request import secret_name_for

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from genius_dagtest import dag_test
 
-from airflow_genius.hooks.slurm_protocol import job_name
+from airflow_genius.core.slurm_protocol import job_name
 from airflow_genius.operators.slurm_script import SlurmJobOptions, SlurmOptionError
 from slurm.rig import CONN_ID, GENIUS, sacct_rows
 

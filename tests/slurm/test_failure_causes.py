@@ -9,7 +9,7 @@ import pytest
 from genius_dagtest import dag_test
 
 from airflow_genius.core import RunKey, open_state
-from airflow_genius.hooks.slurm_protocol import job_name
+from airflow_genius.core.slurm_protocol import job_name
 from slurm.rig import TEST_DAGS, sacct_rows, tis_by_id
 
 pytestmark = [pytest.mark.slurm, pytest.mark.airflow, pytest.mark.slow]

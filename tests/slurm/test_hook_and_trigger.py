@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from airflow_genius.hooks import slurm_protocol as protocol
+from airflow_genius.core import slurm_protocol as protocol
 from slurm.rig import sacct_rows
 
 pytestmark = [pytest.mark.slurm]
@@ -47,6 +47,27 @@ def test_submit_wait_and_tail_output(slurm_hook, tmp_path: Path, caplog: pytest.
     assert logged == [f"[slurm {job}] line 1", f"[slurm {job}] line 2", f"[slurm {job}] line 3",
                       f"[slurm {job}] no newline"]  # fmt: skip
     assert event["log_offset"] == len(b"line 1\nline 2\nline 3\nno newline")
+
+
+def test_the_end_mark_of_a_genius_script_ends_the_wait(slurm_hook, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The rendered script touches slurm-<id>.end on exit (keeping its exit status); the waiting poll
+    consumes it and reports the end, with a poll interval far longer than the job."""
+    from airflow_genius.operators.slurm_script import SlurmJobOptions, render_sbatch_script
+
+    script = render_sbatch_script(
+        job_name=f"genius-test-{uuid.uuid4().hex[:8]}", job_dir=str(tmp_path), options=SlurmJobOptions(),
+        body=["echo working", "exit 5"],
+    )  # fmt: skip
+    job = slurm_hook.submit(script, work_dir=str(tmp_path), files={"spec.json": b"{}"})
+    assert (tmp_path / "spec.json").read_bytes() == b"{}"
+    assert stat.S_IMODE((tmp_path / "spec.json").stat().st_mode) == 0o600
+    mark = tmp_path / f"slurm-{job}.end"
+    event = slurm_hook.wait(
+        job, output_path=str(tmp_path / f"slurm-{job}.out"), end_mark=str(mark), poll_interval=600.0
+    )
+    assert (event["state"], event["succeeded"]) == ("FAILED", False) and "exit code 5" in event["reason"]
+    assert event["log_offset"] == len(b"working\n")
+    assert not mark.exists()  # the poll saw it and took it away
 
 
 def test_exit_code_and_cancel_are_reported(slurm_hook) -> None:  # type: ignore[no-untyped-def]
@@ -103,21 +124,25 @@ def run_trigger(trigger, *, stop_after: float | None = None) -> list[dict]:  # t
     return asyncio.run(main())
 
 
-def trigger_for(job: str, output_path: str | None = None):  # type: ignore[no-untyped-def]
+def trigger_for(job: str, output_path: str | None = None, end_mark: str | None = None):  # type: ignore[no-untyped-def]
     from airflow_genius.triggers.slurm import GeniusSlurmTrigger
 
     return GeniusSlurmTrigger(
-        ssh_conn_id="genius_slurm", job_id=job, output_path=output_path, poll_interval=0.2
+        ssh_conn_id="genius_slurm", job_id=job, output_path=output_path, end_mark=end_mark, poll_interval=0.2
     )
 
 
 def test_trigger_tails_the_log_and_fires_once(
     slurm_hook, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:  # type: ignore[no-untyped-def]
-    job = submit(slurm_hook, "echo hello from slurm; sleep 1; echo bye", work_dir=str(tmp_path))
-    trigger = trigger_for(job, f"{tmp_path}/slurm-{job}.out")
+    job = submit(
+        slurm_hook, f"trap 'touch {tmp_path}/slurm-$SLURM_JOB_ID.end' EXIT; echo hello from slurm; sleep 1; echo bye",
+        work_dir=str(tmp_path),
+    )  # fmt: skip
+    trigger = trigger_for(job, f"{tmp_path}/slurm-{job}.out", f"{tmp_path}/slurm-{job}.end")
     classpath, kwargs = trigger.serialize()
     assert classpath == "airflow_genius.triggers.slurm.GeniusSlurmTrigger" and kwargs["job_id"] == job
+    assert kwargs["end_mark"] == f"{tmp_path}/slurm-{job}.end"
     (event,) = run_trigger(trigger)
     assert event["succeeded"] and event["state"] == "COMPLETED"
     logged = "".join(capfd.readouterr())  # the trigger logs through Airflow's structlog

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_genius.hooks import slurm_protocol as protocol
+from airflow_genius.core import slurm_protocol as protocol
 
 
 def sacct(state: str, exit_code: str = "0:0", reason: str = "None", job: str = "7") -> str:
@@ -48,6 +48,13 @@ def test_state_is_compared_by_its_first_word_never_by_prefix() -> None:
     assert protocol.verdict(squeue_line="", sacct_line=sacct("CANCELLED by 1000")).state == "CANCELLED"
 
 
+def test_a_completing_job_is_done_once_sacct_has_its_end() -> None:
+    done = protocol.verdict(squeue_line="COMPLETING|None|n\n", sacct_line=sacct("FAILED", "2:0"))
+    assert (done.state, done.finished, done.succeeded) == ("FAILED", True, False)
+    assert not protocol.verdict(squeue_line="COMPLETING|None|n\n", sacct_line=sacct("RUNNING")).finished
+    assert not protocol.verdict(squeue_line="COMPLETING|None|n\n", sacct_line="").finished
+
+
 def test_squeue_wins_over_sacct() -> None:
     verdict = protocol.verdict(squeue_line="RUNNING|None|node1\n", sacct_line=sacct("FAILED", "1:0"))
     assert (verdict.state, verdict.finished, verdict.node) == ("RUNNING", False, "node1")
@@ -55,34 +62,93 @@ def test_squeue_wins_over_sacct() -> None:
     assert (pending.state, pending.reason) == ("PENDING", "Resources")
 
 
+def answer(squeue: str = "", sacct: str = "", output: bytes = b"") -> bytes:
+    """What :func:`protocol.poll_command` prints: squeue's line, sacct's row, the new output bytes."""
+    return f"{squeue}\n\n@@genius-slurm@@\n{sacct}\n@@genius-slurm@@\n".encode() + output
+
+
 def test_missing_job_waits_the_accounting_lag_then_is_lost() -> None:
-    watch = protocol.JobWatch("9", lost_after=30)
-    missing = protocol.verdict(squeue_line="", sacct_line="")
-    assert missing.missing
-    assert watch.observe(missing, now=100.0) is None
-    assert watch.observe(missing, now=129.0) is None
-    lost = watch.observe(missing, now=130.0)
-    assert lost is not None and lost["state"] == "LOST" and not lost["succeeded"]
+    watch = protocol.Watch("9", lost_after=30)
+    first = protocol.advance(watch, answer(), now=100.0)
+    assert first.verdict.missing and first.event is None
+    assert protocol.advance(first.watch, answer(), now=129.0).event is None
+    lost = protocol.advance(protocol.advance(first.watch, answer(), now=129.0).watch, answer(), now=130.0)
+    assert lost.event is not None and lost.event["state"] == "LOST" and not lost.event["succeeded"]
 
 
 def test_missing_clock_restarts_when_the_job_shows_up_again() -> None:
-    watch = protocol.JobWatch("9", lost_after=30)
-    missing = protocol.verdict(squeue_line="", sacct_line="")
-    running = protocol.verdict(squeue_line="RUNNING|None|n\n", sacct_line="")
-    assert watch.observe(missing, now=0.0) is None
-    assert watch.observe(running, now=20.0) is None
-    assert watch.observe(missing, now=40.0) is None
-    assert watch.observe(missing, now=69.0) is None
+    watch = protocol.Watch("9", lost_after=30)
+    for now, squeue in [(0.0, ""), (20.0, "RUNNING|None|n"), (40.0, ""), (69.0, "")]:
+        step = protocol.advance(watch, answer(squeue), now=now)
+        assert step.event is None, now
+        watch = step.watch
 
 
 def test_pending_timeout_cancels() -> None:
-    watch = protocol.JobWatch("9", pending_timeout=60)
-    pending = protocol.verdict(squeue_line="PENDING|Priority|\n", sacct_line="")
-    assert watch.observe(pending, now=0.0) is None
-    event = watch.observe(pending, now=61.0)
+    pending = answer("PENDING|Priority|")
+    first = protocol.advance(protocol.Watch("9", pending_timeout=60), pending, now=0.0)
+    assert first.event is None
+    event = protocol.advance(first.watch, pending, now=61.0).event
     assert event is not None and event["cancel"] and "Priority" in str(event["reason"])
-    running_late = protocol.JobWatch("9", pending_timeout=60, started_at=0.0)
-    assert running_late.observe(protocol.verdict(squeue_line="RUNNING|None|n", sacct_line=""), 500.0) is None
+    running_late = protocol.Watch("9", pending_timeout=60, started_at=0.0)
+    assert protocol.advance(running_late, answer("RUNNING|None|n"), now=500.0).event is None
+
+
+def test_polls_back_off_to_the_interval() -> None:
+    watch = protocol.Watch("9", poll_interval=1.0)
+    delays = []
+    for _ in range(4):
+        watch = protocol.advance(watch, answer("RUNNING|None|n"), now=0.0).watch
+        delays.append(watch.delay)
+    assert delays == [0.25, 0.5, 1.0, 1.0]
+
+
+def test_with_an_end_mark_every_poll_waits_on_the_login_node() -> None:
+    watch = protocol.Watch("9", output_path="/o", end_mark="/j/slurm-9.end", poll_interval=10.0)
+    assert (watch.hold, watch.delay) == (10.0, 0.0)  # the first poll already waits for the end
+    assert "/j/slurm-9.end 10.000" in watch.command()
+    step = protocol.advance(watch, answer("RUNNING|None|n"), now=0.0)
+    assert (step.watch.hold, step.watch.delay) == (10.0, 0.0)
+    long = protocol.Watch("9", end_mark="/m", poll_interval=100.0)
+    assert (long.hold, long.delay) == (protocol.MAX_HOLD, 0.0)
+    assert protocol.advance(long, answer("RUNNING|None|n"), now=0.0).watch.delay == 100.0 - protocol.MAX_HOLD
+    assert "bash -c" not in protocol.Watch("9", output_path="/o").command()  # no mark: no wait
+
+
+def test_a_mark_seen_while_slurm_still_ends_the_job_brings_the_next_polls_close() -> None:
+    watch = protocol.Watch("9", end_mark="/j/slurm-9.end", poll_interval=10.0)
+    seen = b"COMPLETING|None|n\n\n@@genius-slurm@@\n\n\n@@genius-slurm@@ended\n"
+    step = protocol.advance(watch, seen, now=0.0)
+    assert step.watch.ending and (step.watch.hold, step.watch.delay) == (0.0, 0.25)
+    step = protocol.advance(step.watch, answer("COMPLETING|None|n"), now=0.3)
+    assert step.watch.ending and step.watch.delay == 0.5
+    done = protocol.advance(step.watch, answer(sacct="9|COMPLETED|0:0|None"), now=0.9)
+    assert done.event is not None and done.event["succeeded"]
+    lagging = protocol.advance(watch, seen.replace(b"COMPLETING|None|n", b""), now=0.0)
+    assert lagging.verdict.missing and lagging.watch.ending  # accounting lag: no full hold either
+    requeued = protocol.advance(watch, seen.replace(b"COMPLETING", b"PENDING"), now=0.0)
+    assert not requeued.watch.ending and requeued.watch.hold == 10.0  # a requeue: back to waiting
+
+
+def test_output_is_logged_once_in_whole_lines_and_read_to_its_end() -> None:
+    watch = protocol.Watch("9", output_path="/o")
+    step = protocol.advance(watch, answer("RUNNING|None|n", output=b"one\ntw"), now=0.0)
+    assert (step.lines, step.watch.offset, step.event) == (("one",), 4, None)
+    big = b"x" * (protocol.OUTPUT_CHUNK - 1) + b"\n"
+    ended = protocol.advance(step.watch, answer(sacct="9|COMPLETED|0:0|None", output=b"two\n" + big), now=1.0)
+    # a whole chunk after the end: read again at once before the event
+    assert ended.event is None and ended.watch.delay == 0.0 and ended.lines[0] == "two"
+    rest = protocol.advance(ended.watch, answer(sacct="9|COMPLETED|0:0|None", output=b"last"), now=1.1)
+    assert rest.lines == ("last",) and rest.event is not None and rest.event["succeeded"]
+    assert rest.event["log_offset"] == 4 + 4 + len(big) + 4
+
+
+def test_a_job_given_up_while_running_logs_its_partial_last_line() -> None:
+    watch = protocol.Watch("9", output_path="/o", pending_timeout=0)
+    step = protocol.advance(watch, answer("PENDING|Priority|", output=b"half"), now=0.0)
+    assert step.event is None and step.lines == ()
+    final = protocol.advance(step.watch, answer("PENDING|Priority|", output=b"half"), now=0.1)
+    assert final.lines == ("half",) and final.event is not None and final.event["state"] == "PENDING_TIMEOUT"
 
 
 def test_parse_poll_hands_over_whole_lines_until_the_end() -> None:
@@ -107,7 +173,18 @@ def test_parse_job_id_and_live_jobs() -> None:
     assert protocol.parse_job_id("42;cluster\n") == "42"
     with pytest.raises(ValueError):
         protocol.parse_job_id("sbatch: error: Batch job submission failed\n")
-    assert protocol.parse_live_jobs("12|RUNNING\n9|PENDING\njunk\n") == [("9", "PENDING"), ("12", "RUNNING")]
+    home, jobs = protocol.parse_live_jobs("/home/me\n12|RUNNING\n9|PENDING\njunk\n")
+    assert (home, jobs) == ("/home/me", [("9", "PENDING"), ("12", "RUNNING")])
+    assert protocol.parse_live_jobs("/root\n") == ("/root", [])
+
+
+def test_files_travel_with_the_script_and_are_checked() -> None:
+    command = protocol.submit_command("/h/a b", [("spec.json", 10), ("secret.env", 0)])
+    assert "head -c 10 > '/h/a b/spec.json' && head -c 0 > '/h/a b/secret.env'" in command
+    assert command.startswith("(umask 077 && mkdir -p '/h/a b'") and command.endswith("sbatch --parsable")
+    for bad in ["../x", "", "a/b", ".."]:
+        with pytest.raises(ValueError, match="not a file name"):
+            protocol.submit_command("/h", [(bad, 1)])
 
 
 def test_job_name_is_deterministic_per_task_instance_and_safe() -> None:

@@ -15,7 +15,7 @@ from genius_dagtest import dag_test
 from stream_windows import check_windows, run_twice, stream_env, stream_prefix
 
 from airflow_genius.core import RunKey, Status, open_state
-from airflow_genius.hooks.slurm_protocol import job_name
+from airflow_genius.core.slurm_protocol import job_name
 from slurm.rig import (
     EXAMPLES,
     ROOT,

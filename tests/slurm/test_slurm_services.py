@@ -16,8 +16,8 @@ import pytest
 from genius_dagtest import dag_test
 
 from airflow_genius.core import RunKey, Status, open_state
+from airflow_genius.core.slurm_protocol import job_name
 from airflow_genius.core.state.base import RunRecord
-from airflow_genius.hooks.slurm_protocol import job_name
 from slurm.rig import (
     EXAMPLES,
     TEST_DAGS,

@@ -21,7 +21,8 @@ environment); ECS tasks are run by the test-side agent (tests/support/ecs_agent.
 moto's ECS reports every container as PENDING, so the plain ``EcsRunTaskOperator`` ends with "This task
 is still pending" after the task stopped; the anchor's time is taken up to that point (it did all its
 work). The Batch hook's polling jitter (``DEFAULT_DELAY_MIN/MAX``, 1 to 10 s by default) is set to 0.2 s for
-both sides, so that the wait granularity does not drown the operators' own cost; ECS waits with
+both sides, and both sides of a repeat draw the same random pauses (the same seed), so that the wait
+granularity does not drown the operators' own cost; ECS waits with
 ``waiter_delay=1`` on both sides.
 
 ``execute()`` in-process with a minimal context rather than ``dag.test()``: a DAG run adds the same
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import statistics
 import sys
 import time
@@ -104,7 +106,7 @@ def bench_batch(repeats: int, state_uri: str, env: dict[str, str]) -> float:
     common = {"job_queue": names["queue"], "job_definition": names["jobdef"], "aws_conn_id": None,
               "awslogs_enabled": True}  # fmt: skip
     ours, anchor = [], []
-    for _ in range(repeats):
+    for repeat in range(repeats):
         run_id = uuid.uuid4().hex
 
         def genius(run_id: str = run_id) -> None:
@@ -120,7 +122,10 @@ def bench_batch(repeats: int, state_uri: str, env: dict[str, str]) -> float:
             )
             op.execute(_context("bench_batch_plain", run_id))
 
+        # The hook draws its status-check pauses at random: the same draws for both sides of a repeat.
+        random.seed(repeat)
         ours.append(_timed(genius))
+        random.seed(repeat)
         anchor.append(_timed(plain))
     return _report("batch", ours, anchor)
 

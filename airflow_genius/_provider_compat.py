@@ -18,12 +18,13 @@ time: each function reaches its provider through the object it is given.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from airflow.providers.amazon.aws.operators.batch import BatchOperator
     from airflow.providers.amazon.aws.operators.ecs import EcsRunTaskOperator
     from airflow.providers.amazon.aws.utils.task_log_fetcher import AwsTaskLogFetcher
+    from airflow.providers.cncf.kubernetes.hooks.kubernetes import AsyncKubernetesHook
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
     from airflow.providers.docker.operators.docker import DockerOperator
     from airflow.sdk import Context
@@ -38,6 +39,13 @@ OVERRIDDEN_PRIVATE_METHODS: tuple[tuple[str, str, str], ...] = (
         "airflow.providers.amazon.aws.operators.ecs:EcsRunTaskOperator",
         "_after_execution",
         "airflow_genius.operators.ecs:GeniusEcsOperator",
+    ),
+    # checked against apache-airflow-providers-amazon 9.32.0 to 9.39.0: monitor_job hands it to the hook's
+    # wait (which streams the log with the fetcher it returns), execute_complete calls it
+    (
+        "airflow.providers.amazon.aws.operators.batch:BatchOperator",
+        "_get_batch_log_fetcher",
+        "airflow_genius.operators.batch:GeniusBatchOperator",
     ),
     # checked against apache-airflow-providers-cncf-kubernetes 10.25.0: run() awaits it before the pod runs
     (
@@ -86,6 +94,17 @@ def kpo_was_killed(operator: KubernetesPodOperator) -> bool:
     return bool(operator._killed)
 
 
+async def k8s_async_hook_load_config(hook: AsyncKubernetesHook) -> None:
+    """Load the hook's Kubernetes configuration into ``hook.client_configuration``, as the provider does
+    before each API call: a no-op once loaded, except with an exec plugin (EKS, GKE), where it runs the
+    plugin again for a fresh token.
+
+    ``AsyncKubernetesHook._load_config`` (its ``get_conn`` calls it); checked against
+    apache-airflow-providers-cncf-kubernetes 10.25.0.
+    """
+    await hook._load_config()
+
+
 # ---------------------------------------------------------------- apache-airflow-providers-amazon (ECS)
 def ecs_logs_enabled(operator: EcsRunTaskOperator) -> bool:
     """Whether the operator has the ``awslogs_group`` and ``awslogs_stream_prefix`` to read the log.
@@ -125,43 +144,16 @@ def ecs_start_task(operator: EcsRunTaskOperator, started_by: str) -> None:
     operator._start_task()
 
 
-def aws_log_level(message: str) -> int:
-    """The ``logging`` level the provider gives a CloudWatch log line (by its level word).
-
-    ``airflow.providers.amazon.aws.utils.task_log_fetcher._parse_log_level``; checked against
-    apache-airflow-providers-amazon 9.32.0 to 9.39.0.
-    """
-    from airflow.providers.amazon.aws.utils.task_log_fetcher import _parse_log_level
-
-    return int(_parse_log_level(message))
-
-
 # ---------------------------------------------------------------- apache-airflow-providers-amazon (Batch)
 def batch_log_fetcher(operator: BatchOperator, job_id: str) -> AwsTaskLogFetcher | None:
     """The provider's CloudWatch fetcher of the job's log stream (None while the job has none).
 
-    ``BatchOperator._get_batch_log_fetcher``; checked against apache-airflow-providers-amazon
-    9.32.0 to 9.39.0.
+    ``BatchOperator._get_batch_log_fetcher`` — the provider's own, also when ``operator`` overrides it;
+    checked against apache-airflow-providers-amazon 9.32.0 to 9.39.0.
     """
-    return operator._get_batch_log_fetcher(job_id)
+    from airflow.providers.amazon.aws.operators.batch import BatchOperator
 
-
-def batch_persist_links(operator: BatchOperator, context: Context) -> dict[str, Any]:
-    """Persist the job's extra links (job details, definition, queue); returns the job's description.
-
-    ``BatchOperator._persist_links``; checked against apache-airflow-providers-amazon 9.32.0 to 9.39.0
-    (older releases do not have it: the ``amazon`` extra requires 9.32).
-    """
-    return dict(operator._persist_links(context))
-
-
-def batch_persist_cloudwatch_link(operator: BatchOperator, context: Context) -> None:
-    """Persist the link to the job's CloudWatch log stream (when it has one).
-
-    ``BatchOperator._persist_cloudwatch_link``; checked against apache-airflow-providers-amazon
-    9.32.0 to 9.39.0.
-    """
-    operator._persist_cloudwatch_link(context)
+    return BatchOperator._get_batch_log_fetcher(operator, job_id)
 
 
 # ---------------------------------------------------------------- apache-airflow-providers-docker

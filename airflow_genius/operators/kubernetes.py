@@ -29,7 +29,7 @@ fails or is killed). Alternatively pass ``state_secret_name="my-secret"``: a Sec
 key per secret variable (``GENIUS_STATE_PASSWORD``); nothing is created or deleted then.
 
 Everything else is KPO's: pod logs in the task log (``get_logs``), ``deferrable`` (KPO's trigger; the
-genius subclass only adds the Secret's cleanup), reattach after a worker crash (``durable``, default on
+genius subclass adds the Secret's cleanup and one API client shared by the deferred pods), reattach after a worker crash (``durable``, default on
 Airflow 3.3: the pod's identity is kept in ``task_state_store``, with KPO's label search as fallback),
 and ``on_kill`` deleting the pod (in the worker, and in the triggerer when deferred). The result is the
 run record's (docs/architecture.md#the-run-record-decides), never KPO's xcom sidecar: a failed task fails with its own traceback.
@@ -189,7 +189,7 @@ class GeniusKubernetesOperator(GeniusContainerMixin, KubernetesPodOperator):  # 
         kwargs: dict[str, Any] | None = None,
         timeout: timedelta | int | float | None = None,
     ) -> NoReturn:
-        """KPO defers to its own trigger; the genius subclass adds the Secret's cleanup to it."""
+        """KPO defers to its own trigger; the genius subclass adds the Secret's cleanup and a shared client."""
         from airflow.providers.cncf.kubernetes.triggers.pod import KubernetesPodTrigger
 
         from airflow_genius.triggers.kubernetes import GeniusKubernetesPodTrigger

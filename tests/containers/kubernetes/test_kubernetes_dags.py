@@ -267,7 +267,7 @@ def test_retry_after_a_worker_crash_reattaches_to_the_running_pod(
         output[-6000:]
     )
     assert f"Reusing existing pod '{key[1]}' (phase=Running" in output
-    assert "Pushing xcom" in output and "60.0" in output
+    assert "Pushing xcom" in output and "60.0" in output, output[-6000:]
     pods = pods_of(pod_api, "genius_k8s_sleeper", "sleep", run_id)
     assert [pod["metadata"]["name"] for pod in pods] == [key[1]]  # exactly one pod ran for this task instance
     assert len([item for item in pod_api.cluster.launched if item["pod"] == key]) == 1

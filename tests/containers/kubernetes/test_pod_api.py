@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import time
 import urllib.parse
@@ -132,6 +133,39 @@ def test_pod_lifecycle_secrets_logs_selectors_events(core: client.CoreV1Api, pod
     assert gone.value.status == 404
 
 
+def test_logs_keep_timestamps_the_container_printed(core: client.CoreV1Api) -> None:
+    """Only the timestamp kubelet puts in front of a line (``timestamps=true``) is the server's: one the
+    container printed, anywhere in the line, is output; a line written in two parts is one line, also
+    for ``tailLines``."""
+    namespace, name = "genius-logs", f"p-{uuid.uuid4().hex[:6]}"
+    code = (
+        "import sys, time\n"
+        "print('started at 2026-01-02T03:04:05Z, done', flush=True)\n"
+        "sys.stdout.write('part one, '); sys.stdout.flush(); time.sleep(0.5)\n"
+        "print('2020-01-01T00:00:00.123456+00:00 then part two', flush=True)\n"
+        "print('2021-06-07T08:09:10Z', flush=True)\n"
+        "sys.stdout.write('last, '); sys.stdout.flush(); time.sleep(0.5); print('in two parts', flush=True)\n"
+    )
+    core.create_namespaced_pod(namespace, python_pod(name, code))
+    wait_for(core, name, namespace, {"Succeeded"})
+    printed = [
+        "started at 2026-01-02T03:04:05Z, done",
+        "part one, 2020-01-01T00:00:00.123456+00:00 then part two",
+        "2021-06-07T08:09:10Z",
+        "last, in two parts",
+    ]
+    plain = core.read_namespaced_pod_log(name, namespace, _preload_content=False).data.decode()
+    assert plain.splitlines() == printed
+    stamped = core.read_namespaced_pod_log(name, namespace, timestamps=True, _preload_content=False)
+    lines = stamped.data.decode().splitlines()
+    assert [line.split(" ", 1)[1] for line in lines] == printed, lines
+    assert all(datetime.datetime.fromisoformat(line.split(" ", 1)[0]) for line in lines)
+    # tailLines counts lines, not the records a line written in parts became
+    tail = core.read_namespaced_pod_log(name, namespace, tail_lines=1, _preload_content=False).data.decode()
+    assert tail == "last, in two parts\n"
+    core.delete_namespaced_pod(name, namespace)
+
+
 def test_deferred_kill_deletes_the_pod_and_its_secret(core: client.CoreV1Api, pod_api: PodApiServer) -> None:
     """What the triggerer does when a user kills a deferred task (Airflow 3.3 calls the trigger's on_kill)."""
     from airflow_genius.triggers.kubernetes import SECRET_KWARG, GeniusKubernetesPodTrigger
@@ -190,6 +224,71 @@ def test_the_trigger_waits_for_the_pod_and_drops_the_secret_once_it_started(
     assert event["status"] == "success" and event[SECRET_KWARG] == secret, event
     assert (namespace, secret) not in pod_api.cluster.secrets
     core.delete_namespaced_pod(name, namespace)
+
+
+def test_deferred_pods_of_one_connection_share_one_api_client_closed_when_they_end(
+    core: client.CoreV1Api, pod_api: PodApiServer
+) -> None:
+    """Two triggers of the same connection in one event loop: every API call of both (pod reads while
+    the pods start and run, event watches) goes through one client, closed once both have fired; a
+    kill afterwards opens one for its delete and closes it too."""
+    from airflow_genius.triggers.kubernetes import GeniusKubernetesPodTrigger
+
+    namespace = "genius-shared"
+    names = [f"p-{uuid.uuid4().hex[:6]}" for _ in range(2)]
+    for name in names:
+        core.create_namespaced_pod(namespace, python_pod(name, "import time; time.sleep(3)"))
+    triggers = [
+        GeniusKubernetesPodTrigger(
+            pod_name=name,
+            pod_namespace=namespace,
+            trigger_start_time=datetime.datetime.now(datetime.UTC),
+            base_container_name="base",
+            kubernetes_conn_id=None,
+            config_dict=pod_api.kubeconfig(),
+            poll_interval=0.5,
+            startup_check_interval=0.5,
+        )
+        for name in names
+    ]
+    used: list[Any] = []  # the client of every API call, in call order
+
+    def recorded(hook: Any) -> None:
+        get_conn = hook.get_conn
+
+        @contextlib.asynccontextmanager
+        async def recording() -> Any:
+            async with get_conn() as api_client:
+                used.append(api_client)
+                yield api_client
+
+        hook.get_conn = recording  # the provider's methods call self.get_conn()
+
+    for trigger in triggers:
+        recorded(trigger.hook)
+
+    async def wait_for_both() -> list[list[dict[str, Any]]]:
+        async def fired(trigger: GeniusKubernetesPodTrigger) -> list[dict[str, Any]]:
+            events = [event.payload async for event in trigger.run()]
+            await trigger.cleanup()
+            return events
+
+        return await asyncio.gather(*(fired(trigger) for trigger in triggers))
+
+    for events in asyncio.run(wait_for_both()):
+        assert [event["status"] for event in events] == ["success"], events
+    assert len(used) > 4 and all(api_client is used[0] for api_client in used), used
+    assert used[0].rest_client.pool_manager.closed
+    killed = GeniusKubernetesPodTrigger.from_trigger(triggers[1])  # as the triggerer has it after a restart
+    used.clear()
+    recorded(killed.hook)
+    asyncio.run(killed.on_kill())  # deletes the pod
+    assert used and used[0].rest_client.pool_manager.closed
+    deadline = time.monotonic() + 30
+    while pod_api.containers(**{POD_NAME_LABEL: names[1]}):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    core.delete_namespaced_pod(names[0], namespace)
 
 
 def test_services_select_pods_resolve_in_pods_and_reach_the_selected_pod(

@@ -11,59 +11,40 @@ _STAMP = re.compile(rb"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{
 
 
 class RecordSplitter:
-    """Podman's timestamped log stream → whole lines ``(timestamp, message)``.
+    """Podman's log records → whole lines ``(timestamp, message)``, as kubelet reports them.
 
-    Podman keeps a write without a newline as a *partial* record and streams it as ``TS text`` with no
-    newline, the rest following as ``TS rest\\n``: one line, as kubelet would report it (with the first
-    timestamp).
+    Feed one record at a time: one frame of the multiplexed log stream, ``TS text`` (podman sends each
+    record in its own frame). Only the record's LEADING timestamp is podman's; a timestamp later in the
+    text is the container's output and stays in the message. A write without a newline is a *partial*
+    record: ``TS text`` with no newline, the rest following as ``TS rest\\n`` — one line, as kubelet
+    would report it (with the first timestamp).
+
+        records = RecordSplitter()
+        lines = [*records.feed(b"2026-01-02T03:04:05Z at 2020-01-01T00:00:00Z done\\n"), *records.close()]
+        # [(b"2026-01-02T03:04:05Z", b"at 2020-01-01T00:00:00Z done")]
     """
 
     def __init__(self) -> None:
-        self.buffer = b""
         self.stamp: bytes | None = None  # of the line being assembled
         self.message = b""
 
-    def feed(self, chunk: bytes) -> Iterator[tuple[bytes, bytes]]:
-        self.buffer += chunk
-        while self.buffer:
-            start = _STAMP.match(self.buffer)
-            if start is None:
-                if len(self.buffer) < 40 and b"\n" not in self.buffer:
-                    return  # maybe a timestamp cut by the chunking: wait for more
-                head, sep, rest = self.buffer.partition(b"\n")  # not a record start: plain text
-                self.message += head
-                if not sep:
-                    self.buffer = b""
-                    return
-                self.buffer = rest
-                yield self._emit()
-                continue
-            body = self.buffer[start.end() :]
-            newline = body.find(b"\n")
-            following = _STAMP.search(body)
-            if newline >= 0 and (following is None or newline < following.start()):
-                self.stamp = self.stamp or start.group()[:-1]
-                self.message += body[:newline]
-                self.buffer = body[newline + 1 :]
-                yield self._emit()
-            elif following is not None:  # a partial record: the line goes on in the next record
-                self.stamp = self.stamp or start.group()[:-1]
-                self.message += body[: following.start()]
-                self.buffer = body[following.start() :]
-            else:
-                return  # the record is not complete yet
+    def feed(self, record: bytes) -> Iterator[tuple[bytes, bytes]]:
+        start = _STAMP.match(record)
+        stamp, text = (start.group()[:-1], record[start.end() :]) if start else (None, record)
+        *complete, partial = text.split(b"\n")
+        for line in complete:
+            self._append(stamp, line)
+            yield self._emit()
+        if partial:  # the line goes on in the next record
+            self._append(stamp, partial)
 
     def close(self) -> Iterator[tuple[bytes, bytes]]:
-        if self.buffer:
-            start = _STAMP.match(self.buffer)
-            if start is not None:
-                self.stamp = self.stamp or start.group()[:-1]
-                self.message += self.buffer[start.end() :]
-            else:
-                self.message += self.buffer
-            self.buffer = b""
         if self.stamp is not None or self.message:
             yield self._emit()
+
+    def _append(self, stamp: bytes | None, text: bytes) -> None:
+        self.stamp = self.stamp or stamp  # a line's timestamp is its first record's
+        self.message += text
 
     def _emit(self) -> tuple[bytes, bytes]:
         line = (self.stamp or b"", self.message)

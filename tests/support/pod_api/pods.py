@@ -20,6 +20,7 @@ Its Endpoints are computed from the selector over the live pods.
 from __future__ import annotations
 
 import base64
+import collections
 import contextlib
 import copy
 import itertools
@@ -29,7 +30,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -658,19 +659,28 @@ class Cluster:
                 f"{waiting.get('reason', 'ContainerCreating')}",
             )
         options: dict[str, Any] = {"stdout": True, "stderr": True, "timestamps": True}
-        if tail is not None:
-            options["tail"] = tail
+        if tail is not None and follow:
+            options["tail"] = tail  # podman's: it counts records, kubelet counts lines (see below)
         if since is not None:
             options["since"] = int(since)  # whole seconds for podman; exact filtering below
-        raw = self.docker.api.logs(pod.container_id, stream=follow, follow=follow, **options)
-        records = RecordSplitter()
-        for chunk in raw if follow else [raw]:
-            for stamp, message in records.feed(chunk):
-                if (formatted := format_line(stamp, message, since, timestamps)) is not None:
-                    yield formatted
-        for stamp, message in records.close():
-            if (formatted := format_line(stamp, message, since, timestamps)) is not None:
-                yield formatted
+        # streamed even when not following: each frame of the stream is one record (the splitter needs
+        # the record boundaries; the joined answer loses them)
+        frames = self.docker.api.logs(pod.container_id, stream=True, follow=follow, **options)
+        lines = _log_lines(frames, since, timestamps)
+        if tail is not None and not follow:
+            # the last lines: a line written in parts is several records (podman's tail could cut it)
+            yield from collections.deque(lines, maxlen=tail)
+        else:
+            yield from lines
+
+
+def _log_lines(frames: Iterable[bytes], since: float | None, timestamps: bool) -> Iterator[bytes]:
+    """Podman's log frames → K8s formatted lines (from ``since`` on)."""
+    records = RecordSplitter()
+    parsed = itertools.chain(itertools.chain.from_iterable(map(records.feed, frames)), records.close())
+    for stamp, message in parsed:  # lazily: a followed log streams
+        if (formatted := format_line(stamp, message, since, timestamps)) is not None:
+            yield formatted
 
 
 def _merge_patch(target: dict[str, Any], patch: dict[str, Any]) -> None:

@@ -78,6 +78,12 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         return
 
+    def handle(self) -> None:
+        # A client closing its connection pool resets the kept-alive connections this thread waits on
+        # for a next request: the end of that connection, as for any apiserver, not an error.
+        with contextlib.suppress(ConnectionResetError):
+            super().handle()
+
     def _dispatch(self, method: str) -> None:
         parts = urlsplit(self.path)
         query = {key: values[-1] for key, values in parse_qs(parts.query).items()}

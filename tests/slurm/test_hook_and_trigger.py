@@ -8,6 +8,7 @@ import logging
 import os
 import stat
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
@@ -29,7 +30,7 @@ def wait_running(hook, job_id: str) -> None:  # type: ignore[no-untyped-def]
     for _ in range(200):
         if hook.poll(job_id).verdict.state == "RUNNING":
             return
-        asyncio.run(asyncio.sleep(0.1))
+        time.sleep(0.1)
     raise AssertionError(f"job {job_id} never ran")
 
 

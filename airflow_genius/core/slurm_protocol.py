@@ -475,8 +475,11 @@ class Watch:
 
     @property
     def delay(self) -> float:
-        """Seconds the caller sleeps before the next poll (what the hold does not wait)."""
-        return max((self.pause or 0.0) - self.hold, 0.0)
+        """Seconds the caller sleeps before the next poll: none while polls hold on the login node for
+        the end mark (a job that ended during a sleep would be seen that much later), else the pause."""
+        if self.hold > 0:
+            return 0.0
+        return max(self.pause or 0.0, 0.0)
 
 
 @dataclass(frozen=True)

@@ -6,14 +6,12 @@ not reachable FAILS with the command to start it: a missing engine never turns i
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import os
 import shutil
 import socket
 import tempfile
 import uuid
-import warnings
 from collections.abc import Generator, Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -61,18 +59,6 @@ def pytest_report_to_serializable(report: pytest.TestReport) -> Generator[None, 
     surrogate, which no encoding accepts) would kill the worker. Such characters travel escaped."""
     data = yield
     return _escape_surrogates(data)
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, Any, Any]:
-    """A test that leaves an asyncio loop marked running in the main thread (a loop frame suspended,
-    never finished) makes every later ``asyncio.run`` in this worker fail: name that test in a
-    warning and clear the mark, so the failure stays with the test that caused it."""
-    result = yield
-    if asyncio.events._get_running_loop() is not None:
-        asyncio.events._set_running_loop(None)
-        warnings.warn(f"{item.nodeid} left an asyncio event loop running in the main thread", stacklevel=1)
-    return result
 
 
 def _escape_surrogates(value: Any) -> Any:

@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from support.aio import run_coroutine
 
 from airflow_genius.core import slurm_protocol as protocol
 from slurm.rig import sacct_rows
@@ -122,7 +123,7 @@ def run_trigger(trigger, *, stop_after: float | None = None) -> list[dict]:  # t
             await task
         return []
 
-    return asyncio.run(main())
+    return run_coroutine(main())
 
 
 def trigger_for(job: str, output_path: str | None = None, end_mark: str | None = None):  # type: ignore[no-untyped-def]
@@ -155,7 +156,7 @@ def test_trigger_on_kill_cancels_but_a_triggerer_restart_does_not(slurm_hook) ->
     wait_running(slurm_hook, job)
     run_trigger(trigger_for(job), stop_after=1.0)  # triggerer shut down: the job must live on
     assert slurm_hook.poll(job).verdict.state == "RUNNING"
-    asyncio.run(trigger_for(job).on_kill())  # the user killed the deferred task
+    run_coroutine(trigger_for(job).on_kill())  # the user killed the deferred task
     (row,) = sacct_rows(job_id=job, wait_for="CANCELLED")
     assert row["state"].startswith("CANCELLED")
 

@@ -3,7 +3,6 @@ job's container (the runtime image) through podman and puts its output in CloudW
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
@@ -17,6 +16,7 @@ from typing import Any
 import pytest
 from genius_dagtest import DAG_TEST, dag_test
 from stream_windows import check_windows, run_twice, stream_env, stream_prefix
+from support.aio import run_coroutine
 
 from airflow_genius.operators.aws_common import deterministic_name
 from containers.aws import rig
@@ -147,7 +147,7 @@ def test_deferred_kill_terminates_the_job_from_the_trigger(batch_rig: dict[str, 
     trigger = GeniusBatchJobTrigger(job_id=job_id, aws_conn_id=None, region_name=rig.REGION)
     classpath, kwargs = trigger.serialize()
     assert classpath == "airflow_genius.triggers.batch.GeniusBatchJobTrigger"
-    asyncio.run(GeniusBatchJobTrigger(**kwargs).on_kill())
+    run_coroutine(GeniusBatchJobTrigger(**kwargs).on_kill())
     rig.wait_until(
         "the job to be terminated",
         lambda: batch.describe_jobs(jobs=[job_id])["jobs"][0]["status"] == "FAILED",

@@ -3,7 +3,6 @@ agent (tests/support/ecs_agent.py) runs as podman containers, copying their outp
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
@@ -17,6 +16,7 @@ import pytest
 from airflow.providers.amazon.aws.utils.identifiers import generate_uuid
 from genius_dagtest import DAG_TEST, dag_test
 from stream_windows import check_windows, run_twice, stream_env, stream_prefix
+from support.aio import run_coroutine
 
 from containers.aws import rig
 from containers.aws.conftest import QUOTES
@@ -136,7 +136,7 @@ def test_deferred_kill_stops_the_task_from_the_trigger(ecs_rig: dict[str, Any]) 
     )  # fmt: skip
     classpath, kwargs = trigger.serialize()
     assert classpath == "airflow_genius.triggers.ecs.GeniusEcsTaskDoneTrigger"
-    asyncio.run(GeniusEcsTaskDoneTrigger(**kwargs).on_kill())
+    run_coroutine(GeniusEcsTaskDoneTrigger(**kwargs).on_kill())
     (task,) = ecs.describe_tasks(cluster=cluster, tasks=[arn])["tasks"]
     assert (task["lastStatus"], task["stoppedReason"]) == ("STOPPED", "Task killed by the user")
     rig.wait_until(

@@ -16,6 +16,7 @@ import pytest
 from kubernetes import client, config
 from kubernetes.client import models as k8s
 from kubernetes.client.exceptions import ApiException
+from support.aio import run_coroutine
 from support.pod_api import POD_NAME_LABEL, PodApiServer
 
 from containers.kubernetes.conftest import IMAGE
@@ -182,7 +183,7 @@ def test_deferred_kill_deletes_the_pod_and_its_secret(core: client.CoreV1Api, po
         termination_grace_period=5, trigger_kwargs={SECRET_KWARG: secret},
     )  # fmt: skip
     started = time.monotonic()
-    asyncio.run(trigger.on_kill())
+    run_coroutine(trigger.on_kill())
     deadline = time.monotonic() + 30
     while pod_api.containers(**{POD_NAME_LABEL: name}):  # SIGTERM, then SIGKILL after the 5 s grace
         assert time.monotonic() < deadline
@@ -220,7 +221,7 @@ def test_the_trigger_waits_for_the_pod_and_drops_the_secret_once_it_started(
             return event.payload  # type: ignore[no-any-return]
         raise AssertionError("no event")
 
-    event = asyncio.run(first_event())
+    event = run_coroutine(first_event())
     assert event["status"] == "success" and event[SECRET_KWARG] == secret, event
     assert (namespace, secret) not in pod_api.cluster.secrets
     core.delete_namespaced_pod(name, namespace)
@@ -275,14 +276,14 @@ def test_deferred_pods_of_one_connection_share_one_api_client_closed_when_they_e
 
         return await asyncio.gather(*(fired(trigger) for trigger in triggers))
 
-    for events in asyncio.run(wait_for_both()):
+    for events in run_coroutine(wait_for_both()):
         assert [event["status"] for event in events] == ["success"], events
     assert len(used) > 4 and all(api_client is used[0] for api_client in used), used
     assert used[0].rest_client.pool_manager.closed
     killed = GeniusKubernetesPodTrigger.from_trigger(triggers[1])  # as the triggerer has it after a restart
     used.clear()
     recorded(killed.hook)
-    asyncio.run(killed.on_kill())  # deletes the pod
+    run_coroutine(killed.on_kill())  # deletes the pod
     assert used and used[0].rest_client.pool_manager.closed
     deadline = time.monotonic() + 30
     while pod_api.containers(**{POD_NAME_LABEL: names[1]}):

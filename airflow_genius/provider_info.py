@@ -39,10 +39,11 @@ def get_provider_info() -> dict[str, Any]:
     from airflow_genius.xcom.config import XCOM_CONFIG
 
     hooks = {
-        "genius_sqlite": ("GeniusSqliteStateHook", "Genius state (SQLite)"),
-        "genius_redis": ("GeniusRedisStateHook", "Genius state (Redis)"),
-        "genius_postgres": ("GeniusPostgresStateHook", "Genius state (PostgreSQL)"),
-        "genius_dynamodb": ("GeniusDynamoDBStateHook", "Genius state (DynamoDB)"),
+        "genius_sqlite": ("hooks.state.GeniusSqliteStateHook", "Genius state (SQLite)"),
+        "genius_redis": ("hooks.state.GeniusRedisStateHook", "Genius state (Redis)"),
+        "genius_postgres": ("hooks.state.GeniusPostgresStateHook", "Genius state (PostgreSQL)"),
+        "genius_dynamodb": ("hooks.state.GeniusDynamoDBStateHook", "Genius state (DynamoDB)"),
+        "genius_slurm_rest": ("hooks.slurm_rest.SlurmRestHook", "Slurm (slurmrestd)"),
     }
     config = {
         "genius": {
@@ -67,19 +68,23 @@ def get_provider_info() -> dict[str, Any]:
         "hooks": [
             {
                 "integration-name": "Genius",
-                "python-modules": ["airflow_genius.hooks.state", "airflow_genius.hooks.slurm"],
+                "python-modules": [
+                    "airflow_genius.hooks.state",
+                    "airflow_genius.hooks.slurm",
+                    "airflow_genius.hooks.slurm_rest",
+                ],
             }
         ],
         "triggers": [{"integration-name": "Genius", "python-modules": list(TRIGGER_MODULES)}],
         "connection-types": [
             {
-                "hook-class-name": f"airflow_genius.hooks.state.{class_name}",
+                "hook-class-name": f"airflow_genius.{class_path}",
                 "hook-name": hook_name,
                 "connection-type": conn_type,
                 "conn-fields": CONN_FIELDS[conn_type],
                 "ui-field-behaviour": UI_FIELD_BEHAVIOUR[conn_type],
             }
-            for conn_type, (class_name, hook_name) in hooks.items()
+            for conn_type, (class_path, hook_name) in hooks.items()
         ],
         # Streams as Assets: a producer's and a consumer's stream URIs name one Asset (docs/lineage.md).
         "asset-uris": [

@@ -1,4 +1,4 @@
-"""Connection forms of the state hooks, as data (no Airflow import: get_provider_info() reads them
+"""Connection forms of the state hooks and the slurmrestd hook, as data (no Airflow import: get_provider_info() reads them
 while Airflow is still starting up)."""
 
 from __future__ import annotations
@@ -39,6 +39,22 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
             "description": "Credentials from this amazon-provider connection; empty: boto3 default chain",
         },
     },
+    "genius_slurm_rest": {
+        "jwt_key_path": {
+            "label": "JWT signing key file",
+            "schema": {"type": ["string", "null"]},
+            "description": "A file on the worker holding slurmctld's jwt_key: tokens are minted and refreshed",
+        },
+        "api_version": {
+            "label": "API version",
+            "schema": {"type": ["string", "null"]},
+            "description": "e.g. v0.0.38; empty: the newest the server's OpenAPI document offers",
+        },
+        "token_lifespan": {
+            "label": "Token lifespan (seconds)",
+            "schema": {"type": ["integer", "null"], "default": 1800},
+        },
+    },
 }
 
 UI_FIELD_BEHAVIOUR: dict[str, dict[str, Any]] = {
@@ -61,5 +77,14 @@ UI_FIELD_BEHAVIOUR: dict[str, dict[str, Any]] = {
         "hidden-fields": ["host", "schema", "login", "password", "port", "extra"],
         "relabeling": {},
         "placeholders": {"table": "genius-state", "region": "eu-west-1"},
+    },
+    "genius_slurm_rest": {
+        "hidden-fields": ["schema"],
+        "relabeling": {"host": "slurmrestd URL", "login": "Slurm user", "password": "Token (optional)"},
+        "placeholders": {
+            "host": "http://slurm-rest:6820",
+            "login": "alice",
+            "extra": '{"jwt_key_path": "/etc/slurm/jwt_hs256.key", "api_version": "v0.0.38"}',
+        },
     },
 }

@@ -18,7 +18,7 @@ airflow_genius.operators.aws_common.SecretNotDeliverable: ...
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow_genius.core.naming import instance_digest
@@ -31,6 +31,8 @@ from airflow_genius.operators.container import ContainerLaunch, GeniusContainerM
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperator, BaseOperatorLink, Context
     from airflow.triggers.base import BaseTrigger
+
+    from airflow_genius.operators.state_reach import RemoteReach
 
 #: Batch job names and Batch/ECS resource names: ^[A-Za-z0-9][A-Za-z0-9_-]{1,126}[A-Za-z0-9]$
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
@@ -126,6 +128,8 @@ class GeniusAwsContainerMixin(GeniusContainerMixin):
     """
 
     ui_color = "#ff9900"
+    #: The platform's job, as a message names it ("the ECS task", "the Batch job").
+    platform_job: ClassVar[str]
     #: (the provider's trigger, its genius subclass built from the same serialized arguments).
     trigger_swap: ClassVar[tuple[type[BaseTrigger], type[BaseTrigger]]]
 
@@ -140,6 +144,27 @@ class GeniusAwsContainerMixin(GeniusContainerMixin):
     def platform_secrets(self) -> set[str]:
         """Names of the secrets the job/task definition injects into the genius container."""
         raise NotImplementedError
+
+    def platform_definition(self) -> str:
+        """The job/task definition that declares the genius container's secrets and mounts (for messages)."""
+        raise NotImplementedError
+
+    def platform_mounts(self) -> tuple[Sequence[Mapping[str, Any]], Sequence[Mapping[str, Any]]]:
+        """The ``volumes`` and the genius container's ``mountPoints`` of the job/task definition."""
+        raise NotImplementedError
+
+    def genius_remote_reach(self) -> RemoteReach:
+        """The job shares with the worker the genius container's writable mount points of an EFS volume
+        or of a host volume at the same path (:meth:`platform_mounts`, described only for a SQLite
+        store): an embedded SQLite store elsewhere is refused before anything is started."""
+        from airflow_genius.operators.state_reach import RemoteReach, aws_shared_paths
+
+        return RemoteReach(
+            self.platform_job,
+            lambda: aws_shared_paths(*self.platform_mounts()),
+            f"mount an EFS volume (or a host volume of that folder) there, writable, in "
+            f"{self.platform_definition()} (volumes, mountPoints)",
+        )
 
     def checked_launch(self, context: Context) -> tuple[ContainerLaunch, set[str]]:
         """This task instance's launch and the secrets its definition declares (asked only when the

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from airflow_genius.core.state import StateManager
     from airflow_genius.core.task import Task
     from airflow_genius.hooks.state import GeniusStateHook
+    from airflow_genius.operators.state_reach import RemoteReach
 
 # Module-level imports stay light: DAG files import this module on every parse; the runtime, the spec
 # builder and the hooks are imported when a task executes.
@@ -256,6 +257,10 @@ class GeniusOperatorMixin(BaseOperator):
         ``genius-output:<dag_id>.<task_id>`` instead: Airflow needs outlets when the DAG is parsed."""
         from airflow_genius.operators.lineage import declared_assets
 
+        if getattr(self, "_BaseOperator__from_mapped", False):
+            # One instance of a mapped task, built when it runs: its inlets and outlets are the mapped
+            # operator's, declared at parse time (partial() below); an Asset added now would be unknown.
+            return
         dag = self.get_dag()
         inlets, outlets = declared_assets(
             self.genius_call["input_uri"],
@@ -265,6 +270,21 @@ class GeniusOperatorMixin(BaseOperator):
         )
         self.inlets.extend(asset for asset in inlets if asset not in self.inlets)
         self.outlets.extend(asset for asset in outlets if asset not in self.outlets)
+
+    @classmethod
+    def partial(cls, **kwargs: Any) -> Any:  # type: ignore[override]
+        """``BaseOperator.partial``, whose ``expand()`` / ``expand_kwargs()`` also declare the mapped
+        task's Assets: its output root (the AssetAlias ``genius-output:<dag_id>.<task_id>`` when each
+        instance gets its own ``output_uri`` from the expansion) and a plain input root (docs/lineage.md)::
+
+            # outlet AssetAlias("genius-output:<dag_id>.fetch"); each commit's event goes to /d/a or /d/b
+            GeniusSpoutOperator.partial(task_id="fetch", ...).expand(output_uri=["/d/a", "/d/b"])
+        """
+        from airflow_genius.operators.lineage import genius_partial_class
+
+        partial = super().partial(**kwargs)
+        partial.__class__ = genius_partial_class()
+        return partial
 
     def genius_remote_job_id(self) -> str | None:
         """The remote job this task instance ran as (pod name, ECS task ARN, Batch job id, Slurm job id,
@@ -349,10 +369,22 @@ class GeniusOperatorMixin(BaseOperator):
         return StateTarget(uri=hook.state_uri, secret_env=hook.secret_env, hook=hook)
 
     # ------------------------------------------------------------------ spec and result
-    def build_task_spec(self, context: Context, *, state_uri: str) -> TaskSpec:
-        """The TaskSpec of this task instance (rendered arguments + identity from the context)."""
+    def build_task_spec(
+        self, context: Context, *, state_uri: str, remote: RemoteReach | None = None
+    ) -> TaskSpec:
+        """The TaskSpec of this task instance (rendered arguments + identity from the context).
+
+        ``remote``: where the job runs when that is not this worker (every remote runner passes it). Its
+        state store must then be reachable from there, else
+        :class:`~airflow_genius.operators.state_reach.StateNotReachable` is raised before anything is
+        launched (an embedded SQLite file outside a shared mount, ``memory://``; docs/state.md).
+        """
         from airflow_genius.core.spec import build_spec
 
+        if remote is not None:
+            from airflow_genius.operators.state_reach import check_state_reach
+
+            check_state_reach(state_uri, remote)
         call = self.genius_call  # rendered by now
         return build_spec(
             self.task_class,

@@ -65,6 +65,7 @@ if TYPE_CHECKING:
     from airflow.providers.amazon.aws.utils.task_log_fetcher import AwsTaskLogFetcher
     from airflow.sdk import Context
 
+
 #: task_state_store key of the submitted job id (Airflow 3.3+), checked before ``list_jobs`` on a retry.
 JOB_ID_KEY = "batch_job_id"
 #: Batch states of a job that is still on its way (a retry waits for it rather than submitting another).
@@ -129,6 +130,7 @@ class GeniusBatchOperator(GeniusAwsContainerMixin, BatchOperator):
     template_fields: Sequence[str] = aws_template_fields(BatchOperator)
     template_fields_renderers: ClassVar[dict[str, str]] = aws_template_renderers(BatchOperator)
     trigger_swap = (BatchJobTrigger, GeniusBatchJobTrigger)
+    platform_job = "the Batch job"
 
     def __init__(
         self,
@@ -155,6 +157,12 @@ class GeniusBatchOperator(GeniusAwsContainerMixin, BatchOperator):
     # ------------------------------------------------------------------ request
     def platform_secrets(self) -> set[str]:
         """Names of the secrets the job definition injects (one describe call)."""
+        found = self.described_job_definition()
+        return job_definition_secrets(found) if found else set()
+
+    def described_job_definition(self) -> dict[str, Any] | None:
+        """The job definition a submit uses (a bare name: its latest ACTIVE revision), described; None
+        if Batch has none of that name."""
         client: Any = self.hook.client  # boto3's batch client (the provider types it as a protocol)
         name = self.job_definition
         if name.startswith("arn:") or ":" in name:
@@ -162,7 +170,15 @@ class GeniusBatchOperator(GeniusAwsContainerMixin, BatchOperator):
         else:  # a bare name means its latest ACTIVE revision
             found = client.describe_job_definitions(jobDefinitionName=name, status="ACTIVE")["jobDefinitions"]
             found = sorted(found, key=lambda d: d.get("revision", 0))[-1:]
-        return job_definition_secrets(found[0]) if found else set()
+        return dict(found[0]) if found else None
+
+    def platform_definition(self) -> str:
+        return f"job definition {self.job_definition!r}"
+
+    def platform_mounts(self) -> tuple[Sequence[Mapping[str, Any]], Sequence[Mapping[str, Any]]]:
+        """The job definition's ``containerProperties`` ``volumes`` and ``mountPoints`` (one call)."""
+        props = (self.described_job_definition() or {}).get("containerProperties") or {}
+        return props.get("volumes") or [], props.get("mountPoints") or []
 
     def build_overrides(self, context: Context) -> dict[str, Any]:
         """This task instance's ``containerOverrides`` (secrets checked against the job definition)."""
@@ -171,7 +187,7 @@ class GeniusBatchOperator(GeniusAwsContainerMixin, BatchOperator):
             launch,
             base=self.container_overrides,
             platform_secrets=declared,
-            where=f"job definition {self.job_definition!r}",
+            where=self.platform_definition(),
         )
 
     def instance_job_name(self, context: Context) -> str:

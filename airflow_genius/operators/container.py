@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_genius.core.spec import TaskSpec
+    from airflow_genius.operators.state_reach import RemoteReach
 
 #: Arguments after the image's ``genius`` ENTRYPOINT.
 CONTAINER_ARGS: tuple[str, ...] = ("run", "--spec-env", SPEC_ENV)
@@ -116,11 +117,20 @@ class GeniusContainerMixin(GeniusOperatorMixin):
     Put it first: ``class GeniusKubernetesOperator(GeniusContainerMixin, KubernetesPodOperator)``.
     """
 
+    def genius_remote_reach(self) -> RemoteReach:
+        """Where the container runs and which folders it shares with the worker (its mounts): each
+        container runner says it in a few lines, for the state store check of :meth:`prepare_launch`."""
+        raise NotImplementedError
+
     def prepare_launch(
         self, context: Context, *, extra_env: Mapping[str, str] | None = None
     ) -> ContainerLaunch:
-        """The TaskSpec of this task instance as a :class:`ContainerLaunch` (state secrets separate)."""
+        """The TaskSpec of this task instance as a :class:`ContainerLaunch` (state secrets separate).
+
+        Raises :class:`~airflow_genius.operators.state_reach.StateNotReachable` before anything is
+        launched when the container cannot reach the state store (an embedded SQLite file outside its
+        mounts, ``memory://``)."""
         target = self.genius_state()
-        spec = self.build_task_spec(context, state_uri=target.uri)
+        spec = self.build_task_spec(context, state_uri=target.uri, remote=self.genius_remote_reach())
         env = {**self.service_env(context), **(extra_env or {})}  # the DAG's own environment wins
         return container_launch(spec, secret_env=target.secret_env, extra_env=env)

@@ -55,6 +55,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_genius.operators.container import ContainerLaunch
+    from airflow_genius.operators.state_reach import RemoteReach
 
 #: Default image: docker/Dockerfile built and tagged with the package version (see docker/README.md).
 #: The test rig builds ``localhost/airflow-genius-runtime:dev``.
@@ -206,7 +207,6 @@ class GeniusDockerOperator(GeniusContainerMixin, DockerOperator):
         self.container_name = self.container_name or container_name_for(
             who["dag_id"], who["task_id"], who["run_id"], who["map_index"]
         )
-        self._warn_if_state_unreachable(launch.spec.state.uri)
         return launch
 
     def genius_remote_job_id(self) -> str | None:
@@ -306,21 +306,16 @@ class GeniusDockerOperator(GeniusContainerMixin, DockerOperator):
         except APIError as exc:  # best effort: the next try of this task instance removes it too
             self.log.warning("could not remove container %s: %s", self.container["Id"][:12], exc)
 
-    def _warn_if_state_unreachable(self, state_uri: str) -> None:
-        """An embedded SQLite store is a file on the worker: the container sees it only through a mount."""
-        from airflow_genius.core.uris import redact
+    def genius_remote_reach(self) -> RemoteReach:
+        """The container shares with the worker the folders bind-mounted at the same path (``mounts``):
+        an embedded SQLite store elsewhere is refused before the container is created."""
+        from airflow_genius.operators.state_reach import RemoteReach, docker_shared_paths
 
-        if not state_uri.startswith("sqlite:///"):
-            return
-        path = state_uri.removeprefix("sqlite://").split("?", 1)[0]
-        targets = [str(m.get("Target") or m.get("target") or "") for m in self.mounts]
-        if not any(t and path.startswith(t.rstrip("/") + "/") for t in targets):
-            self.log.warning(
-                "state store %s is a SQLite file the container cannot see unless its folder is "
-                "bind-mounted at the same path; set [genius] state_conn_id/state_uri (or state_conn_id=) "
-                "to a store the container reaches (Redis, PostgreSQL, DynamoDB)",
-                redact(state_uri),
-            )
+        return RemoteReach(
+            "the container",
+            lambda: docker_shared_paths(self.mounts),
+            "bind-mount it at the same path (mounts=[Mount(target=<folder>, source=<folder>, type='bind')])",
+        )
 
 
 class GeniusDockerSpoutOperator(GeniusDockerOperator):

@@ -97,14 +97,20 @@ def ecs_overrides(
     return overrides
 
 
-def container_secrets(task_definition: Mapping[str, Any], container_name: str) -> set[str]:
-    """Names of the ``secrets`` a (described) task definition injects into ``container_name``."""
+def genius_container_definition(task_definition: Mapping[str, Any], container_name: str) -> Mapping[str, Any]:
+    """The definition of ``container_name`` in a (described) task definition; ``ValueError`` if none."""
     for container in task_definition.get("containerDefinitions") or ():
         if container.get("name") == container_name:
-            return {secret["name"] for secret in container.get("secrets") or ()}
+            return dict(container)
     raise ValueError(
         f"task definition {task_definition.get('taskDefinitionArn')} has no container {container_name!r}"
     )
+
+
+def container_secrets(task_definition: Mapping[str, Any], container_name: str) -> set[str]:
+    """Names of the ``secrets`` a (described) task definition injects into ``container_name``."""
+    container = genius_container_definition(task_definition, container_name)
+    return {secret["name"] for secret in container.get("secrets") or ()}
 
 
 class GeniusEcsOperator(GeniusAwsContainerMixin, EcsRunTaskOperator):
@@ -125,6 +131,7 @@ class GeniusEcsOperator(GeniusAwsContainerMixin, EcsRunTaskOperator):
     template_fields: Sequence[str] = aws_template_fields(EcsRunTaskOperator)
     template_fields_renderers: ClassVar[dict[str, str]] = aws_template_renderers(EcsRunTaskOperator)
     trigger_swap = (TaskDoneTrigger, GeniusEcsTaskDoneTrigger)
+    platform_job = "the ECS task"
 
     def __init__(
         self,
@@ -148,8 +155,22 @@ class GeniusEcsOperator(GeniusAwsContainerMixin, EcsRunTaskOperator):
 
     def platform_secrets(self) -> set[str]:
         """Names of the secrets the task definition injects into the genius container (one call)."""
-        described = self.client.describe_task_definition(taskDefinition=self.task_definition)
-        return container_secrets(described["taskDefinition"], self.genius_container)
+        return container_secrets(self.described_task_definition(), self.genius_container)
+
+    def described_task_definition(self) -> dict[str, Any]:
+        """The task definition, as ``describe_task_definition`` gives it (one call)."""
+        return dict(
+            self.client.describe_task_definition(taskDefinition=self.task_definition)["taskDefinition"]
+        )
+
+    def platform_definition(self) -> str:
+        return f"task definition {self.task_definition!r} (container {self.genius_container!r})"
+
+    def platform_mounts(self) -> tuple[Sequence[Mapping[str, Any]], Sequence[Mapping[str, Any]]]:
+        """The task definition's ``volumes`` and the genius container's ``mountPoints`` (one call)."""
+        described = self.described_task_definition()
+        container = genius_container_definition(described, self.genius_container)
+        return described.get("volumes") or [], container.get("mountPoints") or []
 
     def build_overrides(self, context: Context) -> dict[str, Any]:
         """This task instance's ``run_task`` overrides (secrets checked against the task definition)."""
@@ -159,7 +180,7 @@ class GeniusEcsOperator(GeniusAwsContainerMixin, EcsRunTaskOperator):
             container_name=self.genius_container,
             base=self.overrides,
             platform_secrets=declared,
-            where=f"task definition {self.task_definition!r} (container {self.genius_container!r})",
+            where=self.platform_definition(),
         )
 
     def execute(self, context: Context) -> Any:

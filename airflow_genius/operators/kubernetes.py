@@ -65,6 +65,8 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
     from airflow.triggers.base import BaseTrigger
 
+    from airflow_genius.operators.state_reach import RemoteReach
+
 
 # type-ignore: both bases declare `namespace` (genius state vs Kubernetes); __init__ below separates them
 class GeniusKubernetesOperator(GeniusContainerMixin, KubernetesPodOperator):  # type: ignore[misc]
@@ -147,6 +149,25 @@ class GeniusKubernetesOperator(GeniusContainerMixin, KubernetesPodOperator):  # 
         with self._kpo_running():
             self.pod_request_obj = self.build_pod_request_obj(context)
         return request
+
+    def genius_remote_reach(self) -> RemoteReach:
+        """The pod shares with the worker its writable mounts of a ``hostPath`` volume at the same path,
+        of a PersistentVolumeClaim or of an NFS volume (``volumes`` + ``volume_mounts``): an embedded
+        SQLite store elsewhere is refused before the Secret and the pod are created."""
+        from kubernetes.client import ApiClient
+
+        from airflow_genius.operators.state_reach import RemoteReach, pod_shared_paths
+
+        def shared() -> list[str]:
+            as_spec = ApiClient().sanitize_for_serialization  # objects or dicts -> pod spec dicts
+            return pod_shared_paths(as_spec(list(self.volumes)), as_spec(list(self.volume_mounts)))
+
+        return RemoteReach(
+            "the pod",
+            shared,
+            "mount a hostPath volume of that folder, a PersistentVolumeClaim or an NFS volume there at "
+            "the same path (volumes=, volume_mounts=)",
+        )
 
     def execute(self, context: Context) -> Any:
         request = self.genius_pod_request(context)

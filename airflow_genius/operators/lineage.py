@@ -160,6 +160,59 @@ def declared_assets(
     return inlets, outlets
 
 
+def expanded_keys(value: object) -> set[str] | None:
+    """The arguments a mapped operator's ``expand()`` / ``expand_kwargs()`` gives (its expand input's
+    ``value``); None when they are only known when the task runs (``expand_kwargs`` of an XCom)."""
+    if isinstance(value, Mapping):
+        return set(value)
+    if isinstance(value, (list, tuple)) and all(isinstance(item, Mapping) for item in value):
+        return {key for item in value for key in item}
+    return None
+
+
+def mapped_declared_assets(
+    partial_kwargs: Mapping[str, Any], expanded: set[str] | None, *, dag_id: str | None, task_id: str
+) -> tuple[list[Asset], list[Asset | AssetAlias]]:
+    """The (inlets, outlets) of a mapped genius operator (``partial().expand()``), when the DAG is
+    parsed: as :func:`declared_assets` for the arguments given to ``partial()``; an ``output_uri`` that
+    comes from the expansion (``expanded`` names it, or is None: not known yet) is templated for this
+    purpose, so its alias is declared; an expanded ``input_uri`` declares nothing."""
+    output_uri = partial_kwargs.get("output_uri")
+    if output_uri is None and (expanded is None or "output_uri" in expanded):
+        output_uri = _EXPANDED
+    return declared_assets(partial_kwargs.get("input_uri"), output_uri, dag_id=dag_id, task_id=task_id)
+
+
+#: Stands for an argument that each mapped instance gets from ``expand()``: known only at run time.
+_EXPANDED = object()
+
+
+@functools.cache
+def genius_partial_class() -> type:
+    """``OperatorPartial`` of genius operators (``GeniusOperatorMixin.partial``): ``expand()`` and
+    ``expand_kwargs()`` declare the mapped operator's inlets and outlets (:func:`mapped_declared_assets`),
+    since Airflow only builds the operator, and runs its ``__init__``, when each mapped instance runs."""
+    from airflow.sdk.definitions.mappedoperator import OperatorPartial
+
+    class GeniusOperatorPartial(OperatorPartial):  # type: ignore[misc]
+        __slots__ = ()  # the layout of OperatorPartial: partial() swaps the class of its result
+
+        def _expand(self, expand_input: Any, *, strict: bool) -> Any:
+            mapped = super()._expand(expand_input, strict=strict)
+            dag = self.kwargs.get("dag")
+            inlets, outlets = mapped_declared_assets(
+                self.kwargs,
+                expanded_keys(expand_input.value),
+                dag_id=dag.dag_id if dag is not None else None,
+                task_id=mapped.task_id,
+            )
+            mapped.inlets = [*mapped.inlets, *(a for a in inlets if a not in mapped.inlets)]
+            mapped.outlets = [*mapped.outlets, *(a for a in outlets if a not in mapped.outlets)]
+            return mapped
+
+    return GeniusOperatorPartial
+
+
 # ---------------------------------------------------------------------------------------------- commits
 def manifest_digest(manifest: Manifest) -> str:
     """sha256 of the ``_SUCCESS`` manifest as committed (its JSON is canonical: sorted keys)."""

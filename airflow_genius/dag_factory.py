@@ -36,11 +36,13 @@ from datetime import timedelta
 from functools import cache
 from typing import Any, Literal, NamedTuple
 
-from airflow.sdk import DAG, BaseOperator, Param, TaskGroup, literal
+from airflow.sdk import DAG, Asset, AssetAlias, AssetAll, AssetAny, BaseOperator, Param, TaskGroup, literal
 
 from airflow_genius.core.defaults import DEFAULT_NAMESPACE
 from airflow_genius.core.geniusfile import (
     GENIUS_ARGUMENTS,
+    OUTPUT_ALIAS_PREFIX,
+    AssetSchedule,
     Geniusfile,
     GeniusfileError,
     ParamSettings,
@@ -51,6 +53,7 @@ from airflow_genius.core.geniusfile import (
     load_geniusfile,
 )
 from airflow_genius.operators.base import OUTPUT_XCOM_KEY
+from airflow_genius.operators.lineage import asset_uri
 
 log = logging.getLogger(__name__)
 
@@ -113,9 +116,14 @@ def build_dag(geniusfile: Geniusfile) -> DAG:
     """The DAG of a parsed Geniusfile: one operator per spout/bolt/service, inputs wired through XCom,
     and a stop task per service (an Airflow teardown) after its clients."""
     settings = geniusfile.dag
+    try:
+        schedule = dag_schedule(settings.schedule)
+    except GeniusfileError as exc:
+        exc.source = geniusfile.source
+        raise
     dag = DAG(
         dag_id=settings.id,
-        schedule=settings.schedule,
+        schedule=schedule,
         start_date=settings.start_date,
         catchup=settings.catchup,
         tags=list(settings.tags),
@@ -131,6 +139,37 @@ def build_dag(geniusfile: Geniusfile) -> DAG:
     with dag:
         _render(geniusfile)
     return dag
+
+
+def dag_schedule(schedule: str | AssetSchedule | None) -> str | AssetAll | AssetAny | None:
+    """Airflow's ``schedule`` of a Geniusfile's ``dag.schedule``: a cron expression or preset as
+    written; assets as ``AssetAll`` / ``AssetAny`` (what ``[a, b]``, ``a & b`` and ``a | b`` build).
+
+    Each URI becomes the Asset a genius operator declares for that output (``asset_uri`` of
+    ``operators/lineage.py``: ``/data/quotes/`` is ``file:///data/quotes``, a stream keeps only
+    ``?stream=``), so the producer's outlet and this schedule name one Asset; a
+    ``genius-output:<dag>.<task>`` name becomes that AssetAlias. Usage::
+
+        dag_schedule(AssetSchedule("all", ("/data/quotes/",)))
+        # AssetAll(Asset(name='file:///data/quotes', uri='file:///data/quotes', ...))
+    """
+    if not isinstance(schedule, AssetSchedule):
+        return schedule
+    return _asset_condition(schedule, "dag.schedule")
+
+
+def _asset_condition(schedule: AssetSchedule, where: str) -> AssetAll | AssetAny:
+    items: list[Asset | AssetAlias | AssetAll | AssetAny] = []
+    for index, item in enumerate(schedule.items):
+        if isinstance(item, AssetSchedule):
+            items.append(_asset_condition(item, f"{where}[{index}]"))
+        elif item.startswith(OUTPUT_ALIAS_PREFIX):
+            items.append(AssetAlias(item))
+        elif (uri := asset_uri(item)) is not None:
+            items.append(Asset(uri))  # its name is its URI, as on the producer's outlet
+        else:  # validated by the core already; asset_uri is stricter on nothing it let through
+            raise GeniusfileError(f"{where}[{index}]", "not a location a genius task writes", got=item)
+    return AssetAny(*items) if schedule.condition == "any" else AssetAll(*items)
 
 
 def task_group_from_geniusfile(path: str | os.PathLike[str], group_id: str | None = None) -> TaskGroup:

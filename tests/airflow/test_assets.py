@@ -1,6 +1,7 @@
 """Genius outputs as Airflow Assets, with a real scheduler and dag-processor (tests/ui/airflow_stack.py):
 each commit of an upstream genius task emits an asset event whose extra names the partition, and a DAG
-scheduled on that Asset runs once per commit, reading the partition from the event."""
+scheduled on that Asset — hand-written, or rendered from a Geniusfile whose ``schedule:`` lists the
+upstream's output folder as written — runs once per commit, reading the partition from the event."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from ui.airflow_stack import AirflowStack
 pytestmark = [pytest.mark.airflow, pytest.mark.slow]
 
 PRODUCER, CONSUMER = "genius_asset_producer", "genius_asset_consumer"
+GENIUSFILE_CONSUMER = "genius_asset_geniusfile_consumer"
 DAGS = {
     PRODUCER: """
         import os
@@ -52,6 +54,30 @@ DAGS = {
         """,
 }
 
+# The same consumer as a Geniusfile: its schedule names the producer's output as a plain folder with a
+# trailing slash, which must name the producer's outlet Asset (file://…/quotes) all the same.
+GENIUSFILES = {
+    GENIUSFILE_CONSUMER: """
+        version: 1
+        dag:
+          id: genius_asset_geniusfile_consumer
+          schedule: ["${GENIUS_EXAMPLE_DATA}/quotes/"]
+        bolts:
+          count:
+            class: airflow_genius.examples.tasks:WordCount
+            method: count
+            input: "{{ (triggering_asset_events.values() | first | last).extra['partition_uri'] }}"
+            output: ${GENIUS_EXAMPLE_DATA}/geniusfile_counts
+        """,
+}
+GENIUSFILE_LOADER = """
+from pathlib import Path
+from airflow_genius.dag_factory import load_geniusfiles  # one airflow DAG per Geniusfile
+
+load_geniusfiles(Path(__file__).resolve().parent, globals())
+"""
+CONSUMERS = (CONSUMER, GENIUSFILE_CONSUMER)
+
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
@@ -60,6 +86,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
     dags.mkdir()
     for dag_id, source in DAGS.items():
         (dags / f"{dag_id}.py").write_text(textwrap.dedent(source))
+    for dag_id, text in GENIUSFILES.items():
+        (dags / f"{dag_id}.genius.yaml").write_text(textwrap.dedent(text))
+    (dags / "genius_geniusfiles.py").write_text(GENIUSFILE_LOADER)
     stack = AirflowStack(home, dags)
     try:
         stack.start()
@@ -82,7 +111,7 @@ def finished(stack: AirflowStack, token: str, dag_id: str, count: int) -> list[d
 
 def test_each_commit_triggers_the_dag_scheduled_on_its_asset(stack: AirflowStack) -> None:
     token = stack.token()
-    for dag_id in DAGS:
+    for dag_id in [*DAGS, *GENIUSFILES]:
         stack.wait_for(lambda d=dag_id: stack.api(f"/api/v2/dags/{d}", token), 180, f"{dag_id} parsed")
     data = Path(stack.env["GENIUS_EXAMPLE_DATA"])
     uri = f"file://{quote(str(data / 'quotes'))}"
@@ -103,11 +132,13 @@ def test_each_commit_triggers_the_dag_scheduled_on_its_asset(stack: AirflowStack
             lambda c=commit: finished(stack, token, PRODUCER, c), 240, f"producer run {commit}"
         )
         assert [run["state"] for run in produced] == ["success"] * commit, stack.logs()
-        consumed = stack.wait_for(
-            lambda c=commit: finished(stack, token, CONSUMER, c), 240, f"consumer run {commit}"
-        )
-        assert [run["state"] for run in consumed] == ["success"] * commit, stack.logs()
-        assert all(run["run_type"] == "asset_triggered" for run in consumed)
+        consumed = {}
+        for consumer in CONSUMERS:
+            consumed[consumer] = stack.wait_for(
+                lambda c=commit, d=consumer: finished(stack, token, d, c), 240, f"{consumer} run {commit}"
+            )
+            assert [run["state"] for run in consumed[consumer]] == ["success"] * commit, stack.logs()
+            assert all(run["run_type"] == "asset_triggered" for run in consumed[consumer])
 
     events = (stack.api(f"/api/v2/assets/events?asset_id={asset['id']}&order_by=timestamp", token) or {})[
         "asset_events"
@@ -123,9 +154,10 @@ def test_each_commit_triggers_the_dag_scheduled_on_its_asset(stack: AirflowStack
         assert extra["manifest_sha256"] == hashlib.sha256(manifest).hexdigest()
         assert extra["file_count"] == len([p for p in partition.rglob("*") if p.is_file()]) - 1 >= 1
 
-    # Each consumer run consumed exactly the event of one commit, in order.
-    for run, event in zip(consumed, events, strict=True):
-        upstream = stack.api(
-            f"/api/v2/dags/{CONSUMER}/dagRuns/{run['dag_run_id']}/upstreamAssetEvents", token
-        )
-        assert [e["id"] for e in upstream["asset_events"]] == [event["id"]]
+    # Each run of each consumer consumed exactly the event of one commit, in order.
+    for consumer in CONSUMERS:
+        for run, event in zip(consumed[consumer], events, strict=True):
+            upstream = stack.api(
+                f"/api/v2/dags/{consumer}/dagRuns/{run['dag_run_id']}/upstreamAssetEvents", token
+            )
+            assert [e["id"] for e in upstream["asset_events"]] == [event["id"]], consumer

@@ -709,3 +709,62 @@ def test_genius_dag_validate_checks_platform_arguments_where_airflow_is_installe
         "ERROR typo.genius.yaml: spouts.on_docker.platform.net: unknown argument of GeniusDockerSpoutOperator",
     ]
     assert "not run" not in done.stderr  # the entry point's check ran
+
+
+# A producer and a consumer Geniusfile: the consumer's schedule names the producer's output as written
+# in several forms, and a templated output's alias.
+SCHEDULED_ON_ASSETS = """
+import json
+from airflow_genius.core.geniusfile import OUTPUT_ALIAS_PREFIX, parse_geniusfile
+from airflow_genius.dag_factory import build_dag
+from airflow_genius.operators.lineage import ALIAS_PREFIX
+
+STEP = "{class: 'airflow_genius.examples.tasks:QuoteSpout', method: fetch, output: %s}"
+producer = build_dag(parse_geniusfile(
+    "version: 1\\ndag: {id: up}\\nspouts:\\n  fetch: " + STEP % "/data/quotes/" + "\\n"
+    "  dated: " + STEP % "'/data/{{ ds }}'" + "\\n"
+))
+consumer = build_dag(parse_geniusfile(
+    "version: 1\\n"
+    "dag:\\n"
+    "  id: down\\n"
+    "  schedule: {any: ['file:///data/quotes', {all: ['/data/quotes/', 'genius-output:up.dated',\\n"
+    "                   'redis://redis/0?stream=ev&group=g&batch=5']}]}\\n"
+    "bolts:\\n"
+    "  count: {class: 'airflow_genius.examples.tasks:WordCount', method: count, input: /data/quotes}\\n"
+))
+listed = build_dag(parse_geniusfile(
+    "version: 1\\ndag: {id: listed, schedule: [/data/quotes]}\\nspouts:\\n  fetch: " + STEP % "/data/x" + "\\n"
+))
+
+def tree(condition):
+    if hasattr(condition, "objects"):
+        return [type(condition).__name__, [tree(item) for item in condition.objects]]
+    return [type(condition).__name__, condition.name, getattr(condition, "uri", None)]
+
+outlets = {t.task_id: [tree(o) for o in t.outlets] for t in producer.tasks}
+print("GENIUSFILE_RESULT " + json.dumps({
+    "outlets": outlets,
+    "consumer": tree(consumer.timetable.asset_condition),
+    "listed": tree(listed.timetable.asset_condition),
+    "timetable": type(consumer.timetable).__name__,
+    "prefixes": [OUTPUT_ALIAS_PREFIX, ALIAS_PREFIX],
+}))
+"""
+
+
+def test_schedule_on_assets_names_the_producers_outlets(  # type: ignore[no-untyped-def]
+    run_python, airflow_env: dict[str, str]
+) -> None:
+    got = result_of(run_python(SCHEDULED_ON_ASSETS, airflow_env))
+    quotes = ["Asset", "file:///data/quotes", "file:///data/quotes"]
+    assert got["outlets"] == {"fetch": [quotes], "dated": [["AssetAlias", "genius-output:up.dated", None]]}
+    # every form of the producer's root is its outlet Asset (name and URI), the alias is its alias
+    stream = ["Asset", "redis://redis:6379/0?stream=ev", "redis://redis:6379/0?stream=ev"]
+    assert got["consumer"] == [
+        "AssetAny",
+        [quotes, ["AssetAll", [quotes, got["outlets"]["dated"][0], stream]]],
+    ]
+    assert got["listed"] == ["AssetAll", [quotes]]
+    assert got["timetable"] == "AssetTriggeredTimetable"
+    assert got["prefixes"][0] == got["prefixes"][1]

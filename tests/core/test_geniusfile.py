@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from airflow_genius.core.geniusfile import (
+    AssetSchedule,
     GeniusfileError,
     check_task_classes,
     find_geniusfiles,
@@ -71,6 +72,11 @@ def variant(old: str, new: str) -> str:
     return BASE.replace(old, new, 1)
 
 
+def scheduled(value: str) -> str:
+    """BASE with ``value`` as its ``dag.schedule``."""
+    return variant('schedule: "@daily"', f"schedule: {value}")
+
+
 # ---------------------------------------------------------------------- valid files
 def test_valid_geniusfile_parses_into_tasks_in_dependency_order() -> None:
     gf = parse()
@@ -117,6 +123,94 @@ def test_environment_variables_expand_in_data_and_state_uris() -> None:
     assert gf.task("fetch").state.uri == "sqlite:////var/genius/s.db"  # type: ignore[union-attr]
     templated = parse(variant("input: /data/fixed", 'input: "{{ params.top }}/in"'))
     assert templated.task("report").input_uri == "{{ params.top }}/in"  # left for Airflow to render
+
+
+def test_schedule_on_assets_lists_uris_aliases_and_conditions() -> None:
+    listed = parse(scheduled('["${DATA_ROOT}/quotes/", "genius-output:etl.fetch"]'), DATA_ROOT="/lake")
+    # as written, variables expanded: dag_factory normalises the URIs as the producer's outlet does
+    assert listed.dag.schedule == AssetSchedule("all", ("/lake/quotes/", "genius-output:etl.fetch"))
+    nested = parse(
+        scheduled("{any: [s3://lake/clean, {all: [file:///data/a, 'redis://r/0?stream=ev&group=g']}]}")
+    )
+    inner = AssetSchedule("all", ("file:///data/a", "redis://r/0?stream=ev&group=g"))
+    assert nested.dag.schedule == AssetSchedule("any", ("s3://lake/clean", inner))
+    assert isinstance(nested.dag.schedule, AssetSchedule)
+    assert nested.dag.schedule.names() == (
+        "s3://lake/clean",
+        "file:///data/a",
+        "redis://r/0?stream=ev&group=g",
+    )
+
+
+#: Errors of a schedule on assets, checked with MALFORMED below.
+SCHEDULE_ERRORS = [
+    pytest.param(
+        scheduled("/data/quotes"),
+        "dag.schedule: a schedule on assets is a list: schedule: [/data/quotes], got '/data/quotes'",
+        id="bare-uri",
+    ),
+    pytest.param(
+        scheduled("[]"),
+        "dag.schedule: expected a non-empty list of asset URIs or aliases, got []",
+        id="empty",
+    ),
+    pytest.param(
+        scheduled("[data/quotes]"),
+        "dag.schedule[0]: expected an asset URI (/abs/path, file:///abs/path, s3://bucket/prefix, "
+        "redis://host/0?stream=name), an alias genius-output:<dag_id>.<task_id>, or {any: [...]} / "
+        "{all: [...]}, got 'data/quotes'",
+        id="relative-path",
+    ),
+    pytest.param(
+        scheduled("[/data/a, genius-output:etl]"),
+        "dag.schedule[1]: expected an alias genius-output:<dag_id>.<task_id>, got 'genius-output:etl'",
+        id="alias-without-task",
+    ),
+    pytest.param(
+        scheduled("{anyy: [/data/a]}"),
+        "dag.schedule.anyy: unknown key; did you mean 'any'? (known: all, any)",
+        id="unknown-condition",
+    ),
+    pytest.param(
+        scheduled("{any: [/data/a], all: [/data/b]}"),
+        "dag.schedule: expected one key, 'all' or 'any', with a list of assets, "
+        "got {'any': ['/data/a'], 'all': ['/data/b']}",
+        id="two-conditions",
+    ),
+    pytest.param(
+        scheduled("{all: [/data/a, {any: /data/b}]}"),
+        "dag.schedule.all[1].any: expected a non-empty list of asset URIs or aliases, got '/data/b'",
+        id="nested-not-a-list",
+    ),
+    pytest.param(
+        scheduled("['redis://r/0?group=g']"),
+        "dag.schedule[0]: needs ?stream=<name>, got 'redis://r/0?group=g'",
+        id="stream-without-name",
+    ),
+    pytest.param(
+        scheduled("['s3://key:secret@lake/clean']"),
+        "dag.schedule[0]: must not embed credentials; pass them through the environment (AWS variables, "
+        "a profile or an instance role), got 's3://key:***@lake/clean'",
+        id="credentials",
+    ),
+    pytest.param(
+        scheduled("['gs://lake/clean']"),
+        "dag.schedule[0]: expected an absolute path, file:///abs/path or s3://bucket/prefix, "
+        "got 'gs://lake/clean'",
+        id="unknown-scheme",
+    ),
+    pytest.param(
+        scheduled("['/data/{{ ds }}']"),
+        "dag.schedule[0]: a schedule is read when the file is parsed: no templates, got '/data/{{ ds }}'",
+        id="template",
+    ),
+    pytest.param(
+        scheduled("['${NOT_SET_ANYWHERE}/a']"),
+        "dag.schedule[0]: environment variable 'NOT_SET_ANYWHERE' is not set "
+        "(write ${NOT_SET_ANYWHERE:-default} to give a default)",
+        id="unset-variable",
+    ),
+]
 
 
 def test_example_geniusfile_is_valid_and_its_classes_check_out() -> None:
@@ -226,13 +320,13 @@ MALFORMED = [
     pytest.param(
         variant('schedule: "@daily"', "schedule: 5"),
         "dag.schedule: expected a cron expression such as '0 6 * * *', a preset such as '@daily', "
-        "or null, got 5",
+        "a list of asset URIs, or null, got 5",
         id="schedule-type",
     ),
     pytest.param(
         variant('schedule: "@daily"', 'schedule: "0 6 * *"'),
-        "dag.schedule: expected a cron expression such as '0 6 * * *', a preset such as '@daily', or null "
-        "(a cron expression has 5 fields), got '0 6 * *'",
+        "dag.schedule: expected a cron expression such as '0 6 * * *', a preset such as '@daily', "
+        "a list of asset URIs, or null (a cron expression has 5 fields), got '0 6 * *'",
         id="schedule-cron-fields",
     ),
     pytest.param(
@@ -342,7 +436,7 @@ MALFORMED = [
 ]
 
 
-@pytest.mark.parametrize(("text", "message"), MALFORMED)
+@pytest.mark.parametrize(("text", "message"), MALFORMED + SCHEDULE_ERRORS)
 def test_malformed_geniusfile_gives_one_line_naming_entry_and_field(text: str, message: str) -> None:
     with pytest.raises(GeniusfileError) as caught:
         parse(text)
@@ -761,3 +855,21 @@ def test_validate_runs_without_airflow(tmp_path: Path) -> None:
         f"note: {lonely}: services.serve: no spout or bolt names it as its 'service'; it starts and is "
         "stopped at once",
     ]
+
+
+def test_parsing_does_not_define_the_task_spec() -> None:
+    # The DAG processor parses each Geniusfile in a new process: the TaskSpec's dataclasses
+    # (core.spec) are for running tasks, and defining them would add to every parse. The example
+    # has a model and a service, so every rule of spec_rules is used.
+    child = textwrap.dedent(
+        f"""
+        import sys
+        from airflow_genius.core.geniusfile import load_geniusfile
+        gf = load_geniusfile({str(ML_EXAMPLE)!r}, env={{}})
+        assert any(t.model for t in gf.tasks) and gf.services, gf.summary()
+        print(sorted(m for m in sys.modules if m.startswith("airflow_genius.core.spec")))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["['airflow_genius.core.spec_rules']"]

@@ -134,14 +134,21 @@ class SlurmRestHook(BaseHook):
                     verify=self._verify,
                 )
             except requests.RequestException as exc:
-                raise rest.SlurmRestError(
-                    f"slurmrestd {what or request.path} at {self.base_url}: {type(exc).__name__}"
-                ) from None
+                raise self._unreachable(request, what, exc) from None
             body = _body(answer.text)
             if attempt == 1 and self._refused(answer.status_code, body):
                 continue
             return answer.status_code, body
         raise AssertionError("unreachable")
+
+    def _unreachable(
+        self, request: rest.RestRequest, what: str | None, exc: Exception
+    ) -> rest.SlurmRestError:
+        """The one line for a request that got no answer (the exception's type only: its text may
+        hold the URL's query or a header)."""
+        return rest.SlurmRestError(
+            f"slurmrestd {what or request.path} at {self.base_url}: {type(exc).__name__}"
+        )
 
     def _headers(self) -> dict[str, str]:
         """The authentication headers; each new token (and the key given inline) is registered with
@@ -275,9 +282,7 @@ class SlurmRestHook(BaseHook):
                         headers={**self._headers(), "Content-Type": "application/json"},
                     )
                 except httpx.HTTPError as exc:
-                    raise rest.SlurmRestError(
-                        f"slurmrestd {what or request.path} at {self.base_url}: {type(exc).__name__}"
-                    ) from None
+                    raise self._unreachable(request, what, exc) from None
                 body = _body(answer.text)
                 if attempt == 1 and self._refused(answer.status_code, body):
                     continue

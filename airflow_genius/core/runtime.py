@@ -10,6 +10,11 @@ operators both call :func:`run_spec`; nothing else runs a task.
 Lifecycle: the record moves to RUNNING (a conflict means this try already runs elsewhere), input is
 synced, the method runs with a heartbeat, output is committed, and the record ends SUCCESS with the
 JSON result, FAILED with error type/message/traceback, or CANCELLED on SIGTERM/SIGINT.
+
+A platform that starts the same try again (a Slurm job requeued or restarted after a node failure)
+says so with ``GENIUS_ATTEMPT`` (:data:`ATTEMPT_ENV`, 1 for the first restart): that attempt takes the
+try over from the one it stopped (:meth:`~airflow_genius.core.state.StateManager.start_attempt`), and
+the record lists every attempt. Without it (or with 0) a run is the try's only attempt.
 """
 
 from __future__ import annotations
@@ -59,6 +64,8 @@ log = logging.getLogger("airflow_genius.runtime")
 
 #: Seconds between heartbeats while the method runs (env ``GENIUS_HEARTBEAT_SECONDS``).
 DEFAULT_HEARTBEAT_SECONDS = 30.0
+#: How a platform that restarted the same try says which attempt this is (0: the first; no variable: 0).
+ATTEMPT_ENV = "GENIUS_ATTEMPT"
 #: Where input from S3 is mirrored and local output is staged (env ``GENIUS_WORK_DIR``).
 DEFAULT_WORK_DIR = ".genius/work"
 
@@ -168,19 +175,57 @@ def run_spec(
             # An earlier try succeeded and only its final write was missing: do not run it again.
             log.info("run %s: completed from the outcome spool (try %d)", completed.key, completed.try_number)
             return RunOutcome(completed)
-        return _run(spec, manager, source_env, work, spool)
+        attempt = attempt_number(source_env)
+        if attempt:
+            record = manager.get_run(run_key(spec))
+            if (
+                record is not None
+                and record.try_number == spec.run.try_number
+                and record.status is Status.SUCCESS
+            ):
+                # the platform restarted a job whose try had already succeeded: nothing to run again
+                log.info(
+                    "run %s try %d attempt %d: the try already succeeded",
+                    record.key,
+                    record.try_number,
+                    attempt,
+                )
+                return RunOutcome(record)
+        return _run(spec, manager, source_env, work, spool, attempt)
     finally:
         if owns_state:
             manager.close()
 
 
+def attempt_number(env: Mapping[str, str]) -> int:
+    """The attempt :data:`ATTEMPT_ENV` names (0 when unset or empty).
+
+    >>> attempt_number({}), attempt_number({"GENIUS_ATTEMPT": "2"})
+    (0, 2)
+    """
+    text = (env.get(ATTEMPT_ENV) or "0").strip()
+    if not (text.isascii() and text.isdigit()):
+        raise SpecError(ATTEMPT_ENV, "expected an integer >= 0", got=text)
+    return int(text)
+
+
 def _run(
-    spec: TaskSpec, state: StateManager, env: Mapping[str, str], work_dir: Path, spool: Spool
+    spec: TaskSpec, state: StateManager, env: Mapping[str, str], work_dir: Path, spool: Spool, attempt: int
 ) -> RunOutcome:
     key = run_key(spec)
     try_number = spec.run.try_number
-    state.start_run(key, try_number=try_number, info=_run_info(spec))
-    log.info("run %s try %d started: %s.%s", key, try_number, spec.task.class_path, spec.task.method)
+    if attempt:
+        state.start_attempt(key, try_number=try_number, attempt=attempt, info=_run_info(spec))
+    else:
+        state.start_run(key, try_number=try_number, info=_run_info(spec))
+    log.info(
+        "run %s try %d%s started: %s.%s",
+        key,
+        try_number,
+        f" attempt {attempt}" if attempt else "",
+        spec.task.class_path,
+        spec.task.method,
+    )
     started = time.monotonic()
     task: Task | None = None
     window: StreamWindow | None = None
@@ -227,7 +272,17 @@ def _run(
         if service is not None:
             service.stop()
     _close_managers(task)
-    record = _finish(state, spool, spec, status, result=result, error=error, metrics=metrics, message=message)
+    record = _finish(
+        state,
+        spool,
+        spec,
+        status,
+        result=result,
+        error=error,
+        metrics=metrics,
+        message=message,
+        attempt=attempt,
+    )
     if status is Status.SUCCESS:
         log.info("run %s try %d succeeded in %.2fs", key, try_number, time.monotonic() - started)
     elif status is Status.CANCELLED:
@@ -272,8 +327,10 @@ def _finish(
     error: dict[str, Any] | None,
     metrics: dict[str, Any],
     message: str | None,
+    attempt: int = 0,
 ) -> RunRecord:
-    """The run's final write; when the store stays unavailable, the outcome goes to the spool."""
+    """The run's final write; when the store stays unavailable, the outcome goes to the spool. An attempt
+    that a later one took over (its platform restarted the try meanwhile) gets a TransitionConflict."""
     key = run_key(spec)
     try:
         return state.finish_run(
@@ -284,6 +341,7 @@ def _finish(
             error=error,
             metrics=metrics,
             message=message,
+            attempt=attempt,
         )
     except StoreUnavailable as exc:
         outcome = SpooledOutcome(

@@ -7,7 +7,7 @@ machine below is the only place that decides whether a job is waiting, done, or 
 :func:`advance` is the one step of every wait loop (in the worker, in the triggerer, for a service).
 
 >>> verdict(squeue_line="", sacct_line="42|FAILED|3:0|None")
-JobVerdict(state='FAILED', finished=True, succeeded=False, reason='Slurm job 42 FAILED (exit code 3)', node='')
+JobVerdict(state='FAILED', finished=True, succeeded=False, reason='Slurm job 42 FAILED (exit code 3)', node='', live=False)
 """
 
 from __future__ import annotations
@@ -40,6 +40,15 @@ FAILURE_HINTS = {
     "BOOT_FAIL": "its node failed to boot",
     "DEADLINE": "it missed its --deadline",
 }
+
+#: States of a job Slurm sent back to the queue (``scontrol requeue``, preemption, a node failure of a
+#: requeueable job): a job seen on a node that shows one of these again is waited for, not failed.
+REQUEUE_STATES = frozenset({"PENDING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD", "PREEMPTED"})
+#: States of a job on a node (what a requeue follows).
+RUN_STATES = frozenset({"RUNNING", "COMPLETING", "SUSPENDED"})
+#: sacct states that are only a step of a requeue: a job squeue no longer lists is in the queue again
+#: (sacct soon shows it PENDING) or was not requeued — after ``lost_after`` seconds, a failure.
+REQUEUE_STEPS = frozenset({"REQUEUED", "PREEMPTED"})
 
 #: Bytes of output one poll reads at most; a poll that reads this many after the end reads again.
 OUTPUT_CHUNK = 65536
@@ -227,6 +236,7 @@ class JobVerdict:
     succeeded: bool
     reason: str = ""
     node: str = ""
+    live: bool = False  # squeue lists the job (else the verdict is sacct's)
 
     @property
     def missing(self) -> bool:
@@ -261,9 +271,10 @@ def verdict(*, squeue_line: str, sacct_line: str, job_id: str = "") -> JobVerdic
     its end); else sacct's terminal row decides.
 
     Success is COMPLETED with exit 0:0 only. States are compared by their first word (``CANCELLED by
-    0``), never by prefix. A job sacct still shows as RUNNING/PENDING/REQUEUED/PREEMPTED after it left
-    squeue is waiting (accounting lag or a requeue). Neither source knowing it → ``MISSING``; the caller
-    decides how long to wait before calling it lost.
+    0``), never by prefix. A COMPLETING job that sacct shows REQUEUED or PREEMPTED is on its way back to
+    the queue and has that state. A job sacct still shows as RUNNING/PENDING/REQUEUED/PREEMPTED after it
+    left squeue is waiting (accounting lag or a requeue). Neither source knowing it → ``MISSING``; the
+    caller decides how long to wait before calling it lost (:func:`advance`).
     """
     live = squeue_line.strip().splitlines()
     if live and live[0].strip().startswith("COMPLETING") and sacct_line.strip():
@@ -271,6 +282,8 @@ def verdict(*, squeue_line: str, sacct_line: str, job_id: str = "") -> JobVerdic
         recorded = verdict(squeue_line="", sacct_line=sacct_line, job_id=job_id)
         if recorded.finished:
             return recorded
+        if recorded.state in REQUEUE_STEPS:  # Slurm stops this run to queue the job again
+            return replace(recorded, live=True)
     if live and live[0].strip():
         state, _, rest = live[0].strip().partition("|")
         reason, _, node = rest.partition("|")
@@ -280,6 +293,7 @@ def verdict(*, squeue_line: str, sacct_line: str, job_id: str = "") -> JobVerdic
             succeeded=False,
             reason="" if reason in ("None", "") else reason,
             node=node,
+            live=True,
         )
     rows = [line for line in sacct_line.strip().splitlines() if line.strip()]
     if not rows:
@@ -423,11 +437,19 @@ class Watch:
     """What a wait for one job carries from one poll to the next; :func:`advance` makes the next one.
 
     * ``lost_after``: a job neither squeue nor sacct knows is given this many seconds (accounting lag
-      after a job leaves the queue) before it is declared lost.
-    * ``pending_timeout``: a job still PENDING after this many seconds is given up (and cancelled).
+      after a job leaves the queue) before it is declared lost; one that sacct shows REQUEUED or
+      PREEMPTED while squeue does not list it, as long to show up queued again.
+    * ``pending_timeout``: a job still PENDING after this many seconds, before it first ran, is given up
+      (and cancelled).
     * ``end_mark``: the file the job's script touches when it exits (:data:`END_MARK_FILE`, written by
       every genius job): each poll then waits for it on the login node (``hold`` seconds), so the end is
       seen at once instead of up to a poll interval late. None for a script that leaves no mark.
+    * requeues: a job Slurm sends back to the queue after it ran (``scontrol requeue``, preemption, a
+      node failure with ``--requeue``: :data:`REQUEUE_STATES`) is waited for; the output file is
+      appended to by the next run (``--open-mode=append``), so its lines keep coming from ``offset``.
+      ``pending_timeout`` bounds only the wait before the job first runs: a requeued job waits at least
+      the cluster's credential lifetime (``AuthInfo=cred_expire``, 120 s by default) before it may run
+      again, and is given up only by the task's own ``execution_timeout``.
     * ``offset``: bytes of the output file already logged; ``pause``: seconds from one poll to the next
       (None before the first). With an end mark each poll waits the whole interval on the login node
       (``hold``, cut short by the end); without one, polls start at once, every :func:`next_delay`
@@ -459,6 +481,9 @@ class Watch:
     ending: bool = False  # the end mark was seen, Slurm has not recorded the end yet: poll again soon
     ended: dict[str, Any] | None = None  # the final event, held while the rest of the output is read
     drained: int = 0
+    state: str = ""  # Slurm's state at the last poll
+    ran: bool = False  # the job was seen on a node during this wait
+    requeues: int = 0  # times this wait saw Slurm send the job back to the queue after it ran
 
     def command(self) -> str:
         """The next poll (:func:`poll_command` from the output already read)."""
@@ -491,11 +516,14 @@ class Step:
     verdict: JobVerdict
     lines: tuple[str, ...]
     event: dict[str, Any] | None
+    notes: tuple[str, ...] = ()  # what the wait saw happen to the job (a requeue), for the task log
 
     def log_to(self, log: logging.Logger | logging.LoggerAdapter[Any] | Any) -> None:
-        """Write the new output lines to a task log as ``[slurm <id>] line``."""
+        """Write the new output lines to a task log as ``[slurm <id>] line``, then the notes."""
         for line in self.lines:
             log.info("[slurm %s] %s", self.watch.job_id, line)
+        for note in self.notes:
+            log.warning("%s", note)
 
 
 def advance(watch: Watch, answer: bytes, now: float) -> Step:
@@ -515,16 +543,22 @@ def advance(watch: Watch, answer: bytes, now: float) -> Step:
     (('wor',), 'COMPLETED', True, 9)
     """
     started_at = watch.started_at if watch.started_at is not None else now
+    notes: tuple[str, ...] = ()
     if watch.ended is not None:
         poll = parse_poll(answer, offset=watch.offset, final_read=True, job_id=watch.job_id)
         event: dict[str, Any] | None = watch.ended
+        progress = watch
     else:
         poll = parse_poll(answer, offset=watch.offset, job_id=watch.job_id)
-        event = _outcome(watch, poll.verdict, started_at, now)
+        progress = _progress(watch, poll.verdict, now)
+        event = _outcome(progress, poll.verdict, started_at, now)
+        if progress.requeues > watch.requeues:
+            why = f": {poll.verdict.reason}" if poll.verdict.reason else ""
+            notes = (
+                f"Slurm job {watch.job_id} went back to the queue ({poll.verdict.state}{why}) after it ran: "
+                "waiting for Slurm to run it again (its output continues below)",
+            )
     lines = tuple(poll.output.decode(errors="replace").splitlines())
-    missing_since = (
-        (watch.missing_since if watch.missing_since is not None else now) if poll.verdict.missing else None
-    )
     if event is None:
         # with an end mark a long hold costs no latency: the end cuts it short; once the mark was seen
         # (and taken) while Slurm still finishes the job, polls start short again
@@ -539,45 +573,71 @@ def advance(watch: Watch, answer: bytes, now: float) -> Step:
             pause = next_delay(
                 0.0 if ending and not watch.ending else watch.pause or 0.0, watch.poll_interval
             )
-        next_watch = replace(
-            watch,
-            offset=poll.offset,
-            started_at=started_at,
-            missing_since=missing_since,
-            pause=pause,
-            ending=ending,
-        )
-        return Step(next_watch, poll.verdict, lines, None)
+        next_watch = replace(progress, offset=poll.offset, started_at=started_at, pause=pause, ending=ending)
+        return Step(next_watch, poll.verdict, lines, None, notes)
     drained = watch.drained + (watch.ended is not None)
     # the read was cut at a chunk, or held back a partial last line (a job given up while it runs)
     cut = len(poll.output) >= OUTPUT_CHUNK or not (poll.verdict.finished or watch.ended is not None)
     more_output = watch.output_path is not None and cut and drained < DRAIN_CHUNKS
     next_watch = replace(
-        watch, offset=poll.offset, started_at=started_at, pause=0.0, ended=event, drained=drained
+        progress, offset=poll.offset, started_at=started_at, pause=0.0, ended=event, drained=drained
     )
     if more_output:
-        return Step(next_watch, poll.verdict, lines, None)
-    return Step(next_watch, poll.verdict, lines, {**event, "log_offset": poll.offset})
+        return Step(next_watch, poll.verdict, lines, None, notes)
+    return Step(next_watch, poll.verdict, lines, {**event, "log_offset": poll.offset}, notes)
+
+
+def _adrift(job_verdict: JobVerdict) -> bool:
+    """Whether neither source shows the job queued, running or ended: unknown to both, or a requeue step
+    in sacct that squeue does not follow (:data:`REQUEUE_STEPS`)."""
+    return job_verdict.missing or (not job_verdict.live and job_verdict.state in REQUEUE_STEPS)
+
+
+def _progress(watch: Watch, job_verdict: JobVerdict, now: float) -> Watch:
+    """The watch's clocks and what it saw of the job, after this verdict (the output is not read yet)."""
+    state = job_verdict.state
+    # back in the queue: from a node, or through a state only a requeue shows (a wait that started late)
+    requeued = (
+        state in REQUEUE_STATES
+        and watch.state not in REQUEUE_STATES
+        and (watch.state in RUN_STATES or state != "PENDING")
+    )
+    missing_since = (
+        (watch.missing_since if watch.missing_since is not None else now) if _adrift(job_verdict) else None
+    )
+    return replace(
+        watch,
+        state=state,
+        ran=watch.ran or requeued or state in RUN_STATES,
+        missing_since=missing_since,
+        requeues=watch.requeues + int(requeued),
+    )
 
 
 def _outcome(watch: Watch, job_verdict: JobVerdict, started_at: float, now: float) -> dict[str, Any] | None:
-    """The final event a verdict makes, with the two clocks a verdict cannot carry; None: keep waiting."""
+    """The final event a verdict makes, with the clocks a verdict cannot carry (``watch`` already has
+    them for this poll, :func:`_progress`); None: keep waiting."""
     if job_verdict.finished:
         return job_event(
             watch.job_id, job_verdict.state, succeeded=job_verdict.succeeded, reason=job_verdict.reason
         )
-    if job_verdict.missing:
-        missing_since = watch.missing_since if watch.missing_since is not None else now
-        if now - missing_since >= watch.lost_after:
-            return job_event(
-                watch.job_id,
-                "LOST",
-                reason=f"Slurm job {watch.job_id} is in neither squeue nor sacct after "
-                f"{watch.lost_after:.0f} s: lost (purged, or accounting is not recording it)",
+    if _adrift(job_verdict):
+        if watch.missing_since is not None and now - watch.missing_since >= watch.lost_after:
+            if job_verdict.missing:
+                reason = (
+                    f"Slurm job {watch.job_id} is in neither squeue nor sacct after "
+                    f"{watch.lost_after:.0f} s: lost (purged, or accounting is not recording it)"
+                )
+                return job_event(watch.job_id, "LOST", reason=reason)
+            reason = (
+                f"Slurm job {watch.job_id} {job_verdict.state} and not back in the queue after "
+                f"{watch.lost_after:.0f} s: Slurm did not requeue it"
             )
+            return job_event(watch.job_id, job_verdict.state, reason=reason)
         return None
     if (
         job_verdict.state == "PENDING"
+        and not watch.ran  # a requeued job already had its resources once: no pending limit
         and watch.pending_timeout is not None
         and now - started_at >= watch.pending_timeout
     ):

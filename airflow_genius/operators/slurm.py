@@ -48,6 +48,7 @@ from airflow_genius.operators.base import (
     task_state_set,
 )
 from airflow_genius.operators.slurm_script import SlurmContainer, SlurmJobOptions
+from airflow_genius.operators.state_reach import slurm_reach
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -242,8 +243,10 @@ class GeniusSlurmOperator(SlurmJobMixin, GeniusOperatorMixin):
         deferrable: wait in the triggerer instead of a worker slot (default: ``[operators]
             default_deferrable``, as for the official operators).
         poll_interval: seconds between polls.
-        lost_after: seconds a job may be missing from both squeue and sacct before it counts as lost.
-        pending_timeout: give up (and cancel) a job still pending after this many seconds.
+        lost_after: seconds a job may be missing from both squeue and sacct before it counts as lost (and
+            a job sacct shows REQUEUED/PREEMPTED may stay out of squeue before it counts as not requeued).
+        pending_timeout: give up (and cancel) a job still pending after this many seconds, before it first
+            ran (a requeued job is waited for: see docs/runners/slurm.md, "Requeue and preemption").
     """
 
     template_fields: Sequence[str] = (*GENIUS_TEMPLATE_FIELDS, "env")
@@ -303,7 +306,8 @@ class GeniusSlurmOperator(SlurmJobMixin, GeniusOperatorMixin):
 
     def execute(self, context: Context) -> Any:
         target = self.genius_state()
-        spec = self.build_task_spec(context, state_uri=target.uri)
+        # refused before anything reaches the cluster when its nodes cannot reach the store
+        spec = self.build_task_spec(context, state_uri=target.uri, remote=slurm_reach(self.ssh_conn_id))
         options = self.job_options(context)  # validated before anything reaches the cluster
         with self.slurm_hook() as hook:
             job = self.launch_genius_job(context, hook, spec, options, target)

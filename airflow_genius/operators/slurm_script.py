@@ -310,7 +310,9 @@ def genius_body(job_dir: str, options: SlurmJobOptions) -> list[str]:
     if container is None:
         command = [*shlex.split(options.genius_command), "run", "--spec", spec, "--work-dir", work]
         return [shlex.join(command)]
-    names = sorted({*options.env, "GENIUS_STATE_PASSWORD"})
+    from airflow_genius.core.runtime import ATTEMPT_ENV
+
+    names = sorted({*options.env, "GENIUS_STATE_PASSWORD", ATTEMPT_ENV})
     env_args = [arg for name in names for arg in ("-e", name)]
     if container.runtime == "podman":
         command = [
@@ -358,7 +360,13 @@ def render_sbatch_script(
     Output goes to ``<job_dir>/slurm-<jobid>.out`` (stdout and stderr together, appended on requeue);
     when the script exits it touches ``<job_dir>/slurm-<jobid>.end``, the mark a waiting poll watches
     for (see :func:`~airflow_genius.core.slurm_protocol.poll_command`).
+
+    A job Slurm requeued (``scontrol requeue``, preemption, a node failure) runs the script again with
+    ``SLURM_RESTART_COUNT`` set: the script says so in the output, clears the end mark its earlier run
+    left, and passes the count to ``genius run`` as ``GENIUS_ATTEMPT``, so the restart takes the try over
+    from the run it replaces (see :mod:`airflow_genius.core.runtime`).
     """
+    from airflow_genius.core.runtime import ATTEMPT_ENV
     from airflow_genius.core.slurm_protocol import END_MARK_FILE, OUTPUT_FILE
 
     _check_value("job name", job_name)
@@ -378,6 +386,10 @@ def render_sbatch_script(
         "set -euo pipefail",
         # the end mark: the poll waiting on the login node sees the job end at once (its exit status stays)
         f"trap {shlex.quote(f'touch -- {end_mark} 2>/dev/null || true')} EXIT",
+        # a requeued job runs this script again: say so, and drop the mark the stopped run left
+        f'export {ATTEMPT_ENV}="${{SLURM_RESTART_COUNT:-0}}"',
+        f'if [ "${ATTEMPT_ENV}" != 0 ]; then rm -f -- {end_mark}; '
+        f'echo "genius: Slurm restarted job ${{SLURM_JOB_ID:-}} (restart ${ATTEMPT_ENV})"; fi',
         f"cd {shlex.quote(job_dir)}",
         *options.exports(extra_env),
         # Secrets arrive in a 0600 file next to the spec; `set -a` exports what it defines.

@@ -72,6 +72,7 @@ from airflow_genius.operators.service import (
 )
 from airflow_genius.operators.slurm import GeniusSlurmOperator, SlurmJob, SlurmJobMixin
 from airflow_genius.operators.slurm_script import SlurmJobOptions
+from airflow_genius.operators.state_reach import slurm_reach
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -170,7 +171,8 @@ class GeniusSlurmServiceOperator(GeniusServiceMixin, GeniusSlurmOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         target = self.genius_state()
-        spec = self.build_task_spec(context, state_uri=target.uri)
+        # refused before anything reaches the cluster when its nodes cannot reach the store
+        spec = self.build_task_spec(context, state_uri=target.uri, remote=slurm_reach(self.ssh_conn_id))
         options = self.job_options(context)  # validated before anything reaches the cluster
         with self.slurm_hook() as hook:
             # a retry finds the service an earlier try left up; a finished one is not reused

@@ -4,7 +4,9 @@
 #
 #   sshd_up       sshd on 127.0.0.1:$GENIUS_SSH_PORT (2222), root login with the key $RIG_DIR/ssh/id_ed25519
 #   slurm_up      one-node cluster "local" (node = this host; partitions debug (default) and short with
-#                 MaxTime=5), accounting (sacct) through slurmdbd into the MariaDB database slurm_acct_db
+#                 MaxTime=5), accounting (sacct) through slurmdbd into the MariaDB database slurm_acct_db;
+#                 munge auth plus auth/jwt with the key $SLURM_JWT_KEY (for slurmrestd, scripts/rig/slurmrestd.sh);
+#                 job credentials live 30 s (cred_expire), so a requeued job may start again after 30 s, not 120
 #   sshd_status, slurm_status   print "up    ..." / "down  ..." lines
 #
 # Daemons already running are left alone; slurm.conf, cgroup.conf and slurmdbd.conf are rewritten (and
@@ -13,6 +15,7 @@
 SSH_PORT=${GENIUS_SSH_PORT:-2222}
 SSH_KEY=$RIG_DIR/ssh/id_ed25519
 SLURM_CLUSTER=local
+SLURM_JWT_KEY=/etc/slurm/jwt_hs256.key
 SLURM_DB=slurm_acct_db
 SLURM_DB_USER=slurm
 SLURM_DB_PASS=genius-slurmdbd
@@ -128,6 +131,9 @@ ClusterName=$SLURM_CLUSTER
 SlurmctldHost=$host(127.0.0.1)
 SlurmUser=slurm
 AuthType=auth/munge
+AuthInfo=cred_expire=30
+AuthAltTypes=auth/jwt
+AuthAltParameters=jwt_key=$SLURM_JWT_KEY
 CredType=cred/munge
 SlurmctldPort=$SLURMCTLD_PORT
 SlurmdPort=$SLURMD_PORT
@@ -178,6 +184,8 @@ _slurmdbd_conf() {
   cat <<EOF
 # Written by scripts/rig/slurm.sh. Edits are overwritten.
 AuthType=auth/munge
+AuthAltTypes=auth/jwt
+AuthAltParameters=jwt_key=$SLURM_JWT_KEY
 DbdHost=$(hostname -s)
 DbdAddr=127.0.0.1
 DbdPort=$SLURMDBD_PORT
@@ -215,7 +223,7 @@ _slurm_node_state() { sinfo -h -N -n "$(hostname -s)" -o %T 2>/dev/null | sed -n
 
 slurm_up() {
   local pkgs=() p
-  for p in slurmctld slurmd slurm-client slurmdbd munge; do dpkg -s "$p" >/dev/null 2>&1 || pkgs+=("$p"); done
+  for p in slurmctld slurmd slurm-client slurmdbd slurm-wlm-jwt-plugin munge; do dpkg -s "$p" >/dev/null 2>&1 || pkgs+=("$p"); done
   listening "$MARIADB_PORT" || [ -x /usr/sbin/mariadbd ] || pkgs+=(mariadb-server)
   [ ${#pkgs[@]} -eq 0 ] || apt_install "${pkgs[@]}"
 
@@ -231,6 +239,12 @@ slurm_up() {
   mkdir -p /etc/slurm /var/spool/slurmctld /var/spool/slurmd /var/log/slurm
   chown slurm: /var/spool/slurmctld /var/spool/slurmd /var/log/slurm
   local task=task/none dbd_changed=0 conf_changed=0
+  if [ ! -s "$SLURM_JWT_KEY" ]; then # read by slurmctld and slurmdbd at start only: a new key restarts both
+    (umask 077 && head -c 32 /dev/urandom >"$SLURM_JWT_KEY")
+    conf_changed=1 dbd_changed=1
+  fi
+  chown slurm: "$SLURM_JWT_KEY"
+  chmod 600 "$SLURM_JWT_KEY"
   if _memcg_usable; then
     task=task/cgroup
     if _write_if_changed /etc/slurm/cgroup.conf "$(_cgroup_conf)"; then conf_changed=1; fi

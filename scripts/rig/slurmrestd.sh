@@ -2,14 +2,14 @@
 # idempotently.
 #
 # Sourced by scripts/services after scripts/rig/slurm.sh (it uses say, apt_install, wait_port, RIG_DIR
-# and slurm.sh's listening, _slurm_stop, _slurm_start, _slurm_node_state); run directly
-# (`bash scripts/rig/slurmrestd.sh`, as root) it sources slurm.sh itself and brings slurmrestd up.
+# and slurm.sh's listening and $SLURM_JWT_KEY); run directly (`bash scripts/rig/slurmrestd.sh`, as
+# root) it sources slurm.sh itself, brings the cluster up and then slurmrestd.
 #
-#   slurmrestd_up      JWT key $SLURM_JWT_KEY (32 random bytes, owner slurm, 0600); AuthAltTypes=auth/jwt
-#                      in slurm.conf and slurmdbd.conf (their daemons restarted only when a line was
-#                      added); slurmrestd as the unprivileged user slurmrestd with rest_auth/jwt and the
+#   slurmrestd_up      slurmrestd as the unprivileged user slurmrestd with rest_auth/jwt and the
 #                      v0.0.38 + dbv0.0.38 OpenAPI plugins; proof: `scontrol token` and one authenticated
-#                      GET /slurm/v0.0.38/ping answered with HTTP 200
+#                      GET /slurm/v0.0.38/ping answered with HTTP 200. The JWT key and auth/jwt in
+#                      slurm.conf and slurmdbd.conf are slurm.sh's (slurm_up), so the cluster's config
+#                      has one writer
 #   slurmrestd_status  an "up    ..." / "down  ..." line
 #
 # A token for a user: `scontrol token username=NAME lifespan=SECONDS` (as root or SlurmUser), sent as
@@ -18,15 +18,7 @@
 
 SLURMRESTD_PORT=${GENIUS_SLURMRESTD_PORT:-6820}
 SLURMRESTD_USER=slurmrestd
-SLURM_JWT_KEY=/etc/slurm/jwt_hs256.key
 SLURMRESTD_PLUGINS=openapi/v0.0.38,openapi/dbv0.0.38
-
-# Append the JWT lines to a Slurm config file unless it already has them; succeeds when it changed.
-_jwt_lines_added() { # file
-  grep -q '^AuthAltTypes=auth/jwt' "$1" && return 1
-  printf '%s\n' "# Added by scripts/rig/slurmrestd.sh: JWT for slurmrestd." \
-    "AuthAltTypes=auth/jwt" "AuthAltParameters=jwt_key=$SLURM_JWT_KEY" >>"$1"
-}
 
 _slurmrestd_get() { # path token : HTTP status of an authenticated GET (the token travels on stdin)
   # curl reads the headers from a file (here stdin), so the token is never in argv
@@ -36,46 +28,9 @@ _slurmrestd_get() { # path token : HTTP status of an authenticated GET (the toke
 
 slurmrestd_up() {
   dpkg -s slurmrestd >/dev/null 2>&1 || apt_install slurmrestd
-  dpkg -s slurm-wlm-jwt-plugin >/dev/null 2>&1 || apt_install slurm-wlm-jwt-plugin
   command -v curl >/dev/null || apt_install curl
   id -u "$SLURMRESTD_USER" >/dev/null 2>&1 ||
     useradd --system --no-create-home --shell /usr/sbin/nologin "$SLURMRESTD_USER"
-
-  # slurmctld and slurmdbd read auth plugins and the key only at start: restart the one whose file
-  # changed (or all, for a new key), quickly: jobs keep running (slurmctld saves its state on SIGTERM,
-  # slurmd's steps outlive it).
-  local ctld_changed=0 dbd_changed=0
-  if [ ! -s "$SLURM_JWT_KEY" ]; then
-    say "creating the JWT key $SLURM_JWT_KEY"
-    (umask 077 && head -c 32 /dev/urandom >"$SLURM_JWT_KEY")
-    ctld_changed=1 dbd_changed=1
-  fi
-  chown slurm: "$SLURM_JWT_KEY"
-  chmod 600 "$SLURM_JWT_KEY"
-  if _jwt_lines_added /etc/slurm/slurm.conf; then ctld_changed=1; fi
-  if _jwt_lines_added /etc/slurm/slurmdbd.conf; then dbd_changed=1; fi
-  if [ "$dbd_changed" = 1 ] && listening "$SLURMDBD_PORT"; then
-    say "slurmdbd.conf gained auth/jwt: restarting slurmdbd"
-    _slurm_stop slurmdbd "$SLURMDBD_PORT"
-  fi
-  if [ "$ctld_changed" = 1 ] && { listening "$SLURMCTLD_PORT" || listening "$SLURMD_PORT"; }; then
-    say "slurm.conf gained auth/jwt: restarting slurmctld and slurmd"
-    _slurm_stop slurmd "$SLURMD_PORT"
-    _slurm_stop slurmctld "$SLURMCTLD_PORT"
-  fi
-  _slurm_start slurmdbd "$SLURMDBD_PORT"
-  _slurm_start slurmctld "$SLURMCTLD_PORT"
-  _slurm_start slurmd "$SLURMD_PORT"
-  local state="" i
-  for i in $(seq 1 120); do
-    state=$(_slurm_node_state)
-    case "$state" in idle|mixed|allocated|completing) break ;; esac
-    sleep 0.5
-  done
-  case "$state" in
-    idle|mixed|allocated|completing) ;;
-    *) say "Slurm node $(hostname -s) is '$state' after the restart (logs in /var/log/slurm)"; return 1 ;;
-  esac
 
   if ! listening "$SLURMRESTD_PORT"; then
     say "starting slurmrestd on 127.0.0.1:$SLURMRESTD_PORT"
@@ -122,6 +77,7 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
   apt_install() { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null; }
   # shellcheck source=slurm.sh
   . "$ROOT/scripts/rig/slurm.sh"
+  slurm_up
   slurmrestd_up
   slurmrestd_status
 fi

@@ -25,7 +25,8 @@ CONN_JSON = json.dumps(
         "host": "127.0.0.1",
         "port": SSH_PORT,
         "login": "root",
-        "extra": {"key_file": str(SSH_KEY), "no_host_key_check": True},
+        # the compute node is this machine: its /tmp (where the tests keep their SQLite state) is shared
+        "extra": {"key_file": str(SSH_KEY), "no_host_key_check": True, "shared_paths": ["/tmp"]},
     }
 )
 #: The project's own `genius` (the compute node is this machine).

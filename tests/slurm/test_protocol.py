@@ -213,3 +213,135 @@ def test_docstring_examples() -> None:
 
     result = doctest.testmod(protocol)
     assert result.failed == 0 and result.attempted > 0
+
+
+# ---------------------------------------------------------------- requeue and preemption
+def run_states(watch: protocol.Watch, polls: list[tuple[float, bytes]]) -> list[protocol.Step]:
+    """Advance ``watch`` through ``polls`` ((now, answer) pairs), returning every step."""
+    steps = []
+    for now, reply in polls:
+        step = protocol.advance(watch, reply, now=now)
+        steps.append(step)
+        watch = step.watch
+    return steps
+
+
+def test_a_requeued_job_is_waited_for_and_its_next_run_tailed() -> None:
+    """RUNNING, then ``scontrol requeue`` (COMPLETING with sacct REQUEUED, then PENDING on BeginTime far
+    longer than pending_timeout), then the second run to COMPLETED: one successful wait, both runs' output."""
+    watch = protocol.Watch("9", output_path="/o", pending_timeout=60)
+    steps = run_states(
+        watch,
+        [
+            (0.0, answer("PENDING|Priority|")),
+            (10.0, answer("RUNNING|None|n", output=b"run 1\n")),
+            (20.0, answer("COMPLETING|None|n", sacct("REQUEUED", job="9"), b"received SIGTERM\n")),
+            (21.0, answer("PENDING|BeginTime|")),
+            (140.0, answer("PENDING|BeginTime|")),  # cred_expire: 120 s before a requeued job may start
+            (150.0, answer("RUNNING|None|n", output=b"genius: Slurm restarted job 9 (restart 1)\nrun 2\n")),
+            (160.0, answer(sacct=sacct("COMPLETED", job="9"), output=b"done\n")),
+        ],
+    )
+    assert [step.event for step in steps[:-1]] == [None] * 6
+    event = steps[-1].event
+    assert event is not None and (event["state"], event["succeeded"]) == ("COMPLETED", True)
+    logged = [line for step in steps for line in step.lines]
+    assert logged == [
+        "run 1",
+        "received SIGTERM",
+        "genius: Slurm restarted job 9 (restart 1)",
+        "run 2",
+        "done",
+    ]
+    assert steps[2].verdict.state == "REQUEUED" and steps[-1].watch.requeues == 1
+    (note,) = [note for step in steps for note in step.notes]
+    assert "Slurm job 9 went back to the queue (REQUEUED)" in note
+
+
+def test_pending_timeout_bounds_only_the_wait_before_the_first_run() -> None:
+    watch = protocol.Watch("9", pending_timeout=60)
+    steps = run_states(
+        watch,
+        [
+            (0.0, answer("PENDING|Priority|")),
+            (30.0, answer("RUNNING|None|n")),
+            (40.0, answer("PENDING|BeginTime|")),  # requeued: Slurm holds it for its credential lifetime
+            (400.0, answer("PENDING|BeginTime|")),
+        ],
+    )
+    assert [step.event for step in steps] == [None] * 4
+    # a wait that starts while Slurm requeues the job (a reattach) knows it ran from the REQUEUED state
+    late = run_states(
+        watch,
+        [
+            (0.0, answer("COMPLETING|None|n", sacct("REQUEUED", job="9"))),
+            (5.0, answer("PENDING|BeginTime|")),
+            (400.0, answer("PENDING|BeginTime|")),
+        ],
+    )
+    assert [step.event for step in late] == [None] * 3 and late[-1].watch.requeues == 1
+    never_ran = run_states(watch, [(0.0, answer("PENDING|Priority|")), (60.0, answer("PENDING|Priority|"))])
+    event = never_ran[-1].event
+    assert event is not None and event["state"] == "PENDING_TIMEOUT" and event["cancel"]
+    assert "was still PENDING after 60 s (Priority); it was cancelled" in event["reason"]
+
+
+@pytest.mark.parametrize(
+    "back_to_queue",
+    [
+        "PREEMPTED|None|n",  # preempted by a higher-priority job, requeued (PreemptMode=REQUEUE)
+        "REQUEUED|None|",
+        "PENDING|NodeDown|",  # its node failed and the job (--requeue) is queued again
+        "REQUEUE_HOLD|JobHeldAdmin|",  # scontrol requeuehold: held until released
+    ],
+)
+def test_preemption_node_failure_and_requeue_states_keep_the_job_waited_for(back_to_queue: str) -> None:
+    steps = run_states(
+        protocol.Watch("9", lost_after=30),
+        [
+            (0.0, answer("RUNNING|None|n")),
+            (10.0, answer(back_to_queue)),
+            (100.0, answer("PENDING|BeginTime|")),
+            (200.0, answer("RUNNING|None|n")),
+            (300.0, answer(sacct=sacct("COMPLETED", job="9"))),
+        ],
+    )
+    assert [step.event for step in steps[:-1]] == [None] * 4
+    assert steps[-1].event is not None and steps[-1].event["succeeded"]
+    assert steps[-1].watch.requeues == 1
+
+
+def test_a_preempted_job_that_is_not_requeued_fails_after_lost_after() -> None:
+    """sacct PREEMPTED while squeue no longer lists the job: a requeue step that may still show the job
+    queued again (squeue failed once), so it waits lost_after, then fails naming the state."""
+    gone = answer(sacct=sacct("PREEMPTED", "0:15", job="9"))
+    steps = run_states(
+        protocol.Watch("9", lost_after=30),
+        [(0.0, answer("RUNNING|None|n")), (10.0, gone), (39.0, gone), (40.0, gone)],
+    )
+    assert [step.event for step in steps[:3]] == [None] * 3
+    event = steps[-1].event
+    assert event is not None and (event["state"], event["succeeded"]) == ("PREEMPTED", False)
+    assert "did not requeue it" in event["reason"]
+    # back in the queue within lost_after: waited for as any requeued job
+    back = run_states(protocol.Watch("9", lost_after=30), [(0.0, gone), (20.0, answer("PENDING|BeginTime|"))])
+    assert back[-1].event is None and back[-1].watch.missing_since is None
+
+
+def test_node_fail_without_requeue_still_fails() -> None:
+    steps = run_states(
+        protocol.Watch("9"),
+        [(0.0, answer("RUNNING|None|n")), (10.0, answer(sacct=sacct("NODE_FAIL", job="9")))],
+    )
+    event = steps[-1].event
+    assert event is not None and event["state"] == "NODE_FAIL" and "not requeued" in event["reason"]
+
+
+def test_a_requeue_seen_with_the_end_mark_goes_back_to_holding() -> None:
+    """The stopped run's script touches the end mark as it exits: the poll that takes it sees the job on
+    its way back to the queue, and the next polls hold on the login node again for the next run's end."""
+    watch = protocol.Watch("9", end_mark="/j/slurm-9.end", poll_interval=10.0)
+    seen = b"COMPLETING|None|n\n\n@@genius-slurm@@\n9|REQUEUED|0:0|None\n\n@@genius-slurm@@ended\n"
+    step = protocol.advance(protocol.advance(watch, answer("RUNNING|None|n"), now=0.0).watch, seen, now=5.0)
+    assert step.event is None and step.verdict.state == "REQUEUED"
+    assert not step.watch.ending and step.watch.hold == 10.0 and step.notes

@@ -124,3 +124,35 @@ def test_container_wrappers_pass_environment_by_name_only() -> None:
         SlurmContainer(image="x", runtime="docker")
     with pytest.raises(SlurmOptionError):
         SlurmContainer(image="x y")
+
+
+@pytest.mark.parametrize(("restarts", "attempt"), [(None, "0"), ("2", "2")])
+def test_a_requeued_job_passes_its_restart_count_as_the_attempt(
+    tmp_path: Path, restarts: str | None, attempt: str
+) -> None:
+    """Slurm sets SLURM_RESTART_COUNT in a requeued job: the script says so, drops the end mark the
+    stopped run left, and hands the count to genius as GENIUS_ATTEMPT (0 on the first run)."""
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "import os, sys\n"
+        "print('attempt=' + os.environ['GENIUS_ATTEMPT'], 'stale mark:', os.path.exists(os.path.dirname(sys.argv[3]) + '/slurm-5.end'))\n"
+    )
+    options = SlurmJobOptions(genius_command=f"{sys.executable} {probe}")
+    script = render_sbatch_script(
+        job_name="j", job_dir=str(tmp_path), options=options, body=genius_body(str(tmp_path), options)
+    )
+    stale = tmp_path / "slurm-5.end"
+    stale.touch()
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "SLURM_JOB_ID": "5",
+        **({"SLURM_RESTART_COUNT": restarts} if restarts else {}),
+    }
+    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True, env=env)
+    restarted = f"genius: Slurm restarted job 5 (restart {restarts})"
+    # on a restart the mark the stopped run left is gone before genius runs (this run's exit makes a new one)
+    seen = f"attempt={attempt} stale mark: {not restarts}"
+    assert done.stdout.splitlines() == ([restarted] if restarts else []) + [seen]
+    assert stale.exists()
+    podman = genius_body("/h/j", SlurmJobOptions(container=SlurmContainer(image="localhost/genius:1")))[0]
+    assert "-e GENIUS_ATTEMPT" in podman

@@ -316,8 +316,13 @@ class StateManager(ABC):
         error: Mapping[str, Any] | None = None,
         metrics: Mapping[str, Any] | None = None,
         message: str | None = None,
+        attempt: int | None = None,
     ) -> RunRecord:
-        """Record the end of a try: SUCCESS with its result, FAILED with its error, or CANCELLED."""
+        """Record the end of a try: SUCCESS with its result, FAILED with its error, or CANCELLED.
+
+        ``attempt``: the attempt of the try that ends (see :meth:`start_attempt`); a later attempt that
+        took the try over makes this write a :class:`TransitionConflict`. None: no such check.
+        """
         if not status.terminal:
             raise StateError(f"finish_run needs a terminal status, got {status.value}")
         return self.transition(
@@ -329,7 +334,75 @@ class StateManager(ABC):
             error=storable_error(error) if error is not None else None,
             metrics=metrics,
             message=message,
+            attempt=attempt,
         )
+
+    def start_attempt(
+        self, key: RunKey, *, try_number: int, attempt: int, info: Mapping[str, Any] | None = None
+    ) -> RunRecord:
+        """Move the run to RUNNING for attempt ``attempt`` (>= 1) of try ``try_number``: the platform
+        started the same try again (a Slurm job requeued, preempted or restarted after a node failure).
+
+        Attempt ``attempt`` takes over a record of the same try that an earlier attempt left CANCELLED
+        (the platform stopped it to requeue it) or RUNNING (its node died), in one compare-and-set; a
+        record of an earlier try, or still QUEUED, starts as :meth:`start_run` would. The record's
+        ``info["attempt"]`` is the attempt that owns the try and ``info["attempts"]`` lists every attempt
+        (``attempt``, ``host``, ``started_at``, ``ended_at``, ``status``, ``reason``); each entry is
+        closed when its attempt ends or is taken over.
+
+        Raises :class:`TransitionConflict` when the try already ended SUCCESS or FAILED, or when this
+        attempt (or a later one) already owns it.
+
+        >>> from airflow_genius.core.state import open_state
+        >>> state = open_state("memory://")
+        >>> key = RunKey("etl", "clean", "manual__1")
+        >>> _ = state.start_run(key, try_number=1)
+        >>> _ = state.finish_run(key, Status.CANCELLED, try_number=1, message="received SIGTERM")
+        >>> record = state.start_attempt(key, try_number=1, attempt=1)
+        >>> [(a["attempt"], a["status"]) for a in record.info["attempts"]], record.status.value
+        ([(0, 'CANCELLED'), (1, 'RUNNING')], 'RUNNING')
+        """
+        if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 1:
+            raise StateError(f"an attempt number must be an integer >= 1, got {attempt!r}")
+        if self.get_run(key) is None:
+            self._call("insert", self._insert, self._new_record(key, Status.QUEUED, try_number, info))
+
+        def change(current: RunRecord) -> RunRecord:
+            now = utcnow()
+            entry = {"attempt": attempt, "host": self.host, "started_at": _iso(now), "ended_at": None,
+                     "status": Status.RUNNING.value, "reason": None}  # fmt: skip
+            if allowed(current, Status.RUNNING, try_number):  # a new try, or this try still QUEUED
+                attempts = {"attempt": attempt, "attempts": [entry]}
+                return self._moved(
+                    current, Status.RUNNING, try_number, _MoveData(info={**(info or {}), **attempts})
+                )
+            owner = current_attempt(current)
+            if (
+                current.try_number != try_number
+                or current.status not in (Status.RUNNING, Status.CANCELLED)
+                or owner >= attempt
+            ):
+                raise TransitionConflict(
+                    f"{key}: attempt {attempt} of try {try_number} cannot start; record is "
+                    f"{current.status.value} at try {current.try_number}, attempt {owner}"
+                )
+            # An attempt that never recorded its end (its node died) ends with its last heartbeat.
+            earlier = _close_attempt(current, current.status, at=current.heartbeat_at or now)
+            message = f"attempt {attempt} takes over from attempt {owner} ({earlier[-1]['status']})"
+            takeover = {"attempt": attempt, "attempts": [*earlier, entry]}
+            return replace(
+                current,
+                status=Status.RUNNING,
+                history=(*current.history, Transition(Status.RUNNING, now, try_number, self.host, message)),
+                updated_at=now,
+                heartbeat_at=now,
+                result=None,
+                error=None,
+                info={**current.info, **(info or {}), **takeover},
+                version=current.version + 1,
+            )
+
+        return self._write_loop(key, change)
 
     def transition(
         self,
@@ -342,8 +415,10 @@ class StateManager(ABC):
         error: dict[str, Any] | None = None,
         metrics: Mapping[str, Any] | None = None,
         info: Mapping[str, Any] | None = None,
+        attempt: int | None = None,
     ) -> RunRecord:
-        """Atomically move ``key`` to ``to``; :class:`TransitionConflict` if not allowed (now)."""
+        """Atomically move ``key`` to ``to``; :class:`TransitionConflict` if not allowed (now), or if
+        ``attempt`` is given and another attempt owns the try (see :meth:`start_attempt`)."""
         check_storable(result, "result")
         check_storable(metrics, "metrics")
         check_storable(info, "info")
@@ -355,6 +430,15 @@ class StateManager(ABC):
                 raise TransitionConflict(
                     f"{key}: cannot move try {try_number} to {to.value}; "
                     f"record is {current.status.value} at try {current.try_number}"
+                )
+            if (
+                attempt is not None
+                and current.try_number == try_number
+                and current_attempt(current) != attempt
+            ):
+                raise TransitionConflict(
+                    f"{key}: attempt {attempt} of try {try_number} cannot move to {to.value}; "
+                    f"attempt {current_attempt(current)} took the try over"
                 )
             return self._moved(current, to, try_number, data)
 
@@ -483,6 +567,13 @@ class StateManager(ABC):
     def _moved(self, current: RunRecord, to: Status, try_number: int, data: _MoveData) -> RunRecord:
         now = utcnow()
         new_try = try_number > current.try_number
+        info = {**current.info, **(data.info or {})}
+        if new_try:  # attempts describe one try: a new one starts without them unless it brings its own
+            for name in ("attempt", "attempts"):
+                if name not in (data.info or {}):
+                    info.pop(name, None)
+        elif to.terminal and "attempts" in info:
+            info["attempts"] = _close_attempt(replace(current, info=info), to, at=now, reason=data.message)
         return replace(
             current,
             status=to,
@@ -494,7 +585,7 @@ class StateManager(ABC):
             result=data.result if (to.terminal or new_try) else current.result,
             error=data.error if (to.terminal or new_try) else current.error,
             metrics={**({} if new_try else current.metrics), **(data.metrics or {})},
-            info={**current.info, **(data.info or {})},
+            info=info,
             version=current.version + 1,
         )
 
@@ -612,6 +703,52 @@ class StateManager(ABC):
 
     @abstractmethod
     def _state_cas(self, scope: TaskScope, key: str, expected: Any, value: Any) -> bool: ...
+
+
+def current_attempt(record: RunRecord) -> int:
+    """The attempt that owns the record's try (0 unless a platform restarted it: :meth:`StateManager.start_attempt`).
+
+    >>> record = RunRecord(RunKey("d", "t", "r"), Status.RUNNING, 1, (), utcnow(), utcnow(), info={"attempt": 2})
+    >>> current_attempt(record)
+    2
+    """
+    value = record.info.get("attempt", 0)
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _close_attempt(
+    record: RunRecord, status: Status, *, at: datetime, reason: str | None = None
+) -> list[dict[str, Any]]:
+    """``record.info["attempts"]`` with the owning attempt's entry ended: as the record's own terminal
+    entry says when it has one, else ``status`` at ``at`` — RUNNING there means the attempt never recorded
+    its end and is taken over (INTERRUPTED). An attempt that ran before attempts were counted (attempt 0)
+    gets its entry from the history."""
+    attempts = [dict(entry) for entry in record.info.get("attempts") or () if isinstance(entry, Mapping)]
+    owner = current_attempt(record)
+    if not attempts or attempts[-1].get("attempt") != owner:
+        started = next(
+            (
+                e
+                for e in reversed(record.history)
+                if e.status is Status.RUNNING and e.try_number == record.try_number
+            ),
+            None,
+        )
+        attempts.append({"attempt": owner, "host": started.host if started else None,
+                         "started_at": _iso(started.at) if started else None, "ended_at": None,
+                         "status": Status.RUNNING.value, "reason": None})  # fmt: skip
+    last = attempts[-1]
+    if last.get("ended_at") is None:
+        ending = record.history[-1] if record.status.terminal and record.history else None
+        if ending is not None:  # it recorded its own end (CANCELLED by the platform's SIGTERM)
+            last.update(ended_at=_iso(ending.at), status=ending.status.value, reason=ending.message)
+        elif status is Status.RUNNING:  # it never recorded its end: its node died, or it was killed
+            last.update(
+                ended_at=_iso(at), status="INTERRUPTED", reason=reason or "no end recorded; last heartbeat"
+            )
+        else:
+            last.update(ended_at=_iso(at), status=status.value, reason=reason)
+    return attempts
 
 
 def _same_write(stored: RunRecord, sent: RunRecord) -> bool:

@@ -35,6 +35,10 @@ if TYPE_CHECKING:
     from airflow_genius.core.state.scoped import ScopedState
     from airflow_genius.core.streams import StreamingInput, StreamingOutput
 
+#: The run record's metric that lists the model versions a task saved through ``self.model``
+#: (``ModelManager.saved``, each as ``SavedModel.to_dict()``); the operator emits an asset event for each.
+MODELS_SAVED_METRIC = "models_saved"
+
 
 class Task:
     """Base of every genius task. Subclass :class:`Spout` or :class:`Bolt` rather than this directly.
@@ -49,7 +53,9 @@ class Task:
         model: the model manager, ``None`` without a model in the spec.
         model_path: local folder of the model named in the spec, already loaded.
         identity: the run identity (dag_id, task_id, run_id, map_index, try_number, logical_date).
-        metrics: numbers recorded with :meth:`log_metric`; stored in the run record.
+        metrics: numbers recorded with :meth:`log_metric`; stored in the run record. Once the task saved
+            a model version through ``self.model``, ``metrics["models_saved"]`` lists each one (registry
+            URI, name, version, content digest): the operator emits its asset event from there.
 
     A subclass that defines ``__init__`` must accept and pass on these keyword arguments::
 
@@ -76,11 +82,23 @@ class Task:
         self.model = model
         self.model_path = model_path
         self.identity = identity
-        self.metrics: dict[str, Any] = {}
+        self._metrics: dict[str, Any] = {}
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        """This run's metrics (:meth:`log_metric`), with the model versions saved so far."""
+        saved = getattr(self.model, "saved", None)  # ModelManager.saved; None without a model
+        if saved:
+            self._metrics[MODELS_SAVED_METRIC] = [version.to_dict() for version in saved]
+        return self._metrics
+
+    @metrics.setter
+    def metrics(self, value: dict[str, Any]) -> None:
+        self._metrics = value
 
     def log_metric(self, name: str, value: float | int | str) -> None:
         """Record a metric of this run (kept in the run record's ``metrics``)."""
-        self.metrics[name] = value
+        self._metrics[name] = value
 
     @classmethod
     def task_methods(cls) -> dict[str, inspect.Signature]:

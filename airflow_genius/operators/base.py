@@ -254,7 +254,9 @@ class GeniusOperatorMixin(BaseOperator):
     def declare_assets(self) -> None:
         """Declare the output root as an outlet Asset and a plain input root as an inlet, beside the
         ``inlets``/``outlets`` given (docs/lineage.md). A templated ``output_uri`` declares the AssetAlias
-        ``genius-output:<dag_id>.<task_id>`` instead: Airflow needs outlets when the DAG is parsed."""
+        ``genius-output:<dag_id>.<task_id>`` instead: Airflow needs outlets when the DAG is parsed. With a
+        ``model_uri``, the model named by ``model_name`` is an inlet; without ``model_name`` the task
+        declares the AssetAlias ``genius-model:<dag_id>.<task_id>`` for the versions it saves."""
         from airflow_genius.operators.lineage import declared_assets
 
         if getattr(self, "_BaseOperator__from_mapped", False):
@@ -267,6 +269,8 @@ class GeniusOperatorMixin(BaseOperator):
             self.genius_call["output_uri"],
             dag_id=dag.dag_id if dag is not None else None,
             task_id=self.task_id,
+            model_uri=self.model_uri,
+            model_name=self.model_name,
         )
         self.inlets.extend(asset for asset in inlets if asset not in self.inlets)
         self.outlets.extend(asset for asset in outlets if asset not in self.outlets)
@@ -327,12 +331,53 @@ class GeniusOperatorMixin(BaseOperator):
             elif isinstance(outlet, AssetAlias) and outlet.name.startswith(ALIAS_PREFIX):
                 events[outlet].add(Asset(root), extra=extra)
 
+    def emit_model_events(self, context: Context, record: RunRecord) -> None:
+        """One asset event for each model version the run saved (its ``models_saved`` metric): on the
+        model's Asset (``<model store URI>/<name>``), with the name, version, content digest, store and
+        run in its ``extra``. It goes on that Asset when the task declares it as an outlet (one event per
+        Asset), else through the ``genius-model:<dag_id>.<task_id>`` alias; a version neither reaches is
+        named in the task log. Kept for the OpenLineage facets of this task instance too."""
+        from airflow.sdk import Asset, AssetAlias
+
+        from airflow_genius.operators.lineage import MODEL_ALIAS_PREFIX, model_events, runner_name
+
+        events = model_events(record, runner=runner_name(type(self)))
+        self.genius_models = events
+        outlet_events = context.get("outlet_events")
+        if not events or outlet_events is None:
+            return
+        alias = next(
+            (o for o in self.outlets if isinstance(o, AssetAlias) and o.name.startswith(MODEL_ALIAS_PREFIX)),
+            None,
+        )
+        declared = {o.uri: o for o in self.outlets if isinstance(o, Asset)}
+        for uri, extra in events:
+            asset = Asset(uri)
+            if (outlet := declared.pop(asset.uri, None)) is not None:
+                outlet_events[outlet].extra.update(extra)
+            elif alias is not None:
+                outlet_events[alias].add(asset, extra=extra)
+            else:
+                self.log.warning(
+                    "model %s %s was saved, but this task declares neither Asset(%r) nor a model alias "
+                    "among its outlets (it names model_name=): no asset event for it",
+                    extra["name"],
+                    extra["version"],
+                    asset.uri,
+                )
+
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """OpenLineage (when its provider is installed): input and output datasets and the ``genius``
         run facet (runner, remote job id, task class and method, the commit)."""
         from airflow.sdk import Asset
 
-        from airflow_genius.operators.lineage import asset_uri, operator_lineage, runner_name, upstream_root
+        from airflow_genius.operators.lineage import (
+            asset_uri,
+            model_asset_uri,
+            operator_lineage,
+            runner_name,
+            upstream_root,
+        )
 
         call = self.genius_call  # rendered by now
         declared = {inlet.uri for inlet in self.inlets if isinstance(inlet, Asset)}
@@ -348,6 +393,8 @@ class GeniusOperatorMixin(BaseOperator):
             kind=self.genius_kind,
             commit=getattr(self, "genius_commit", None),
             input_root=upstream,
+            model_input=model_asset_uri(self.model_uri, self.model_name),
+            models=getattr(self, "genius_models", ()),
         )
 
     def get_openlineage_facets_on_failure(self, task_instance: Any) -> Any:
@@ -415,7 +462,8 @@ class GeniusOperatorMixin(BaseOperator):
         return published_env(context, self.service)
 
     def publish_output(self, context: Context, record: RunRecord) -> None:
-        """Push the committed output location (XCom ``genius_output`` + the extra link), if any."""
+        """Push the committed output location (XCom ``genius_output`` + the extra link), if any, and emit
+        the asset events of the output and of the model versions saved."""
         location = record.metrics.get("output_location")
         if record.status is Status.SUCCESS and location:
             from airflow_genius.links.output import GeniusOutputLink
@@ -425,6 +473,8 @@ class GeniusOperatorMixin(BaseOperator):
             context["ti"].xcom_push(key=OUTPUT_XCOM_KEY, value=location)
             GeniusOutputLink.persist(context, location)
             self.emit_asset_event(context, record)
+        if record.status is Status.SUCCESS:  # a training task may save models and have no output
+            self.emit_model_events(context, record)
 
     def finish_remote(
         self, context: Context, *, failure: str | None = None, log_tail: LogTail | None = None

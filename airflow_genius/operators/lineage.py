@@ -14,6 +14,9 @@ DAG's ``Asset("redis://redis:6379/0?stream=events&group=g")`` normalises the sam
 >>> asset_uri("{{ ti.xcom_pull(task_ids='fetch', key='genius_output') }}") is None
 True
 
+A model version a task saves is an event on the model's Asset, its store's URI plus ``/<name>``
+(:func:`model_asset_uri`); a task that loads a model has that Asset as an inlet.
+
 Kept light: Airflow imports this module while it loads providers (the URI handler).
 """
 
@@ -21,7 +24,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import SplitResult, parse_qsl, unquote, urlencode, urlunsplit
 
@@ -35,6 +38,9 @@ if TYPE_CHECKING:
 
 #: Prefix of the AssetAlias a task with a templated ``output_uri`` declares (``genius-output:<dag>.<task>``).
 ALIAS_PREFIX = "genius-output:"
+#: Prefix of the AssetAlias through which a task's saved model versions reach their Assets
+#: (``genius-model:<dag>.<task>``): the model's name is only known when the task saves it.
+MODEL_ALIAS_PREFIX = "genius-model:"
 #: Redis port a stream URI without one means (``redis://host/0`` and ``redis://host:6379/0`` are one Asset).
 REDIS_DEFAULT_PORT = 6379
 #: The runner modules of ``airflow_genius.operators``: the first one in an operator's MRO names its runner.
@@ -137,15 +143,61 @@ def alias_name(dag_id: str, task_id: str) -> str:
     return f"{ALIAS_PREFIX}{dag_id}.{task_id}"
 
 
+def model_alias_name(dag_id: str, task_id: str) -> str:
+    """The AssetAlias of a task that may save model versions: ``genius-model:train.fit``."""
+    return f"{MODEL_ALIAS_PREFIX}{dag_id}.{task_id}"
+
+
+def model_asset_uri(registry: object, name: object) -> str | None:
+    """The Asset URI of model ``name`` in the model store ``registry``: the store's URI plus ``/<name>``.
+    A git store drops ``git+`` and the user name (``git@``); S3 and local paths are normalised as
+    :func:`asset_uri` does. None when either is templated or missing.
+
+    >>> model_asset_uri("s3://ml/models/", "bert"), model_asset_uri("git+file:///srv/models.git", "bert")
+    ('s3://ml/models/bert', 'file:///srv/models.git/bert')
+    >>> model_asset_uri("git+ssh://git@git.example.com/ml/models.git", "bert")
+    'ssh://git.example.com/ml/models.git/bert'
+    >>> model_asset_uri("wandb://team/llm", "bert")
+    'wandb://team/llm/bert'
+    """
+    if is_templated(registry) or is_templated(name) or not registry or not name:
+        return None
+    assert isinstance(registry, str) and isinstance(name, str)
+    from airflow_genius.core.uris import split_uri
+
+    text = registry.strip()
+    # git+file://, git+ssh://: the repository's own URL names it (the part git is given)
+    text = text[len("git+") :] if text.lower().startswith("git+") else text
+    try:
+        parts = split_uri(text)
+    except ValueError:
+        return None
+    if not parts.scheme:
+        return None
+    path = "/".join([*(segment for segment in parts.path.split("/") if segment), name])
+    netloc = parts.netloc.rpartition("@")[2]  # a user name is how one reaches the store, not which
+    if parts.scheme in ("file", "s3") and (uri := asset_uri(f"{parts.scheme}://{netloc}/{path}")):
+        return uri
+    return urlunsplit((parts.scheme, netloc, f"/{path}", "", ""))
+
+
 def declared_assets(
-    input_uri: object, output_uri: object, *, dag_id: str | None, task_id: str
+    input_uri: object,
+    output_uri: object,
+    *,
+    dag_id: str | None,
+    task_id: str,
+    model_uri: object = None,
+    model_name: object = None,
 ) -> tuple[list[Asset], list[Asset | AssetAlias]]:
     """The (inlets, outlets) an operator declares when the DAG is parsed.
 
     A plain ``output_uri`` is an outlet Asset; a templated one an AssetAlias (:func:`alias_name`, only
     inside a DAG) that the rendered root's Asset joins when the run commits. A plain ``input_uri`` is an
     inlet; a templated one (an upstream partition from XCom) is none: its upstream task's outlet is the
-    Asset.
+    Asset. With a ``model_uri``: a plain ``model_name`` (a model the task loads) is an inlet
+    (:func:`model_asset_uri`); without one the task may save versions of any name, so it declares the
+    AssetAlias :func:`model_alias_name` (inside a DAG) that each saved version's Asset joins.
     """
     from airflow.sdk import Asset, AssetAlias
 
@@ -157,6 +209,12 @@ def declared_assets(
         outlets.append(Asset(uri))
     elif output_uri and is_templated(output_uri) and dag_id:
         outlets.append(AssetAlias(alias_name(dag_id, task_id)))
+    if model_uri:
+        if isinstance(model_name, str) and model_name and not is_templated(model_name):
+            if (uri := model_asset_uri(model_uri, model_name)) is not None:
+                inlets.append(Asset(uri))
+        elif dag_id:
+            outlets.append(AssetAlias(model_alias_name(dag_id, task_id)))
     return inlets, outlets
 
 
@@ -176,11 +234,25 @@ def mapped_declared_assets(
     """The (inlets, outlets) of a mapped genius operator (``partial().expand()``), when the DAG is
     parsed: as :func:`declared_assets` for the arguments given to ``partial()``; an ``output_uri`` that
     comes from the expansion (``expanded`` names it, or is None: not known yet) is templated for this
-    purpose, so its alias is declared; an expanded ``input_uri`` declares nothing."""
+    purpose, so its alias is declared; an expanded ``input_uri`` declares nothing. A ``model_uri`` in
+    ``partial()`` or the expansion declares the model alias unless ``partial()`` names the model."""
     output_uri = partial_kwargs.get("output_uri")
     if output_uri is None and (expanded is None or "output_uri" in expanded):
         output_uri = _EXPANDED
-    return declared_assets(partial_kwargs.get("input_uri"), output_uri, dag_id=dag_id, task_id=task_id)
+    model_uri = partial_kwargs.get("model_uri")
+    if model_uri is None and expanded is not None and "model_uri" in expanded:
+        model_uri = _EXPANDED
+    model_name = partial_kwargs.get("model_name")
+    if model_name is None and (expanded is None or "model_name" in expanded):
+        model_name = _EXPANDED
+    return declared_assets(
+        partial_kwargs.get("input_uri"),
+        output_uri,
+        dag_id=dag_id,
+        task_id=task_id,
+        model_uri=model_uri,
+        model_name=model_name,
+    )
 
 
 #: Stands for an argument that each mapped instance gets from ``expand()``: known only at run time.
@@ -233,19 +305,24 @@ def read_committed_manifest(location: str) -> Manifest | None:
         return None
 
 
-def commit_extra(
-    record: RunRecord, *, runner: str, remote_job_id: str | None, manifest: Manifest | None
-) -> dict[str, Any]:
-    """The ``extra`` of the asset event a committed run emits: run identity, where the partition is,
-    how many files and the manifest's digest (JSON only)."""
-    metrics = record.metrics
-    extra: dict[str, Any] = {
+def run_extra(record: RunRecord, *, runner: str) -> dict[str, Any]:
+    """What every asset event of a run carries in its ``extra``: the run's identity and its runner."""
+    return {
         "dag_id": record.key.dag_id,
         "task_id": record.key.task_id,
         "run_id": record.key.run_id,
         "map_index": record.key.map_index,
         "runner": runner,
     }
+
+
+def commit_extra(
+    record: RunRecord, *, runner: str, remote_job_id: str | None, manifest: Manifest | None
+) -> dict[str, Any]:
+    """The ``extra`` of the asset event a committed run emits: run identity, where the partition is,
+    how many files and the manifest's digest (JSON only)."""
+    metrics = record.metrics
+    extra = run_extra(record, runner=runner)
     location = metrics.get("output_location")
     extra["stream_uri" if is_stream(location) else "partition_uri"] = location
     if remote_job_id:
@@ -260,6 +337,34 @@ def commit_extra(
     if "window_records" in metrics:
         extra["window_records"] = metrics["window_records"]
     return extra
+
+
+def model_events(record: RunRecord, *, runner: str) -> list[tuple[str, dict[str, Any]]]:
+    """(Asset URI, ``extra``) of each model version the run saved, from its ``models_saved`` metric
+    (``core/task.py``), in save order: the model's name, version and content digest, its store
+    (``registry``) and the run (:func:`run_extra`). Entries that are not a saved version are skipped."""
+    from airflow_genius.core.task import MODELS_SAVED_METRIC
+    from airflow_genius.core.uris import redact
+
+    saved = record.metrics.get(MODELS_SAVED_METRIC)
+    events = []
+    for entry in saved if isinstance(saved, list) else []:
+        if not isinstance(entry, Mapping) or not all(
+            isinstance(entry.get(key), str) for key in ("uri", "name", "version", "digest")
+        ):
+            continue
+        uri = model_asset_uri(entry["uri"], entry["name"])
+        if uri is None:
+            continue
+        extra = {
+            "name": entry["name"],
+            "version": entry["version"],
+            "digest": entry["digest"],
+            "registry": redact(entry["uri"]),
+            **run_extra(record, runner=runner),
+        }
+        events.append((uri, extra))
+    return events
 
 
 def partition_root(manifest: Manifest) -> str | None:
@@ -323,14 +428,31 @@ def openlineage_id(uri: object) -> tuple[str, str] | None:
         return None
     from airflow_genius.core.uris import split_uri
 
-    parts = split_uri(canonical)
+    return _openlineage_parts(split_uri(canonical))
+
+
+def model_openlineage_id(uri: str) -> tuple[str, str]:
+    """OpenLineage's (namespace, name) of a model Asset URI (:func:`model_asset_uri`): as
+    :func:`openlineage_id` for S3 and local stores, else ``scheme://host`` + the path.
+
+    >>> model_openlineage_id("s3://ml/models/bert"), model_openlineage_id("wandb://team/llm/bert")
+    (('s3://ml', 'models/bert'), ('wandb://team', 'llm/bert'))
+    """
+    from airflow_genius.core.uris import split_uri
+
+    return _openlineage_parts(split_uri(uri))
+
+
+def _openlineage_parts(parts: SplitResult) -> tuple[str, str]:
     if parts.scheme in STREAM_SCHEMES:
         parts = _canonical_stream(parts)
         stream = dict(parse_qsl(parts.query))["stream"]
         return _render(parts._replace(query="")), stream
     if parts.scheme == "s3":
         return f"s3://{parts.netloc}", parts.path.strip("/") or "/"
-    return "file", unquote(parts.path)
+    if parts.scheme == "file":
+        return "file", unquote(parts.path)
+    return f"{parts.scheme}://{parts.netloc}", unquote(parts.path).strip("/") or "/"
 
 
 def convert_stream_asset_to_openlineage(asset: Asset, lineage_context: Any) -> Any:
@@ -380,17 +502,24 @@ def operator_lineage(
     kind: str,
     commit: Mapping[str, Any] | None,
     input_root: str | None = None,
+    model_input: str | None = None,
+    models: Sequence[tuple[str, Mapping[str, Any]]] = (),
 ) -> Any:
     """The ``OperatorLineage`` of a genius task: its input and output datasets (output statistics when
     it committed) and the ``genius`` run facet. ``commit`` is the asset event's extra
-    (:func:`commit_extra`); ``input_root`` the upstream root when the input is a committed partition."""
+    (:func:`commit_extra`); ``input_root`` the upstream root when the input is a committed partition;
+    ``model_input`` the Asset URI of the model it loads; ``models`` the versions it saved
+    (:func:`model_events`): one output dataset each, with its version."""
     from airflow.providers.openlineage.extractors import OperatorLineage
     from openlineage.client.event_v2 import InputDataset, OutputDataset
-    from openlineage.client.facet_v2 import output_statistics_output_dataset
+    from openlineage.client.facet_v2 import dataset_version_dataset, output_statistics_output_dataset
 
     inputs, outputs = [], []
     if (found := openlineage_id(input_root or input_uri)) is not None:
         inputs.append(InputDataset(namespace=found[0], name=found[1]))
+    if model_input is not None:
+        namespace, name = model_openlineage_id(model_input)
+        inputs.append(InputDataset(namespace=namespace, name=name))
     commit = commit or {}
     if (found := openlineage_id(output_uri)) is not None:
         facets: dict[str, Any] = {}
@@ -399,6 +528,10 @@ def operator_lineage(
                 fileCount=commit["file_count"], size=commit.get("total_bytes")
             )
         outputs.append(OutputDataset(namespace=found[0], name=found[1], outputFacets=facets))
+    for uri, extra in models:
+        namespace, name = model_openlineage_id(uri)
+        version = dataset_version_dataset.DatasetVersionDatasetFacet(datasetVersion=str(extra["version"]))
+        outputs.append(OutputDataset(namespace=namespace, name=name, facets={"version": version}))
     facet = _run_facet_class()(
         runner=runner,
         remoteJobId=remote_job_id,

@@ -28,6 +28,8 @@ from airflow_genius.core.models.base import (
     ModelManager,
     ModelNotFoundError,
     ModelVersion,
+    SavedModel,
+    content_digest,
 )
 from airflow_genius.core.schemes import SchemeRegistry
 from airflow_genius.core.uris import MODEL_CREDENTIALS_HINT, redact, secret_problem
@@ -74,6 +76,8 @@ __all__ = [
     "ModelManager",
     "ModelNotFoundError",
     "ModelVersion",
+    "SavedModel",
+    "content_digest",
     "model_manager_class",
     "open_model_manager",
 ]

@@ -20,9 +20,9 @@ import shutil
 import stat
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -77,13 +77,33 @@ class ModelVersion:
 
 
 @dataclass(frozen=True)
+class SavedModel:
+    """A version saved through a manager (:attr:`ModelManager.saved`): where, which, and its content.
+
+    ``digest`` is :func:`content_digest` of the saved folder: the same files give the same digest in
+    every store, and an S3 version's manifest (path, size, sha256 of each file) gives it back.
+    """
+
+    uri: str
+    name: str
+    version: str
+    digest: str
+
+    def to_dict(self) -> dict[str, str]:
+        """JSON for the run record (``{"uri", "name", "version", "digest"}``)."""
+        return {"uri": self.uri, "name": self.name, "version": self.version, "digest": self.digest}
+
+
+@dataclass(frozen=True)
 class LocalFile:
-    """A file of a folder being saved: its relative POSIX path, absolute path, size and exec bit."""
+    """A file of a folder being saved: its relative POSIX path, absolute path, size, exec bit and
+    SHA-256 (filled by :meth:`ModelManager.save` before the backend stores the files)."""
 
     relpath: str
     path: Path
     size: int
     executable: bool
+    sha256: str = ""
 
 
 def validate_name(name: object) -> str:
@@ -177,6 +197,17 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
+def content_digest(files: Iterable[tuple[str, int, str]]) -> str:
+    """SHA-256 of a model folder's content: over its files' ``relpath\\0size\\0sha256\\n`` lines, sorted
+    by path. Names, sizes and bytes count; where and when the version was stored do not.
+
+    >>> content_digest([("b.bin", 0, "e3b0c442"), ("a.json", 2, "ca3d163b")])[:12]
+    'd85cff89a076'
+    """
+    lines = sorted(f"{relpath}\0{size}\0{sha256}\n" for relpath, size, sha256 in files)
+    return hashlib.sha256("".join(lines).encode()).hexdigest()
+
+
 def sha256_files(paths: list[Path], workers: int = 8) -> list[str]:
     """SHA-256 of many files concurrently, in the order given."""
     if len(paths) <= 1:
@@ -197,6 +228,10 @@ class ModelManager(ABC):
         [v.version for v in mm.list_versions("bert")]  # oldest -> newest
 
     A manager is a context manager; ``close()`` releases local caches (the git backend's clone).
+    ``saved`` lists the versions it saved, with their content digest (a task's run record carries
+    them, docs/lineage.md#model-versions)::
+
+        mm.saved[-1].version, mm.saved[-1].digest
     """
 
     #: The URI the manager was opened with (never carries a password).
@@ -212,11 +247,23 @@ class ModelManager(ABC):
     def save(
         self, local_dir: str | os.PathLike[str], name: str, metadata: Mapping[str, Any] | None = None
     ) -> str:
-        """Store every file under ``local_dir`` as a new version of ``name``; returns the version id."""
+        """Store every file under ``local_dir`` as a new version of ``name``; returns the version id
+        (and appends it to :attr:`saved`)."""
         name = validate_name(name)
         clean = validate_metadata(metadata)
         files = collect_files(local_dir)
-        return self._save(Path(local_dir), files, name, clean)
+        digests = sha256_files([f.path for f in files])
+        files = [replace(f, sha256=digest) for f, digest in zip(files, digests, strict=True)]
+        version = self._save(Path(local_dir), files, name, clean)
+        digest = content_digest((f.relpath, f.size, f.sha256) for f in files)
+        self.saved.append(SavedModel(self.uri, name, version, digest))
+        return version
+
+    @property
+    def saved(self) -> list[SavedModel]:
+        """The versions saved through this manager, oldest first."""
+        # Kept in the instance dict: backends define their own __init__ without calling a base one.
+        return self.__dict__.setdefault("_saved_versions", [])  # type: ignore[no-any-return]
 
     def load(self, name: str, version: str = LATEST, dest: str | os.PathLike[str] | None = None) -> Path:
         """Fetch a version (default: the latest) into ``dest`` and return that folder.

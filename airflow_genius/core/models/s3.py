@@ -241,7 +241,6 @@ class S3ModelManager(ModelManager):
         raise ModelError(f"could not claim a version id for {name!r} after {MAX_CLAIM_ATTEMPTS} attempts")
 
     def _save(self, root: Path, files: list[LocalFile], name: str, metadata: dict[str, Any]) -> str:
-        digests = sha256_files([f.path for f in files], self.max_concurrency)
         version = self._claim(name)
         prefix = self._version_prefix(name, version)
         try:
@@ -261,10 +260,8 @@ class S3ModelManager(ModelManager):
             "created_at": utcnow().isoformat(),
             "metadata": metadata,
             "size": sum(f.size for f in files),
-            "files": [
-                {"path": f.relpath, "size": f.size, "sha256": digest}
-                for f, digest in zip(files, digests, strict=True)
-            ],
+            # each file's sha256 was computed by save() before the upload
+            "files": [{"path": f.relpath, "size": f.size, "sha256": f.sha256} for f in files],
         }
         try:
             # Written last and only once: its presence is what makes the version visible.

@@ -106,32 +106,55 @@ _podman_base_image_up() {
   rm -rf "$rootfs"
 }
 
-# Hash of everything the runtime image is made of: project sources (working tree, tracked and
-# untracked-but-not-ignored), the Dockerfile, this file and the base image.
-_podman_source_hash() {
+# Hash of the listed repository paths (working tree, tracked and untracked-but-not-ignored), the base
+# image and any extra words: an image whose genius.source-hash label matches is up to date.
+podman_source_hash() { # words... -- paths...
+  local words=()
+  while [ $# -gt 0 ] && [ "$1" != -- ]; do words+=("$1"); shift; done
+  shift
   (
     cd "$ROOT"
-    git ls-files -z -co --exclude-standard -- airflow_genius pyproject.toml README.md docker scripts/rig/podman.sh |
-      sort -zu | xargs -0 sha256sum 2>/dev/null || true
+    git ls-files -z -co --exclude-standard -- "$@" | sort -zu | xargs -0 sha256sum 2>/dev/null || true
     podman image inspect --format '{{.Id}}' "$GENIUS_BASE_IMAGE"
-    echo "extras $GENIUS_IMAGE_EXTRAS"
+    echo "${words[*]}"
   ) | sha256sum | cut -c1-16
+}
+
+# The genius.source-hash label of an image ("" when it is missing).
+podman_image_hash() { podman image inspect --format '{{index .Labels "genius.source-hash"}}' "$1" 2>/dev/null || true; }
+
+# podman build --network none of one image on the base image, labelled with its hash; drops the image
+# it replaces (left alone while a container still uses it).
+podman_build_image() { # image dockerfile context hash log [build args...]
+  local image=$1 dockerfile=$2 ctx=$3 hash=$4 log=$5 old
+  shift 5
+  old=$(podman image inspect --format '{{.Id}}' "$image" 2>/dev/null || true)
+  if ! nice -n 10 podman build --pull=never --network none --layers=false \
+    --build-arg BASE_IMAGE="$GENIUS_BASE_IMAGE" "$@" --label genius.source-hash="$hash" \
+    -f "$dockerfile" -t "$image" "$ctx" >>"$log" 2>&1; then
+    say "podman build of $image failed (log: $log)"
+    return 1
+  fi
+  if [ -n "$old" ] && [ "$old" != "$(podman image inspect --format '{{.Id}}' "$image")" ]; then
+    podman rmi "$old" >/dev/null 2>&1 || true
+  fi
+  say "built $image ($(podman image inspect --format '{{.Size}}' "$image") bytes)"
 }
 
 runtime_image_up() {
   podman_up
   _podman_base_image_up
-  local hash current
-  hash=$(_podman_source_hash)
-  current=$(podman image inspect --format '{{index .Labels "genius.source-hash"}}' "$GENIUS_RUNTIME_IMAGE" 2>/dev/null || true)
-  if [ "$current" = "$hash" ]; then return 0; fi
+  local hash log=$RIG_DIR/image-build.log
+  hash=$(podman_source_hash "extras $GENIUS_IMAGE_EXTRAS" -- \
+    airflow_genius pyproject.toml README.md docker/Dockerfile scripts/rig/podman.sh)
+  [ "$(podman_image_hash "$GENIUS_RUNTIME_IMAGE")" = "$hash" ] && return 0
 
-  say "building $GENIUS_RUNTIME_IMAGE (sources $hash; log: $RIG_DIR/image-build.log)"
-  local ctx=$RIG_DIR/image-context wheel old
+  say "building $GENIUS_RUNTIME_IMAGE (sources $hash; log: $log)"
+  local ctx=$RIG_DIR/image-context wheel
   rm -rf "$ctx" # fresh wheels each build (the pip cache below keeps downloads cheap)
   mkdir -p "$ctx/wheels" "$RIG_DIR/pip-cache"
-  "$PY" -m pip wheel -q --no-deps -w "$ctx/wheels" "$ROOT" >"$RIG_DIR/image-build.log" 2>&1 || {
-    say "pip wheel failed (log: $RIG_DIR/image-build.log)"
+  "$PY" -m pip wheel -q --no-deps -w "$ctx/wheels" "$ROOT" >"$log" 2>&1 || {
+    say "pip wheel failed (log: $log)"
     return 1
   }
   wheel=$(basename "$(ls "$ctx"/wheels/airflow_provider_genius-*.whl)")
@@ -142,23 +165,12 @@ runtime_image_up() {
     -v "${PIP_CERT:-/etc/ssl/certs/ca-certificates.crt}:/host-ca.crt:ro" -e PIP_CERT=/host-ca.crt \
     -e PIP_DISABLE_PIP_VERSION_CHECK=1 ${PIP_INDEX_URL:+-e PIP_INDEX_URL="$PIP_INDEX_URL"} \
     "$GENIUS_BASE_IMAGE" sh -euc 'python3 -m venv /tmp/dl && /tmp/dl/bin/pip download -q \
-      --only-binary=:all: -d /wheels "/wheels/$1[$2]"' sh "$wheel" "$GENIUS_IMAGE_EXTRAS" >>"$RIG_DIR/image-build.log" 2>&1; then
-    say "could not download the runtime dependencies (log: $RIG_DIR/image-build.log)"
+      --only-binary=:all: -d /wheels "/wheels/$1[$2]"' sh "$wheel" "$GENIUS_IMAGE_EXTRAS" >>"$log" 2>&1; then
+    say "could not download the runtime dependencies (log: $log)"
     return 1
   fi
-  old=$(podman image inspect --format '{{.Id}}' "$GENIUS_RUNTIME_IMAGE" 2>/dev/null || true)
-  if ! podman build --pull=never --network none --layers=false \
-    --build-arg BASE_IMAGE="$GENIUS_BASE_IMAGE" --build-arg WHEELS_ONLY=1 --build-arg EXTRAS="$GENIUS_IMAGE_EXTRAS" \
-    --label genius.source-hash="$hash" \
-    -f "$ROOT/docker/Dockerfile" -t "$GENIUS_RUNTIME_IMAGE" "$ctx" >>"$RIG_DIR/image-build.log" 2>&1; then
-    say "podman build failed (log: $RIG_DIR/image-build.log)"
-    return 1
-  fi
-  # Drop the image this one replaces (left alone while a container still uses it).
-  if [ -n "$old" ] && [ "$old" != "$(podman image inspect --format '{{.Id}}' "$GENIUS_RUNTIME_IMAGE")" ]; then
-    podman rmi "$old" >/dev/null 2>&1 || true
-  fi
-  say "built $GENIUS_RUNTIME_IMAGE ($(podman image inspect --format '{{.Size}}' "$GENIUS_RUNTIME_IMAGE") bytes)"
+  podman_build_image "$GENIUS_RUNTIME_IMAGE" "$ROOT/docker/Dockerfile" "$ctx" "$hash" "$log" \
+    --build-arg WHEELS_ONLY=1 --build-arg EXTRAS="$GENIUS_IMAGE_EXTRAS"
 }
 
 podman_status() {

@@ -41,7 +41,6 @@ from airflow.sdk import DAG, Asset, AssetAlias, AssetAll, AssetAny, BaseOperator
 from airflow_genius.core.defaults import DEFAULT_NAMESPACE
 from airflow_genius.core.geniusfile import (
     GENIUS_ARGUMENTS,
-    OUTPUT_ALIAS_PREFIX,
     AssetSchedule,
     Geniusfile,
     GeniusfileError,
@@ -52,6 +51,7 @@ from airflow_genius.core.geniusfile import (
     find_geniusfiles,
     load_geniusfile,
 )
+from airflow_genius.core.uris import ALIAS_PREFIXES
 from airflow_genius.operators.base import OUTPUT_XCOM_KEY
 from airflow_genius.operators.lineage import asset_uri
 
@@ -163,7 +163,7 @@ def _asset_condition(schedule: AssetSchedule, where: str) -> AssetAll | AssetAny
     for index, item in enumerate(schedule.items):
         if isinstance(item, AssetSchedule):
             items.append(_asset_condition(item, f"{where}[{index}]"))
-        elif item.startswith(OUTPUT_ALIAS_PREFIX):
+        elif item.startswith(ALIAS_PREFIXES):
             items.append(AssetAlias(item))
         elif (uri := asset_uri(item)) is not None:
             items.append(Asset(uri))  # its name is its URI, as on the producer's outlet

@@ -61,7 +61,7 @@ from airflow_genius.core.spec_rules import (
     state_fields,
     task_fields,
 )
-from airflow_genius.core.uris import DATA_CREDENTIALS_HINT
+from airflow_genius.core.uris import ALIAS_PREFIXES, DATA_CREDENTIALS_HINT
 
 #: Geniusfile format versions this package reads.
 GENIUSFILE_VERSIONS = frozenset({1})
@@ -160,10 +160,6 @@ STOP_SUFFIX = "_stop"
 _STATE_KEYS = frozenset({"conn_id", "uri", "namespace"})
 _MAP_KEYS = frozenset({"kwargs"})
 
-#: Prefix of the AssetAlias a genius task with a templated output declares
-#: (``genius-output:<dag_id>.<task_id>``): ``airflow_genius.operators.lineage.ALIAS_PREFIX``, which the
-#: core cannot import (a test keeps the two equal).
-OUTPUT_ALIAS_PREFIX = "genius-output:"
 #: The conditions an asset schedule may combine its assets with (Airflow's ``&`` and ``|``).
 ASSET_CONDITIONS = ("all", "any")
 
@@ -252,7 +248,8 @@ class AssetSchedule(_Record):
     """A schedule on assets: run once ``all`` (or ``any``) of ``items`` were updated since the last run.
 
     Each item is an asset URI as written (``${VAR}`` expanded; ``dag_factory`` normalises it the way
-    genius operators name their outlets), a ``genius-output:<dag_id>.<task_id>`` alias, or a nested
+    genius operators name their outlets), a ``genius-output:<dag_id>.<task_id>`` or
+    ``genius-model:<dag_id>.<task_id>`` alias, or a nested
     :class:`AssetSchedule`. ``schedule: [/data/quotes]`` is ``AssetSchedule("all", ("/data/quotes",))``.
     """
 
@@ -921,21 +918,21 @@ class _Parser:
         return AssetSchedule(condition, tuple(parsed))
 
     def asset(self, value: Any, where: str) -> str:
-        """An asset URI a genius task writes (folder, ``s3://`` prefix, stream) or a genius output
-        alias; checked by the TaskSpec's rules for outputs, as the upstream task's output is."""
+        """An asset URI a genius task writes (folder, ``s3://`` prefix, stream) or a genius output or
+        model alias; checked by the TaskSpec's rules for outputs, as the upstream task's output is."""
         expected = (
             "expected an asset URI (/abs/path, file:///abs/path, s3://bucket/prefix, "
-            f"redis://host/0?stream=name), an alias {OUTPUT_ALIAS_PREFIX}<dag_id>.<task_id>, "
+            "redis://host/0?stream=name), an alias genius-output:<dag_id>.<task_id> or "
+            "genius-model:<dag_id>.<task_id>, "
             "or {any: [...]} / {all: [...]}"
         )
         if not isinstance(value, str) or not value.strip():
             raise GeniusfileError(where, expected, got=value)
-        if value.startswith(OUTPUT_ALIAS_PREFIX):
-            dag_task = value[len(OUTPUT_ALIAS_PREFIX) :]
+        prefix = next((prefix for prefix in ALIAS_PREFIXES if value.startswith(prefix)), None)
+        if prefix is not None:
+            dag_task = value[len(prefix) :]
             if not ID_PATTERN.match(dag_task) or "." not in dag_task.strip("."):
-                raise GeniusfileError(
-                    where, f"expected an alias {OUTPUT_ALIAS_PREFIX}<dag_id>.<task_id>", got=value
-                )
+                raise GeniusfileError(where, f"expected an alias {prefix}<dag_id>.<task_id>", got=value)
             return value
         uri = self.expand(value, where)
         if _is_template(uri):
@@ -1577,7 +1574,7 @@ def _has_type(value: Any, declared: str | list[str]) -> bool:
 
 def _names_asset(value: str) -> bool:
     """Whether a text of ``dag.schedule`` names an asset rather than a cron expression or preset."""
-    return value.startswith(("/", OUTPUT_ALIAS_PREFIX)) or "://" in value
+    return value.startswith(("/", *ALIAS_PREFIXES)) or "://" in value
 
 
 def _looks_like_uri(value: str) -> bool:

@@ -23,6 +23,13 @@ from collections.abc import Mapping
 from urllib.parse import SplitResult, parse_qs, unquote_plus, urlsplit
 
 #: Environment variable that holds the state store's password (or Redis ACL password).
+#: The AssetAliases genius operators declare (docs/lineage.md): ``genius-output:<dag_id>.<task_id>`` for
+#: a task whose output root is only known when it runs, ``genius-model:<dag_id>.<task_id>`` for the
+#: model versions a training task saves.
+OUTPUT_ALIAS_PREFIX = "genius-output:"
+MODEL_ALIAS_PREFIX = "genius-model:"
+ALIAS_PREFIXES = (OUTPUT_ALIAS_PREFIX, MODEL_ALIAS_PREFIX)
+
 STATE_PASSWORD_ENV = "GENIUS_STATE_PASSWORD"  # noqa: S105 - the variable name, not a secret
 
 #: Where a state (or stream) password goes instead of the URI.

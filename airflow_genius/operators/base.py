@@ -301,8 +301,8 @@ class GeniusOperatorMixin(BaseOperator):
         ``output_uri`` was templated). Kept for the OpenLineage facets of this task instance too."""
         from airflow.sdk import Asset, AssetAlias
 
+        from airflow_genius.core.uris import OUTPUT_ALIAS_PREFIX
         from airflow_genius.operators.lineage import (
-            ALIAS_PREFIX,
             asset_uri,
             commit_extra,
             is_stream,
@@ -328,7 +328,7 @@ class GeniusOperatorMixin(BaseOperator):
         for outlet in self.outlets:
             if isinstance(outlet, Asset) and outlet.uri == Asset(root).uri:
                 events[outlet].extra.update(extra)
-            elif isinstance(outlet, AssetAlias) and outlet.name.startswith(ALIAS_PREFIX):
+            elif isinstance(outlet, AssetAlias) and outlet.name.startswith(OUTPUT_ALIAS_PREFIX):
                 events[outlet].add(Asset(root), extra=extra)
 
     def emit_model_events(self, context: Context, record: RunRecord) -> None:

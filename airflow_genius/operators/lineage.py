@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import SplitResult, parse_qsl, unquote, urlencode, urlunsplit
 
 from airflow_genius.core.streams.base import STREAM_SCHEMES
+from airflow_genius.core.uris import MODEL_ALIAS_PREFIX, OUTPUT_ALIAS_PREFIX
 
 if TYPE_CHECKING:
     from airflow.sdk import Asset, AssetAlias
@@ -36,11 +37,6 @@ if TYPE_CHECKING:
     from airflow_genius.core.data.manifest import Manifest
     from airflow_genius.core.state.base import RunRecord
 
-#: Prefix of the AssetAlias a task with a templated ``output_uri`` declares (``genius-output:<dag>.<task>``).
-ALIAS_PREFIX = "genius-output:"
-#: Prefix of the AssetAlias through which a task's saved model versions reach their Assets
-#: (``genius-model:<dag>.<task>``): the model's name is only known when the task saves it.
-MODEL_ALIAS_PREFIX = "genius-model:"
 #: Redis port a stream URI without one means (``redis://host/0`` and ``redis://host:6379/0`` are one Asset).
 REDIS_DEFAULT_PORT = 6379
 #: The runner modules of ``airflow_genius.operators``: the first one in an operator's MRO names its runner.
@@ -140,7 +136,7 @@ def asset_uri(uri: object) -> str | None:
 def alias_name(dag_id: str, task_id: str) -> str:
     """The AssetAlias of a task whose ``output_uri`` is templated: its rendered root is attached at run
     time. ``genius-output:etl.fetch``."""
-    return f"{ALIAS_PREFIX}{dag_id}.{task_id}"
+    return f"{OUTPUT_ALIAS_PREFIX}{dag_id}.{task_id}"
 
 
 def model_alias_name(dag_id: str, task_id: str) -> str:

@@ -712,23 +712,26 @@ def test_genius_dag_validate_checks_platform_arguments_where_airflow_is_installe
 
 
 # A producer and a consumer Geniusfile: the consumer's schedule names the producer's output as written
-# in several forms, and a templated output's alias.
+# in several forms, a templated output's alias and a training step's model alias.
 SCHEDULED_ON_ASSETS = """
 import json
-from airflow_genius.core.geniusfile import OUTPUT_ALIAS_PREFIX, parse_geniusfile
+from airflow_genius.core.geniusfile import parse_geniusfile
 from airflow_genius.dag_factory import build_dag
-from airflow_genius.operators.lineage import ALIAS_PREFIX
 
 STEP = "{class: 'airflow_genius.examples.tasks:QuoteSpout', method: fetch, output: %s}"
 producer = build_dag(parse_geniusfile(
     "version: 1\\ndag: {id: up}\\nspouts:\\n  fetch: " + STEP % "/data/quotes/" + "\\n"
     "  dated: " + STEP % "'/data/{{ ds }}'" + "\\n"
+    "bolts:\\n"
+    "  train: {class: 'airflow_genius.examples.tasks:WordCount', method: count, input: /data/quotes,\\n"
+    "          output: /data/fit, model: {uri: 's3://ml/models'}}\\n"
 ))
 consumer = build_dag(parse_geniusfile(
     "version: 1\\n"
     "dag:\\n"
     "  id: down\\n"
-    "  schedule: {any: ['file:///data/quotes', {all: ['/data/quotes/', 'genius-output:up.dated',\\n"
+    "  schedule: {any: ['file:///data/quotes', 'genius-model:up.train',\\n"
+    "             {all: ['/data/quotes/', 'genius-output:up.dated',\\n"
     "                   'redis://redis/0?stream=ev&group=g&batch=5']}]}\\n"
     "bolts:\\n"
     "  count: {class: 'airflow_genius.examples.tasks:WordCount', method: count, input: /data/quotes}\\n"
@@ -748,7 +751,6 @@ print("GENIUSFILE_RESULT " + json.dumps({
     "consumer": tree(consumer.timetable.asset_condition),
     "listed": tree(listed.timetable.asset_condition),
     "timetable": type(consumer.timetable).__name__,
-    "prefixes": [OUTPUT_ALIAS_PREFIX, ALIAS_PREFIX],
 }))
 """
 
@@ -758,13 +760,17 @@ def test_schedule_on_assets_names_the_producers_outlets(  # type: ignore[no-unty
 ) -> None:
     got = result_of(run_python(SCHEDULED_ON_ASSETS, airflow_env))
     quotes = ["Asset", "file:///data/quotes", "file:///data/quotes"]
-    assert got["outlets"] == {"fetch": [quotes], "dated": [["AssetAlias", "genius-output:up.dated", None]]}
+    fit = ["Asset", "file:///data/fit", "file:///data/fit"]
+    assert got["outlets"] == {
+        "fetch": [quotes],
+        "dated": [["AssetAlias", "genius-output:up.dated", None]],
+        "train": [fit, ["AssetAlias", "genius-model:up.train", None]],
+    }
     # every form of the producer's root is its outlet Asset (name and URI), the alias is its alias
     stream = ["Asset", "redis://redis:6379/0?stream=ev", "redis://redis:6379/0?stream=ev"]
     assert got["consumer"] == [
         "AssetAny",
-        [quotes, ["AssetAll", [quotes, got["outlets"]["dated"][0], stream]]],
+        [quotes, got["outlets"]["train"][1], ["AssetAll", [quotes, got["outlets"]["dated"][0], stream]]],
     ]
     assert got["listed"] == ["AssetAll", [quotes]]
     assert got["timetable"] == "AssetTriggeredTimetable"
-    assert got["prefixes"][0] == got["prefixes"][1]

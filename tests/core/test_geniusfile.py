@@ -157,7 +157,7 @@ SCHEDULE_ERRORS = [
     pytest.param(
         scheduled("[data/quotes]"),
         "dag.schedule[0]: expected an asset URI (/abs/path, file:///abs/path, s3://bucket/prefix, "
-        "redis://host/0?stream=name), an alias genius-output:<dag_id>.<task_id>, or {any: [...]} / "
+        "redis://host/0?stream=name), an alias genius-output:<dag_id>.<task_id> or genius-model:<dag_id>.<task_id>, or {any: [...]} / "
         "{all: [...]}, got 'data/quotes'",
         id="relative-path",
     ),

@@ -2,6 +2,7 @@
 raw ``ssh host 'sbatch --wait …'`` beside it; and 50 deferred Slurm waits in one event loop.
 
     python bench/bench_slurm.py [--repeats 9] [--poll 10] [--concurrent 50] [--sleep 20] [--no-load]
+    python bench/bench_slurm.py --array 200 [--max-parallel 0] [--singles-first]    # only (d)
 
 Needs the test rig's Slurm + sshd (``scripts/services``).
 
@@ -24,6 +25,12 @@ started by this bench (``--no-load`` skips that phase). Goal: median overhead �
     :class:`GeniusSlurmTrigger` per job runs in one asyncio loop, as the triggerer runs them. A deferred
     task holds no worker slot by construction; what it costs is the triggerer's CPU, reported as CPU
     seconds of this process while all triggers wait, per trigger-minute of waiting.
+(d) job array: ``--array`` mapped instances of ``Echo.say`` started the way the operator starts them —
+    as one held array (``launch_array_element`` for each map index: write the element's files, the
+    first one claims and submits the array, each releases its element) against one job each
+    (``launch_genius_job``), one after the other in this process over one SSH connection. **Submit** is
+    the time until every element/job is in Slurm's hands; **total** until sacct shows all ended (the
+    single node runs as many at once as it has CPUs). Each run record is then checked SUCCESS.
 """
 
 from __future__ import annotations
@@ -63,7 +70,8 @@ os.environ["AIRFLOW_CONN_GENIUS_SLURM"] = json.dumps(
         "host": "127.0.0.1",
         "port": SSH_PORT,
         "login": "root",
-        "extra": {"key_file": str(KEY), "no_host_key_check": True},
+        # the node is this machine: the SQLite state store under /tmp is shared with it
+        "extra": {"key_file": str(KEY), "no_host_key_check": True, "shared_paths": ["/tmp"]},
     }
 )
 
@@ -102,7 +110,7 @@ def ours(state_uri: str, poll: float) -> tuple[float, float]:
         dag_id="bench_slurm", task_id="echo", run_id=run_id, map_index=-1, try_number=1, pushed={}
     )
     started = time.perf_counter()
-    result = operator.execute({"ti": ti, "logical_date": None, "dag_run": None})  # type: ignore[arg-type]
+    result = operator.execute({"ti": ti, "logical_date": None, "dag_run": None})  # type: ignore[arg-type,typeddict-item]
     elapsed = time.perf_counter() - started
     assert result == "hi", result
     assert operator.job_id is not None
@@ -192,6 +200,61 @@ def deferral(concurrent: int, sleep: float) -> dict[str, float]:
     return {"cpu_s": cpu, "wall_s": wall, "cpu_s_per_trigger_minute": cpu / (concurrent * wall / 60)}
 
 
+def array_vs_singles(
+    count: int, state_uri: str, max_parallel: int | None, *, singles_first: bool = False
+) -> dict[str, dict[str, float]]:
+    """(d): submit and total wall time of ``count`` mapped instances as one array and as single jobs
+    (``singles_first``: in that order, to see what the machine's changing load does to each side)."""
+    from airflow_genius.core import RunKey, Status, open_state
+    from airflow_genius.operators.slurm import GeniusSlurmOperator
+
+    figures: dict[str, dict[str, float]] = {}
+    for side in ("singles", "array") if singles_first else ("array", "singles"):
+        run_id = f"bench_{side}_{uuid.uuid4().hex[:8]}"
+        operator = GeniusSlurmOperator(
+            task_id="echo", ssh_conn_id="genius_slurm", task_class="airflow_genius.examples.tasks:Echo",
+            method="say", method_args=["hi"], state_uri=state_uri, genius_command=GENIUS,
+            array_size=count, max_parallel=max_parallel or None,
+        )  # fmt: skip
+        target = operator.genius_state()
+        jobs: list[str] = []
+        started = time.perf_counter()
+        with operator.slurm_hook() as hook:
+            for index in range(count):
+                ti = BenchTaskInstance(dag_id="bench_slurm", task_id="echo", run_id=run_id, map_index=index,
+                                       try_number=1, pushed={})  # fmt: skip
+                context: Any = {"ti": ti, "logical_date": None, "dag_run": None}
+                spec = operator.build_task_spec(context, state_uri=target.uri)
+                options = operator.job_options(context)
+                if side == "array":
+                    job = operator.launch_array_element(context, hook, spec, options, target)
+                    assert job is not None, "the array path was not taken"
+                else:
+                    job = operator.launch_genius_job(context, hook, spec, options, target)
+                jobs.append(job.job_id)
+        submitted = time.perf_counter() - started
+        selector = jobs[0].split("_")[0] if side == "array" else ",".join(jobs)
+        while True:
+            out = subprocess.run(
+                ["sacct", "-j", selector, "-X", "--noheader", "--parsable2", "--format=JobID,State"],
+                capture_output=True, text=True, check=True,
+            ).stdout  # fmt: skip
+            ended = [line for line in out.splitlines() if line.split("|")[-1].split()[0] in ("COMPLETED", "FAILED", "CANCELLED")]  # fmt: skip
+            if len(ended) >= count:
+                break
+            time.sleep(0.2)
+        total = time.perf_counter() - started
+        with open_state(state_uri) as state:
+            done = sum(
+                (record := state.get_run(RunKey("bench_slurm", "echo", run_id, index))) is not None
+                and record.status is Status.SUCCESS
+                for index in range(count)
+            )
+        assert done == count, f"{side}: {done} of {count} run records SUCCESS"
+        figures[side] = {"submit_s": submitted, "total_s": total, "jobs": float(len(set(jobs)))}
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=9)
@@ -200,7 +263,21 @@ def main() -> None:
     parser.add_argument("--sleep", type=float, default=20.0)
     parser.add_argument("--no-load", action="store_true", help="skip the phase with both cores busy")
     parser.add_argument("--state", default=f"sqlite:///{tempfile.mkdtemp(prefix='genius-bench-')}/state.db")
+    parser.add_argument("--array", type=int, default=0, help="(d) only: this many mapped inputs")
+    parser.add_argument("--max-parallel", type=int, default=0, help="(d): the array's %%limit (0: none)")
+    parser.add_argument("--singles-first", action="store_true", help="(d): run the single jobs first")
     options = parser.parse_args()
+    if options.array:
+        print(f"uptime: {os.getloadavg()}; {options.array} mapped inputs of Echo.say")
+        sides = array_vs_singles(
+            options.array, options.state, options.max_parallel, singles_first=options.singles_first
+        )
+        for side, row in sides.items():
+            print(f"  {side:8s} submit {row['submit_s']:7.1f} s   total {row['total_s']:7.1f} s")
+        array, singles = sides["array"], sides["singles"]
+        print(f"  ratio singles/array: submit {singles['submit_s'] / array['submit_s']:.2f}x, "
+              f"total {singles['total_s'] / array['total_s']:.2f}x")  # fmt: skip
+        return
     ours(options.state, options.poll)  # warm-up: imports, SSH host keys, first job
     anchor(options.state)
     print(

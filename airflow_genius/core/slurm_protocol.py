@@ -117,6 +117,15 @@ def cancel_command(job_id: str) -> str:
     return f"scancel {check_job_id(job_id)} 2>/dev/null; true"
 
 
+def release_command(job_id: str) -> str:
+    """``scontrol release``: let a held job (or one element ``123_4`` of a held array) be scheduled.
+
+    >>> release_command("812_7")
+    'scontrol release 812_7'
+    """
+    return f"scontrol release {check_job_id(job_id)}"
+
+
 def cancel_by_name_command(job_name: str) -> str:
     """Cancel every job of this user called ``job_name`` (a service's teardown; idempotent)."""
     return f"scancel --me --name={shlex.quote(job_name)} 2>/dev/null; true"
@@ -299,7 +308,7 @@ def verdict(*, squeue_line: str, sacct_line: str, job_id: str = "") -> JobVerdic
     if not rows:
         return JobVerdict(state="MISSING", finished=False, succeeded=False)
     fields = dict(zip(SACCT_FIELDS, rows[0].split("|"), strict=False))
-    job = fields.get("JobIDRaw") or job_id
+    job = job_id or fields.get("JobIDRaw") or ""  # an array element by its own id (812_7), not its raw one
     state = (
         (fields.get("State") or "UNKNOWN").split()[0] if (fields.get("State") or "").strip() else "UNKNOWN"
     )

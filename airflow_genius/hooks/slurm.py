@@ -11,6 +11,7 @@ speaks the same protocol over ``SSHHookAsync``.
     hook.poll(job_id).verdict.state          # 'RUNNING'
     event = hook.wait(job_id, output_path=".../slurm-1234.out", log=log)   # output lines go to log
     hook.cancel(job_id)                      # idempotent
+    hook.release("1234_7")                   # one element of a held array
 """
 
 from __future__ import annotations
@@ -103,7 +104,13 @@ class SlurmHook(BaseHook):
     def write_file(self, path: str, data: bytes) -> None:
         """Create ``path`` (and its folder) with mode 0600; the content travels on stdin."""
         folder, _, name = path.rpartition("/")
-        self.run(protocol.write_files_command(folder or "/", [(name, len(data))]), stdin=data)
+        self.write_files(folder or "/", {name: data})
+
+    def write_files(self, folder: str, files: Mapping[str, bytes]) -> None:
+        """Write ``files`` (name → content) into ``folder`` (created, mode 0700) with mode 0600, in one
+        round trip, their content on stdin."""
+        command = protocol.write_files_command(folder, [(name, len(data)) for name, data in files.items()])
+        self.run(command, stdin=b"".join(files.values()), what="writing job files")
 
     def resolve_path(self, path: str) -> str:
         """An absolute path on the login node (``~`` and relative paths resolved against $HOME, which
@@ -180,6 +187,20 @@ class SlurmHook(BaseHook):
     def cancel(self, job_id: str) -> None:
         """``scancel`` the job; a job that already ended is fine."""
         self.run(protocol.cancel_command(job_id), check=False)
+
+    def release(
+        self, job_id: str, *, folder: str | None = None, files: Mapping[str, bytes] | None = None
+    ) -> None:
+        """``scontrol release`` a held job or array element (raises :class:`SlurmCommandError` if Slurm
+        refuses: the job is gone, or not held). ``files`` (name → content) are written into ``folder``
+        first (mode 0600, as :meth:`write_files`), in the same round trip: an element's spec is in place
+        before it may start."""
+        command, stdin = protocol.release_command(job_id), b""
+        if files:
+            listed = [(name, len(data)) for name, data in files.items()]
+            command = f"{protocol.write_files_command(str(folder), listed)} && {command}"
+            stdin = b"".join(files.values())
+        self.run(command, stdin=stdin or None, what="scontrol release")
 
     def cancel_by_name(self, job_name: str) -> None:
         """``scancel`` every job of ours called ``job_name``."""

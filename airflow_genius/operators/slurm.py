@@ -24,6 +24,11 @@ every try of the task instance, so a retry after a worker crash finds the job st
 and waits for it instead of submitting another. The job's output is tailed into the task log; the
 result comes from the run record. Killing the task ``scancel``s the job, from the worker or, when
 deferred, from the triggerer.
+
+A mapped task's first try runs as one held job array (``max_parallel`` elements at once): the instances
+agree on it through a compare-and-set record in the state store, and each releases, waits for and
+cancels only its own element ``<array id>_<map index>`` (:meth:`GeniusSlurmOperator.launch_array_element`,
+:mod:`airflow_genius.core.slurm_array`, docs/runners/slurm.md "Mapped tasks as one job array").
 """
 
 from __future__ import annotations
@@ -164,12 +169,14 @@ class SlurmJobMixin(BaseOperator):
         the log."""
         name = self.job_name_for(context)
         job_id = self.find_previous_job(hook, context, name, live_only=live_only)
-        job_dir = self.job_dir_for(hook, name)  # after the look-up, which also read $HOME
         reattached = job_id is not None
         if job_id is None:
+            job_dir = self.job_dir_for(hook, name)
             script, files = prepare(name, job_dir)
             job_id = hook.submit(script, work_dir=job_dir, files=files)
             self.log.info("submitted Slurm job %s (%s) for %s", job_id, name, what)
+        else:  # after the look-up, which also read $HOME; an array element's files are the array's
+            name, job_dir = self.job_folder(hook, context, job_id)
         self.remember_job(context, job_id)
         return SlurmJob(job_id=job_id, name=name, job_dir=job_dir, reattached=reattached)
 
@@ -177,12 +184,24 @@ class SlurmJobMixin(BaseOperator):
         """The folder on the cluster of the job called ``name`` (spec, secret file, output)."""
         return hook.resolve_path(f"{self.remote_base_dir.rstrip('/')}/{name}")
 
+    def job_folder(self, hook: SlurmHook, context: Context, job_id: str) -> tuple[str, str]:
+        """The name and folder of this task instance's job ``job_id``: its own, or for an element of a
+        mapped task's array (``812_7``) the array's (see :mod:`airflow_genius.core.slurm_array`)."""
+        from airflow_genius.core.slurm_array import array_job_name, is_element_id
+
+        who = identity_from_context(context)
+        if is_element_id(job_id):
+            name = array_job_name(who["dag_id"], who["task_id"], who["run_id"])
+        else:
+            name = self.job_name_for(context)
+        return name, self.job_dir_for(hook, name)
+
     def job_log_tail(self, context: Context, job_id: str) -> str:
         """The last lines of this task instance's job output file, read after the job ended (for a
         failure message: the cause of a job that died before ``genius run`` is only there)."""
         with self.slurm_hook() as hook:
-            name = self.job_name_for(context)
-            job = SlurmJob(job_id=job_id, name=name, job_dir=self.job_dir_for(hook, name))
+            name, job_dir = self.job_folder(hook, context, job_id)
+            job = SlurmJob(job_id=job_id, name=name, job_dir=job_dir)
             return hook.tail(job.output_path, LOG_TAIL_LINES)
 
     def remember_job(self, context: Context, job_id: str) -> None:
@@ -247,6 +266,13 @@ class GeniusSlurmOperator(SlurmJobMixin, GeniusOperatorMixin):
             a job sacct shows REQUEUED/PREEMPTED may stay out of squeue before it counts as not requeued).
         pending_timeout: give up (and cancel) a job still pending after this many seconds, before it first
             ran (a requeued job is waited for: see docs/runners/slurm.md, "Requeue and preemption").
+        array: run the first try of a mapped task's instances as **one** job array, each instance its
+            own element (default True; see docs/runners/slurm.md, "Mapped tasks as one job array").
+            Ignored for an unmapped task; a later try runs its map index as a job of its own.
+        max_parallel: at most this many elements of the array run at once (``--array=0-N%P``).
+        array_size: the number of mapped instances, when Airflow cannot tell (default: asked of Airflow).
+        array_claim_timeout: seconds an instance waits for the array another instance claimed before it
+            takes the claim over (that instance died before submitting).
     """
 
     template_fields: Sequence[str] = (*GENIUS_TEMPLATE_FIELDS, "env")
@@ -280,9 +306,20 @@ class GeniusSlurmOperator(SlurmJobMixin, GeniusOperatorMixin):
         poll_interval: float = 10.0,
         lost_after: float = 120.0,
         pending_timeout: float | None = None,
+        array: bool = True,
+        max_parallel: int | None = None,
+        array_size: int | None = None,
+        array_claim_timeout: float = 120.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        from airflow_genius.core.slurm_array import array_range
+
+        array_range(array_size or 1, max_parallel)  # a bad count fails when the DAG is parsed
+        self.array = array
+        self.max_parallel = max_parallel
+        self.array_size = array_size
+        self.array_claim_timeout = array_claim_timeout
         self.configure_job(
             ssh_conn_id=ssh_conn_id, remote_base_dir=remote_base_dir, poll_interval=poll_interval,
             lost_after=lost_after, pending_timeout=pending_timeout, deferrable=deferrable,
@@ -310,9 +347,135 @@ class GeniusSlurmOperator(SlurmJobMixin, GeniusOperatorMixin):
         spec = self.build_task_spec(context, state_uri=target.uri, remote=slurm_reach(self.ssh_conn_id))
         options = self.job_options(context)  # validated before anything reaches the cluster
         with self.slurm_hook() as hook:
-            job = self.launch_genius_job(context, hook, spec, options, target)
+            job = self.launch_array_element(context, hook, spec, options, target)
+            if job is None:
+                job = self.launch_genius_job(context, hook, spec, options, target)
             event = self.wait_for_job(hook, job)
         return self.execute_complete(context, event)
+
+    def array_count(self, context: Context) -> int | None:
+        """How many instances this mapped task has in this DAG run: ``array_size``, else Airflow's
+        count of its task instances; None when neither is known."""
+        if self.array_size:
+            return self.array_size
+        who = identity_from_context(context)
+        try:
+            count = context["ti"].get_ti_count(
+                dag_id=who["dag_id"], task_ids=[who["task_id"]], run_ids=[who["run_id"]]
+            )
+        except Exception as exc:  # no supervisor to ask (a direct call): one job per instance
+            self.log.info("the count of mapped instances is unknown (%s): one Slurm job per instance", exc)
+            return None
+        return int(count) if count else None
+
+    def launch_array_element(
+        self, context: Context, hook: SlurmHook, spec: TaskSpec, options: SlurmJobOptions, target: StateTarget
+    ) -> SlurmJob | None:
+        """This mapped instance's element of the task's job array (first try only), else None: the
+        caller runs a job of its own. Writes the element's files (spec, secret, environment), gets the
+        array's id from the coordination record — submitting the held array if this instance wins the
+        claim (:meth:`array_job_id`) — and releases its own element ``<array id>_<map index>``."""
+        from airflow_genius.core.slurm_array import array_job_name, element_folder, element_job_id
+        from airflow_genius.hooks.slurm import SlurmCommandError
+        from airflow_genius.operators.slurm_script import (
+            ENV_FILE,
+            SECRET_FILE,
+            SPEC_FILE,
+            secret_file_content,
+        )
+
+        who = identity_from_context(context)
+        index = who["map_index"]
+        if not self.array or index < 0 or who["try_number"] > 1 or spec.service is not None:
+            return None
+        size = self.array_count(context)
+        if size is None or size < 2 or index >= size:
+            return None
+        name = array_job_name(who["dag_id"], who["task_id"], who["run_id"])
+        array_dir = self.job_dir_for(hook, name)
+        env = "".join(f"{line}\n" for line in options.exports())
+        files = {
+            SPEC_FILE: spec.to_json().encode(),
+            SECRET_FILE: secret_file_content(target.secret_env),
+            ENV_FILE: env.encode(),
+        }
+        element_dir = f"{array_dir}/{element_folder(index)}"
+        found = self.array_job_id(
+            hook, spec, options, target, name=name, folder=array_dir, size=size, element=(element_dir, files)
+        )
+        if found is None:
+            return None
+        array_id, written = found
+        job_id = element_job_id(array_id, index)
+        try:  # the element's files go with the release (one round trip) unless the submitter wrote them
+            hook.release(job_id, folder=element_dir, files=None if written else files)
+        except SlurmCommandError as exc:  # the array was cancelled (or purged): run on a job of its own
+            self.log.warning("cannot release element %s of Slurm array %s (%s): submitting a job of its own",
+                             job_id, array_id, exc)  # fmt: skip
+            return None
+        self.log.info("released element %s of Slurm array %s (%s, %d elements)", job_id, array_id, name, size)
+        self.remember_job(context, job_id)
+        return SlurmJob(job_id=job_id, name=name, job_dir=array_dir)
+
+    def array_job_id(
+        self,
+        hook: SlurmHook,
+        spec: TaskSpec,
+        options: SlurmJobOptions,
+        target: StateTarget,
+        *,
+        name: str,
+        folder: str,
+        size: int,
+        element: tuple[str, Mapping[str, bytes]],
+    ) -> tuple[str, bool] | None:
+        """The id of this DAG run's array, from the coordination record in the state store: the instance
+        that wins the compare-and-set from "no record" (or from a stale claim) writes its ``element``
+        files (folder, name → content) and submits the held array, then records its id; the others wait
+        for that id. Returns ``(array id, whether this instance wrote its element files)``; None: the
+        array is smaller than this map index."""
+        from airflow_genius.core.slurm_array import ArrayClaim, array_range, array_state_key
+        from airflow_genius.core.slurm_protocol import poll_delays
+        from airflow_genius.core.state.base import TaskScope
+        from airflow_genius.operators.slurm_script import genius_body, render_sbatch_script
+
+        run = spec.run
+        scope, key = TaskScope(spec.state.namespace, run.dag_id, run.task_id), array_state_key(run.run_id)
+        delays = poll_delays(min(self.poll_interval, 2.0))
+        with target.open() as state:
+            while True:
+                stored = state.get_state(scope, key)
+                claim = ArrayClaim.from_dict(stored)
+                now = time.time()
+                if claim is not None and claim.job_id is not None:
+                    return (claim.job_id, False) if run.map_index < claim.size else None
+                if claim is None or claim.is_stale(now, self.array_claim_timeout):
+                    mine = ArrayClaim.claimed(size=size, by=run.map_index, now=now)
+                    if state.compare_and_set_state(scope, key, stored, mine.to_dict()):
+                        # a stale claim's submitter may have reached sbatch before it died
+                        live = hook.find_live_job(name) if claim is not None else None
+                        if live:
+                            array_id, written = live[0].split("_")[0], False
+                        else:
+                            hook.write_files(*element)
+                            script = render_sbatch_script(
+                                job_name=name, job_dir=folder, options=options,
+                                body=genius_body(folder, options, element=True),
+                                array=array_range(size, self.max_parallel),
+                            )  # fmt: skip
+                            array_id, written = hook.submit(script, work_dir=folder), True
+                            self.log.info(
+                                "submitted Slurm array %s (%s) of %d elements", array_id, name, size
+                            )
+                        if not state.compare_and_set_state(
+                            scope, key, mine.to_dict(), mine.submitted(array_id).to_dict()
+                        ):
+                            self.log.warning(
+                                "the claim of Slurm array %s was taken over: it runs anyway", array_id
+                            )
+                        return array_id, written
+                    continue  # another instance won the claim: read it
+                time.sleep(next(delays))
 
     def launch_genius_job(
         self,

@@ -33,6 +33,9 @@ from types import MappingProxyType
 
 SPEC_FILE = "spec.json"
 SECRET_FILE = "secret.env"  # noqa: S105 - a file name, not a secret
+#: An array element's own environment (``export`` lines, mode 0600), sourced by the array's script:
+#: ``env`` is templated per task instance, the script is the submitter's.
+ENV_FILE = "env.sh"
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TIME = re.compile(r"^(\d+-)?\d+(:\d{1,2}){0,2}$|^\d+-\d+$")
@@ -48,6 +51,9 @@ _GPUS = re.compile(rf"^({_SLURM_NAME}:)?[1-9][0-9]*$")
 _LONG_OPTION = re.compile(r"^--([a-z][a-z0-9-]*)(=(.*))?$")
 # sbatch's #SBATCH parser strips quotes and backslashes and ends the line at '#'
 _SBATCH_PARSED = re.compile(r"[\"'\\#]")
+_ARRAY = re.compile(r"^[0-9]+-[0-9]+(%[1-9][0-9]*)?$")
+#: The folder of the running element of an array, in the script (a shell word, not a literal path).
+_ELEMENT_DIR = '/element-"${SLURM_ARRAY_TASK_ID:-}"'
 CONTAINER_RUNTIMES = ("podman", "apptainer", "singularity")
 
 #: The long sbatch options ``extra_directives`` may use, each with how it takes a value:
@@ -302,14 +308,27 @@ def _check_extra_directive(line: object) -> str:
     return line
 
 
-def genius_body(job_dir: str, options: SlurmJobOptions) -> list[str]:
-    """The lines that run the TaskSpec in ``job_dir`` with ``genius run`` (directly or in a container)."""
-    spec = f"{job_dir}/{SPEC_FILE}"
-    work = f"{job_dir}/work"
+class _Shell(str):
+    """A word of a command line that is shell code already (it expands a variable): not quoted again."""
+
+
+def _join(words: Sequence[str]) -> str:
+    return " ".join(word if isinstance(word, _Shell) else shlex.quote(word) for word in words)
+
+
+def genius_body(job_dir: str, options: SlurmJobOptions, *, element: bool = False) -> list[str]:
+    """The lines that run the TaskSpec in ``job_dir`` with ``genius run`` (directly or in a container).
+
+    ``element``: ``job_dir`` is an array's folder and each element runs the spec of its own
+    ``element-$SLURM_ARRAY_TASK_ID`` folder (see :mod:`airflow_genius.core.slurm_array`).
+    """
+    folder = _Shell(shlex.quote(job_dir) + _ELEMENT_DIR) if element else job_dir
+    spec = _Shell(f"{folder}/{SPEC_FILE}") if element else f"{job_dir}/{SPEC_FILE}"
+    work = _Shell(f"{folder}/work") if element else f"{job_dir}/work"
     container = options.container
     if container is None:
         command = [*shlex.split(options.genius_command), "run", "--spec", spec, "--work-dir", work]
-        return [shlex.join(command)]
+        return [_join(command)]
     from airflow_genius.core.runtime import ATTEMPT_ENV
 
     names = sorted({*options.env, "GENIUS_STATE_PASSWORD", ATTEMPT_ENV})
@@ -328,7 +347,7 @@ def genius_body(job_dir: str, options: SlurmJobOptions) -> list[str]:
             work,
         ]
         # The container runs as the job's user, so it can read the job's 0600 files.
-        return ['podman run --rm --network=host --user "$(id -u):$(id -g)" ' + shlex.join(command)]
+        return ['podman run --rm --network=host --user "$(id -u):$(id -g)" ' + _join(command)]
     else:  # apptainer / singularity pass the host environment through by default
         command = [
             container.runtime,
@@ -344,7 +363,7 @@ def genius_body(job_dir: str, options: SlurmJobOptions) -> list[str]:
             "--work-dir",
             work,
         ]
-    return [shlex.join(command)]
+    return [_join(command)]
 
 
 def render_sbatch_script(
@@ -354,6 +373,7 @@ def render_sbatch_script(
     options: SlurmJobOptions,
     body: Sequence[str],
     extra_env: Mapping[str, str] | None = None,
+    array: str | None = None,
 ) -> str:
     """The whole sbatch script: directives, environment, the secret file, setup, then ``body``.
 
@@ -365,6 +385,12 @@ def render_sbatch_script(
     ``SLURM_RESTART_COUNT`` set: the script says so in the output, clears the end mark its earlier run
     left, and passes the count to ``genius run`` as ``GENIUS_ATTEMPT``, so the restart takes the try over
     from the run it replaces (see :mod:`airflow_genius.core.runtime`).
+
+    ``array`` (``0-49%8``, :func:`~airflow_genius.core.slurm_array.array_range`): submit a job array,
+    held (each element is released on its own); element ``i`` runs in ``<job_dir>/element-i`` (its spec,
+    secret file, :data:`ENV_FILE` and work folder: ``body`` from ``genius_body(..., element=True)``;
+    ``options.env`` and ``extra_env`` are not in the script then, each element has its own), its output is
+    ``slurm-<array id>_<i>.out`` and its end mark ``slurm-<array id>_<i>.end``.
     """
     from airflow_genius.core.runtime import ATTEMPT_ENV
     from airflow_genius.core.slurm_protocol import END_MARK_FILE, OUTPUT_FILE
@@ -372,14 +398,22 @@ def render_sbatch_script(
     _check_value("job name", job_name)
     if "\n" in job_dir or not job_dir.startswith("/"):
         raise SlurmOptionError(f"job folder {job_dir!r} must be an absolute path on one line")
+    from airflow_genius.core.slurm_array import ARRAY_OUTPUT_PATTERN
+
+    if array is not None and not _ARRAY.match(array):
+        raise SlurmOptionError(f"array {array!r} must be a range like 0-49 or 0-49%8")
+    output = ARRAY_OUTPUT_PATTERN if array else OUTPUT_FILE.format(job_id="%j")
     directives = [
         f"--job-name={job_name}",
-        f"--output={_directive_path(job_dir)}/{OUTPUT_FILE.format(job_id='%j')}",
+        f"--output={_directive_path(job_dir)}/{output}",
         "--open-mode=append",
+        *([f"--array={array}", "--hold"] if array else []),
         *options.directives(),
     ]
-    secret = f"{job_dir}/{SECRET_FILE}"
-    end_mark = shlex.quote(f"{job_dir}/") + END_MARK_FILE.format(job_id='"${SLURM_JOB_ID:-}"')
+    folder = shlex.quote(job_dir) + (_ELEMENT_DIR if array else "")
+    secret = f"{folder}/{SECRET_FILE}"
+    job_id = '"${SLURM_ARRAY_JOB_ID:-}_${SLURM_ARRAY_TASK_ID:-}"' if array else '"${SLURM_JOB_ID:-}"'
+    end_mark = shlex.quote(f"{job_dir}/") + END_MARK_FILE.format(job_id=job_id)
     lines = [
         "#!/bin/bash",
         *(f"#SBATCH {directive}" for directive in directives),
@@ -390,10 +424,14 @@ def render_sbatch_script(
         f'export {ATTEMPT_ENV}="${{SLURM_RESTART_COUNT:-0}}"',
         f'if [ "${ATTEMPT_ENV}" != 0 ]; then rm -f -- {end_mark}; '
         f'echo "genius: Slurm restarted job ${{SLURM_JOB_ID:-}} (restart ${ATTEMPT_ENV})"; fi',
-        f"cd {shlex.quote(job_dir)}",
-        *options.exports(extra_env),
+        f"cd {folder}",
+        *(
+            options.exports(extra_env)
+            if not array
+            else [f"if [ -f {folder}/{ENV_FILE} ]; then . {folder}/{ENV_FILE}; fi"]
+        ),
         # Secrets arrive in a 0600 file next to the spec; `set -a` exports what it defines.
-        f"if [ -f {shlex.quote(secret)} ]; then set -a; . {shlex.quote(secret)}; set +a; fi",
+        f"if [ -f {secret} ]; then set -a; . {secret}; set +a; fi",
         *options.setup,
         *body,
         "",

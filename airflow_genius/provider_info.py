@@ -26,6 +26,7 @@ OPERATOR_MODULES = (
 )
 TRIGGER_MODULES = (
     "airflow_genius.triggers.slurm",
+    "airflow_genius.triggers.slurm_rest",
     "airflow_genius.triggers.kubernetes",
     "airflow_genius.triggers.ecs",
     "airflow_genius.triggers.batch",

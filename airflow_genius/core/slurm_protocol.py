@@ -360,6 +360,17 @@ def parse_poll(stdout: bytes, *, offset: int, final_read: bool = False, job_id: 
     )
 
 
+def poll_answer(squeue_line: str, sacct_line: str, output: bytes = b"", *, mark_seen: bool = False) -> bytes:
+    """What :func:`poll_command` prints, from its parts: for a transport that asks Slurm another way
+    (slurmrestd) and feeds the answers to :func:`advance` unchanged.
+
+    >>> parse_poll(poll_answer("", "9|COMPLETED|0:0|None", b"ok\\n"), offset=0).verdict.succeeded
+    True
+    """
+    flag = _MARK_SEEN if mark_seen else ""
+    return f"{squeue_line}\n\n{_SEPARATOR}\n{sacct_line}\n\n{_SEPARATOR}{flag}\n".encode() + output
+
+
 def parse_job_id(sbatch_output: str) -> str:
     """``sbatch --parsable`` prints ``id`` or ``id;cluster``.
 

@@ -33,7 +33,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_genius.core.slurm_protocol import JobVerdict, check_job_id, verdict
+from airflow_genius.core.slurm_protocol import (
+    OUTPUT_CHUNK,
+    JobVerdict,
+    check_job_id,
+    verdict,
+)
 
 #: API versions this module maps, newest first: the order in which a server's offer is chosen.
 SUPPORTED_VERSIONS = ("v0.0.41", "v0.0.40", "v0.0.38")
@@ -190,6 +195,12 @@ def cancel_request(version: str, job_id: str) -> RestRequest:
     """``DELETE /slurm/<version>/job/<id>`` (SIGKILL, as ``scancel``)."""
     _legacy(version)
     return RestRequest("DELETE", f"/slurm/{version}/job/{check_job_id(job_id)}")
+
+
+def jobs_request(version: str) -> RestRequest:
+    """``GET /slurm/<version>/jobs``: every job slurmctld knows (what ``squeue`` lists, and recent ends)."""
+    _legacy(version)
+    return RestRequest("GET", f"/slurm/{version}/jobs")
 
 
 def accounting_request(version: str, job_id: str) -> RestRequest:
@@ -443,6 +454,7 @@ class RestJob:
     elapsed: int | None = None
     working_directory: str = ""
     standard_output: str = ""
+    user: str = ""
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -465,29 +477,50 @@ class RestJob:
 
 def parse_job(version: str, body: Mapping[str, Any]) -> RestJob | None:
     """The job of a ``GET /slurm/<version>/job/<id>`` answer (None when it lists no job)."""
+    jobs = parse_jobs(version, body)
+    return jobs[0] if jobs else None
+
+
+def parse_jobs(version: str, body: Mapping[str, Any]) -> list[RestJob]:
+    """The jobs of a ``GET /slurm/<version>/jobs`` (or ``/job/<id>``) answer."""
     legacy = _legacy(version)
-    jobs = body.get("jobs") or []
-    if not jobs:
-        return None
-    job = jobs[0]
-    state, flags = _state(job.get("job_state"))
-    code, signal = _exit(job.get("exit_code"), wait_status=legacy)
-    reason = str(job.get("state_reason") or "")
-    return RestJob(
-        job_id=str(job.get("job_id", "")),
-        state=state,
-        flags=flags,
-        exit_code=code,
-        signal=signal,
-        reason="" if reason == "None" else reason,
-        nodes=str(job.get("nodes") or job.get("batch_host") or ""),
-        name=str(job.get("name") or ""),
-        source="slurm",
-        start=_number(job.get("start_time")),
-        end=_number(job.get("end_time")),
-        working_directory=str(job.get("current_working_directory") or ""),
-        standard_output=str(job.get("standard_output") or ""),
-    )
+    found = []
+    for job in body.get("jobs") or []:
+        state, flags = _state(job.get("job_state"))
+        code, signal = _exit(job.get("exit_code"), wait_status=legacy)
+        reason = str(job.get("state_reason") or "")
+        found.append(
+            RestJob(
+                job_id=str(job.get("job_id", "")),
+                state=state,
+                flags=flags,
+                exit_code=code,
+                signal=signal,
+                reason="" if reason == "None" else reason,
+                nodes=str(job.get("nodes") or job.get("batch_host") or ""),
+                name=str(job.get("name") or ""),
+                source="slurm",
+                start=_number(job.get("start_time")),
+                end=_number(job.get("end_time")),
+                working_directory=str(job.get("current_working_directory") or ""),
+                standard_output=str(job.get("standard_output") or ""),
+                user=str(job.get("user_name") or ""),
+            )
+        )
+    return found
+
+
+def live_jobs_named(jobs: list[RestJob], name: str, user: str) -> list[tuple[str, str]]:
+    """``(id, state)`` of ``user``'s queued or running jobs called ``name``, oldest first (what
+    :func:`~airflow_genius.core.slurm_protocol.parse_live_jobs` reads from ``squeue --me --name``).
+
+    >>> jobs = [RestJob("12", "RUNNING", name="a", user="me"), RestJob("9", "PENDING", name="a", user="me"),
+    ...         RestJob("8", "COMPLETED", name="a", user="me"), RestJob("7", "RUNNING", name="a", user="you")]
+    >>> live_jobs_named(jobs, "a", "me")
+    [('9', 'PENDING'), ('12', 'RUNNING')]
+    """
+    mine = [(job.job_id, job.state) for job in jobs if job.name == name and job.user == user and job.live]
+    return sorted(mine, key=lambda item: [int(part) for part in item[0].split("_")])
 
 
 def parse_accounting(version: str, body: Mapping[str, Any]) -> RestJob | None:
@@ -529,6 +562,23 @@ def parse_accounting(version: str, body: Mapping[str, Any]) -> RestJob | None:
     )
 
 
+def poll_lines(status: RestJob | None, accounting: RestJob | None = None) -> tuple[str, str]:
+    """The ``(squeue line, sacct line)`` the SSH transport's poll would read, from what slurmctld
+    (``status``, None when it no longer knows the job) and slurmdbd (``accounting``) said.
+
+    >>> poll_lines(RestJob("9", "RUNNING", nodes="n1"))
+    ('RUNNING|None|n1', '')
+    >>> poll_lines(None, RestJob("9", "FAILED", exit_code=3, signal=0))
+    ('', '9|FAILED|3:0|None')
+    """
+    if status is not None:
+        if status.live:
+            # a COMPLETING job's end is read from its own record (squeue + sacct, as over SSH)
+            return status.squeue_line(), status.sacct_line() if "COMPLETING" in status.flags else ""
+        return "", status.sacct_line()
+    return "", accounting.sacct_line() if accounting is not None else ""
+
+
 def job_verdict(job_id: str, status: RestJob | None, accounting: RestJob | None = None) -> JobVerdict:
     """The verdict of :func:`~airflow_genius.core.slurm_protocol.verdict` on what slurmctld
     (``status``, None when it no longer knows the job) and slurmdbd (``accounting``) said.
@@ -538,14 +588,18 @@ def job_verdict(job_id: str, status: RestJob | None, accounting: RestJob | None 
     >>> job_verdict("9", RestJob("9", "RUNNING", nodes="n1")).state
     'RUNNING'
     """
-    if status is not None:
-        if status.live:
-            # a COMPLETING job's end is read from its own record (squeue + sacct, as over SSH)
-            record = status.sacct_line() if "COMPLETING" in status.flags else ""
-            return verdict(squeue_line=status.squeue_line(), sacct_line=record, job_id=job_id)
-        return verdict(squeue_line="", sacct_line=status.sacct_line(), job_id=job_id)
-    sacct = accounting.sacct_line() if accounting is not None else ""
-    return verdict(squeue_line="", sacct_line=sacct, job_id=job_id)
+    squeue_line, sacct_line = poll_lines(status, accounting)
+    return verdict(squeue_line=squeue_line, sacct_line=sacct_line, job_id=job_id)
+
+
+def read_output_command(path: str, offset: int, chunk: int = OUTPUT_CHUNK) -> str:
+    """Up to ``chunk`` bytes of a job's output file from byte ``offset`` (nothing if it does not exist
+    yet), as the SSH poll reads them.
+
+    >>> read_output_command("/h/j/slurm-9.out", 10)
+    'tail -c +11 /h/j/slurm-9.out 2>/dev/null | head -c 65536; true'
+    """
+    return f"tail -c +{int(offset) + 1} {shlex.quote(path)} 2>/dev/null | head -c {int(chunk)}; true"
 
 
 # --------------------------------------------------------------------------- tokens

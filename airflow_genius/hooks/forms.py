@@ -54,6 +54,11 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
             "label": "Token lifespan (seconds)",
             "schema": {"type": ["integer", "null"], "default": 1800},
         },
+        "shared_paths": {
+            "label": "Shared folders",
+            "schema": {"type": ["array", "null"], "items": {"type": "string"}},
+            "description": "Folders mounted at the same path here and on the nodes: job files there need no SSH",
+        },
     },
 }
 

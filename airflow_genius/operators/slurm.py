@@ -37,7 +37,7 @@ import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.configuration import conf
@@ -102,6 +102,9 @@ class SlurmJobMixin(BaseOperator):
     remote_base_dir: str
     deferrable: bool
     job_id: str | None = None
+    #: "ssh": sbatch/squeue/sacct/scancel on the login node; "rest": slurmrestd (docs/runners/slurm-rest.md)
+    transport: str = "ssh"
+    slurm_rest_conn_id: str | None = None
 
     def configure_job(
         self,
@@ -123,6 +126,12 @@ class SlurmJobMixin(BaseOperator):
         self.job_id = None
 
     def slurm_hook(self) -> SlurmHook:
+        """The hook of this operator's transport (SlurmRestTransport has SlurmHook's methods for it)."""
+        if self.transport == "rest":
+            from airflow_genius.hooks.slurm_rest import SlurmRestTransport
+
+            rest = SlurmRestTransport(str(self.slurm_rest_conn_id), ssh_conn_id=self.ssh_conn_id or None)
+            return cast("SlurmHook", rest)
         from airflow_genius.hooks.slurm import SlurmHook
 
         return SlurmHook(self.ssh_conn_id)
@@ -211,10 +220,27 @@ class SlurmJobMixin(BaseOperator):
     def wait_for_job(self, hook: SlurmHook, job: SlurmJob) -> dict[str, Any]:
         """Wait for the job to end (deferred to the triggerer when ``deferrable``), tailing its output."""
         if self.deferrable:
-            from airflow_genius.triggers.slurm import GeniusSlurmTrigger
+            from airflow.triggers.base import BaseTrigger
 
-            self.defer(
-                trigger=GeniusSlurmTrigger(
+            trigger: BaseTrigger
+            if self.transport == "rest":
+                from airflow_genius.triggers.slurm_rest import GeniusSlurmRestTrigger
+
+                trigger = GeniusSlurmRestTrigger(
+                    slurm_rest_conn_id=str(self.slurm_rest_conn_id),
+                    ssh_conn_id=self.ssh_conn_id or None,
+                    api_version=cast("Any", hook).api_version,
+                    job_id=job.job_id,
+                    output_path=job.output_path,
+                    poll_interval=self.poll_interval,
+                    lost_after=self.lost_after,
+                    pending_timeout=self.pending_timeout,
+                    started_at=time.time(),
+                )
+            else:
+                from airflow_genius.triggers.slurm import GeniusSlurmTrigger
+
+                trigger = GeniusSlurmTrigger(
                     ssh_conn_id=self.ssh_conn_id,
                     job_id=job.job_id,
                     output_path=job.output_path,
@@ -223,9 +249,8 @@ class SlurmJobMixin(BaseOperator):
                     lost_after=self.lost_after,
                     pending_timeout=self.pending_timeout,
                     started_at=time.time(),
-                ),
-                method_name="execute_complete",
-            )
+                )
+            self.defer(trigger=trigger, method_name="execute_complete")
         return hook.wait(
             job.job_id,
             output_path=job.output_path,
@@ -248,7 +273,10 @@ class GeniusSlurmOperator(SlurmJobMixin, GeniusOperatorMixin):
     """Run a genius task on a Slurm cluster reached over SSH; the run record's result is the XCom.
 
     Args (besides the genius arguments of :class:`~airflow_genius.operators.base.GeniusOperatorMixin`):
-        ssh_conn_id: SSH connection to a login node with ``sbatch``/``squeue``/``sacct``/``scancel``.
+        ssh_conn_id: SSH connection to a login node with ``sbatch``/``squeue``/``sacct``/``scancel``
+            (with ``transport="rest"``: only for the job's files and output, see docs/runners/slurm-rest.md).
+        transport: ``"ssh"`` (default) or ``"rest"``: submit, state, cancel and reattach through slurmrestd.
+        slurm_rest_conn_id: the ``genius_slurm_rest`` connection (``transport="rest"``).
         partition, time, nodes, ntasks, cpus_per_task, mem, gpus, account, qos, constraint,
         reservation, extra_directives: sbatch options (see
             :class:`~airflow_genius.operators.slurm_script.SlurmJobOptions`).
@@ -285,6 +313,8 @@ class GeniusSlurmOperator(SlurmJobMixin, GeniusOperatorMixin):
         self,
         *,
         ssh_conn_id: str,
+        transport: Literal["ssh", "rest"] = "ssh",
+        slurm_rest_conn_id: str | None = None,
         partition: str | None = None,
         time: str | None = None,
         nodes: int | None = None,
@@ -324,6 +354,12 @@ class GeniusSlurmOperator(SlurmJobMixin, GeniusOperatorMixin):
             ssh_conn_id=ssh_conn_id, remote_base_dir=remote_base_dir, poll_interval=poll_interval,
             lost_after=lost_after, pending_timeout=pending_timeout, deferrable=deferrable,
         )  # fmt: skip
+        if transport not in ("ssh", "rest"):
+            raise ValueError(f"transport must be 'ssh' or 'rest', not {transport!r}")
+        if transport == "rest" and not slurm_rest_conn_id:
+            raise ValueError('transport="rest" needs slurm_rest_conn_id (a genius_slurm_rest connection)')
+        self.transport = transport
+        self.slurm_rest_conn_id = slurm_rest_conn_id
         self.sbatch_options: dict[str, Any] = {
             "partition": partition, "time": time, "nodes": nodes, "ntasks": ntasks,
             "cpus_per_task": cpus_per_task, "mem": mem, "gpus": gpus, "account": account, "qos": qos,
@@ -387,6 +423,8 @@ class GeniusSlurmOperator(SlurmJobMixin, GeniusOperatorMixin):
         who = identity_from_context(context)
         index = who["map_index"]
         if not self.array or index < 0 or who["try_number"] > 1 or spec.service is not None:
+            return None
+        if self.transport == "rest":  # the REST transport cannot write element files or release yet
             return None
         size = self.array_count(context)
         if size is None or size < 2 or index >= size:

@@ -101,7 +101,7 @@ _REFUSED_DIRECTIVES: Mapping[str, str] = MappingProxyType(
         "gid": "the job runs as the SSH user",
         "clusters": "genius watches the job on the login node's own cluster",
         "cluster-constraint": "genius watches the job on the login node's own cluster",
-        "array": "each task instance is one job",
+        "array": "a mapped task's instances share one array genius submits itself (array=True)",
         "container": "use container=SlurmContainer(...)",
         **dict.fromkeys(
             ("parsable", "test-only", "wait", "hold", "quiet", "verbose", "usage", "help", "version"),

@@ -62,7 +62,10 @@ REFUSED_DIRECTIVES = [
     ("--test-only", SUBMIT),
     ("--hold", SUBMIT),
     ("--clusters=other", "is refused: genius watches the job on the login node's own cluster"),
-    ("--array=1-10", "is refused: each task instance is one job"),
+    (
+        "--array=1-10",
+        "is refused: a mapped task's instances share one array genius submits itself (array=True)",
+    ),
     ("--partition=other", "is refused: use the partition argument instead"),
     ("--cpus-per-task=4", "is refused: use the cpus_per_task argument instead"),
     # not on the allow-list, or spelled so that sbatch would read something else

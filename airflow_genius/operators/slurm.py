@@ -283,7 +283,7 @@ class GeniusSlurmOperator(SlurmJobMixin, GeniusOperatorMixin):
         setup: shell lines before the task (``module load …``, activating a virtualenv).
         env: environment of the job (templated); values are shell-quoted.
         genius_command: ``genius`` on the compute node (default: on PATH after ``setup``).
-        container: run in an image (``SlurmContainer(image=…, runtime="podman"|"apptainer")``).
+        container: run in an image (``SlurmContainer(image=…, runtime="podman"|"apptainer"|"singularity"|"pyxis")``).
         (``service=<task id of a service operator>`` — a genius argument — adds that service's
         ``SERVICE_NAME/HOSTNAME/PORT/URL`` to the job's environment.)
         remote_base_dir: where job folders live on the cluster (default ``~/.genius/slurm``).

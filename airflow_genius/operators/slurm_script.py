@@ -54,7 +54,18 @@ _SBATCH_PARSED = re.compile(r"[\"'\\#]")
 _ARRAY = re.compile(r"^[0-9]+-[0-9]+(%[1-9][0-9]*)?$")
 #: The folder of the running element of an array, in the script (a shell word, not a literal path).
 _ELEMENT_DIR = '/element-"${SLURM_ARRAY_TASK_ID:-}"'
-CONTAINER_RUNTIMES = ("podman", "apptainer", "singularity")
+CONTAINER_RUNTIMES = ("podman", "apptainer", "singularity", "pyxis")
+# Pyxis options SlurmContainer.options may add: its own long options (``--container-…``), so no other
+# srun option moves the step's output or environment. Pyxis refuses a second image or workdir, and the
+# names of --container-env come from env=.
+_PYXIS_OPTION = re.compile(r"^--(no-)?container-[a-z-]+(=.+)?$")
+_PYXIS_GENIUS_SETS = ("container-image", "container-workdir", "container-env")
+# What each runtime's mount option splits a path on: podman's -v src:dst[:opts]; apptainer's
+# --bind src[:dst[:opts]][,…]; Pyxis' --container-mounts src:dst[:flags][,…], handed to enroot as an
+# fstab line (split on whitespace). The job folder is mounted, so it may hold none of these.
+_MOUNT_SEPARATORS: Mapping[str, str] = MappingProxyType(
+    {"podman": ":", "apptainer": ":,", "singularity": ":,", "pyxis": ":, \t"}
+)
 
 #: The long sbatch options ``extra_directives`` may use, each with how it takes a value:
 #: ``"value"`` only as ``--option=value`` (a bare ``--option`` would swallow the next directive as its
@@ -132,8 +143,15 @@ class SlurmContainer:
     """Run ``genius`` inside a container image on the compute node.
 
     ``runtime="podman"`` runs the image's ENTRYPOINT (``genius``) with the host network;
-    ``apptainer``/``singularity`` run ``genius`` from the image (``docker://…``, ``*.sif``).
-    Environment is passed by name (``-e NAME``), so no value appears on a command line.
+    ``apptainer``/``singularity`` run ``genius`` from the image (``docker://…``, ``*.sif``);
+    ``pyxis`` runs ``genius`` from the image in a job step, ``srun --container-image=…`` (the Pyxis
+    plugin with enroot on the cluster; ``options`` are more Pyxis options, ``--container-…``).
+    Environment is passed by name, so no value appears on a command line.
+
+    >>> SlurmContainer(image="nvcr.io#nvidia/pytorch:24.05-py3", runtime="pyxis",
+    ...                options=["--container-mounts=/scratch:/scratch:ro", "--no-container-mount-home"])
+    ... # doctest: +ELLIPSIS
+    SlurmContainer(image='nvcr.io#nvidia/pytorch:24.05-py3', runtime='pyxis', ...)
     """
 
     image: str
@@ -144,6 +162,29 @@ class SlurmContainer:
         if self.runtime not in CONTAINER_RUNTIMES:
             raise SlurmOptionError(f"container runtime must be one of {', '.join(CONTAINER_RUNTIMES)}")
         _check_value("container image", self.image)
+        if self.image.startswith("-"):  # the runtime would read it as one of its options
+            raise SlurmOptionError(f"container image {self.image!r} must not start with '-'")
+        if isinstance(self.options, str):
+            raise SlurmOptionError(f"container options must be a list of strings, got {self.options!r}")
+        if self.runtime == "pyxis":
+            for option in self.options:
+                _check_pyxis_option(option)
+
+
+def _check_pyxis_option(option: object) -> None:
+    """Refuse a Pyxis option that is not one word of Pyxis' own or that genius sets itself."""
+    if not isinstance(option, str):
+        raise SlurmOptionError(f"pyxis option {option!r} must be a string like --container-…")
+    _check_value("pyxis option", option)
+    if not _PYXIS_OPTION.match(option):
+        raise SlurmOptionError(
+            f"pyxis option {option!r} is refused: only Pyxis' own --container-… options are allowed"
+        )
+    name = option[2:].split("=", 1)[0]
+    if name in _PYXIS_GENIUS_SETS:
+        raise SlurmOptionError(
+            f"pyxis option {option!r} is refused: genius sets --{name} (environment names: use env=)"
+        )
 
 
 @dataclass(frozen=True)
@@ -325,44 +366,47 @@ def genius_body(job_dir: str, options: SlurmJobOptions, *, element: bool = False
     folder = _Shell(shlex.quote(job_dir) + _ELEMENT_DIR) if element else job_dir
     spec = _Shell(f"{folder}/{SPEC_FILE}") if element else f"{job_dir}/{SPEC_FILE}"
     work = _Shell(f"{folder}/work") if element else f"{job_dir}/work"
+    run = ["run", "--spec", spec, "--work-dir", work]
     container = options.container
     if container is None:
-        command = [*shlex.split(options.genius_command), "run", "--spec", spec, "--work-dir", work]
-        return [_join(command)]
+        return [_join([*shlex.split(options.genius_command), *run])]
     from airflow_genius.core.runtime import ATTEMPT_ENV
 
+    unsafe = [char for char in _MOUNT_SEPARATORS[container.runtime] if char in job_dir]
+    if unsafe:
+        raise SlurmOptionError(
+            f"job folder {job_dir!r} cannot be mounted by {container.runtime}: "
+            f"it must not contain {' '.join(map(repr, unsafe))}"
+        )
     names = sorted({*options.env, "GENIUS_STATE_PASSWORD", ATTEMPT_ENV})
-    env_args = [arg for name in names for arg in ("-e", name)]
     if container.runtime == "podman":
-        command = [
-            "-v",
-            f"{job_dir}:{job_dir}",
-            *env_args,
-            *container.options,
-            container.image,
-            "run",
-            "--spec",
-            spec,
-            "--work-dir",
-            work,
-        ]
+        env_args = [arg for name in names for arg in ("-e", name)]
+        command = ["-v", f"{job_dir}:{job_dir}", *env_args, *container.options, container.image, *run]
         # The container runs as the job's user, so it can read the job's 0600 files.
         return ['podman run --rm --network=host --user "$(id -u):$(id -g)" ' + _join(command)]
-    else:  # apptainer / singularity pass the host environment through by default
+    if container.runtime == "pyxis":
+        # One job step in the image (Pyxis' options are srun's); the job folder (spec, secret file, work
+        # folder, output) mounted at its own path. The step gets the batch shell's environment
+        # (--export=ALL: env, the sourced secret file); --container-env names the variables whose host
+        # value wins over the image's ENV, so only names reach argv.
+        workdir = f"--container-workdir={folder}"
         command = [
-            container.runtime,
-            "exec",
-            "--bind",
-            job_dir,
-            *container.options,
-            container.image,
-            "genius",
-            "run",
-            "--spec",
-            spec,
-            "--work-dir",
-            work,
-        ]
+            "srun", "--nodes=1", "--ntasks=1", "--export=ALL", f"--container-image={container.image}",
+            f"--container-mounts={job_dir}:{job_dir}", _Shell(workdir) if element else workdir,
+            f"--container-env={','.join(names)}", *container.options, "genius", *run,
+        ]  # fmt: skip
+        return [_join(command)]
+    # apptainer / singularity pass the host environment through by default
+    command = [
+        container.runtime,
+        "exec",
+        "--bind",
+        job_dir,
+        *container.options,
+        container.image,
+        "genius",
+        *run,
+    ]
     return [_join(command)]
 
 

@@ -156,3 +156,80 @@ def test_a_requeued_job_passes_its_restart_count_as_the_attempt(
     assert stale.exists()
     podman = genius_body("/h/j", SlurmJobOptions(container=SlurmContainer(image="localhost/genius:1")))[0]
     assert "-e GENIUS_ATTEMPT" in podman
+
+
+PYXIS = SlurmContainer(image="nvcr.io#nvidia/pytorch:24.05-py3", runtime="pyxis")
+
+
+def test_pyxis_runs_genius_in_a_one_task_step_with_the_job_folder_mounted() -> None:
+    options = SlurmJobOptions(
+        env={"TOKEN_LIKE": "s3cr3t"},
+        container=SlurmContainer(
+            image=PYXIS.image, runtime="pyxis", options=["--container-mounts=/scratch:/data:ro+rprivate"]
+        ),
+    )
+    (line,) = genius_body("/h/j", options)
+    assert line == (
+        "srun --nodes=1 --ntasks=1 --export=ALL '--container-image=nvcr.io#nvidia/pytorch:24.05-py3'"
+        " --container-mounts=/h/j:/h/j --container-workdir=/h/j"
+        " --container-env=GENIUS_ATTEMPT,GENIUS_STATE_PASSWORD,TOKEN_LIKE"
+        " --container-mounts=/scratch:/data:ro+rprivate genius run --spec /h/j/spec.json --work-dir /h/j/work"
+    )
+    assert "s3cr3t" not in line
+    # an array element mounts the array's folder and works in its own element folder
+    (element,) = genius_body("/h/a", SlurmJobOptions(container=PYXIS), element=True)
+    assert element == (
+        "srun --nodes=1 --ntasks=1 --export=ALL '--container-image=nvcr.io#nvidia/pytorch:24.05-py3'"
+        ' --container-mounts=/h/a:/h/a --container-workdir=/h/a/element-"${SLURM_ARRAY_TASK_ID:-}"'
+        " --container-env=GENIUS_ATTEMPT,GENIUS_STATE_PASSWORD genius run"
+        ' --spec /h/a/element-"${SLURM_ARRAY_TASK_ID:-}"/spec.json'
+        ' --work-dir /h/a/element-"${SLURM_ARRAY_TASK_ID:-}"/work'
+    )
+
+
+def test_pyxis_script_passes_hostile_values_as_single_words_and_the_secret_by_environment(
+    tmp_path: Path,
+) -> None:
+    """The rig has no Pyxis (no enroot): a stand-in ``srun`` on PATH records the argv and environment
+    the rendered script hands it, which is what this test is about — quoting, not the container."""
+    canary = tmp_path / "canary"
+    job_dir = tmp_path / "job'$(touch${IFS}canary)`x`"
+    job_dir.mkdir()
+    password = "p'w $(touch " + str(canary) + ")"
+    (job_dir / SECRET_FILE).write_bytes(secret_file_content({"GENIUS_STATE_PASSWORD": password}))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    srun = bin_dir / "srun"
+    srun.write_text(
+        f"#!{sys.executable}\n"
+        "import json, os, sys\n"
+        "print(json.dumps({'argv': sys.argv[1:], 'cwd': os.getcwd(),"
+        " 'env': {k: os.environ.get(k) for k in ('GENIUS_STATE_PASSWORD', 'V0', 'GENIUS_ATTEMPT')}}))\n"
+    )
+    srun.chmod(0o755)
+    image = "reg#img:1;touch${IFS}" + str(canary) + "&`id`"
+    mount = "--container-mounts=/s$(touch${IFS}" + str(canary) + "):/s"
+    env = {"V0": "$(touch " + str(canary) + ")"}
+    options = SlurmJobOptions(
+        env=env, container=SlurmContainer(image=image, runtime="pyxis", options=[mount])
+    )
+    script = render_sbatch_script(
+        job_name="j", job_dir=str(job_dir), options=options, body=genius_body(str(job_dir), options)
+    )
+    subprocess.run(["bash", "-n"], input=script, text=True, check=True)
+    assert "p'w" not in script
+    done = subprocess.run(
+        ["bash", "-c", script], capture_output=True, text=True, check=True,
+        env={"PATH": f"{bin_dir}:/usr/bin:/bin", "SLURM_JOB_ID": "7"},
+    )  # fmt: skip
+    seen = json.loads(done.stdout)
+    assert seen["argv"] == [
+        "--nodes=1", "--ntasks=1", "--export=ALL", f"--container-image={image}",
+        f"--container-mounts={job_dir}:{job_dir}", f"--container-workdir={job_dir}",
+        "--container-env=GENIUS_ATTEMPT,GENIUS_STATE_PASSWORD,V0", mount,
+        "genius", "run", "--spec", f"{job_dir}/{SPEC_FILE}", "--work-dir", f"{job_dir}/work",
+    ]  # fmt: skip
+    assert password not in " ".join(seen["argv"])
+    assert seen["env"] == {"GENIUS_STATE_PASSWORD": password, "V0": env["V0"], "GENIUS_ATTEMPT": "0"}
+    assert seen["cwd"] == str(job_dir)
+    assert not canary.exists()

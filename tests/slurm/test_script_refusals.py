@@ -14,8 +14,10 @@ import pytest
 
 from airflow_genius.operators.slurm_script import (
     EXTRA_DIRECTIVES,
+    SlurmContainer,
     SlurmJobOptions,
     SlurmOptionError,
+    genius_body,
     render_sbatch_script,
 )
 
@@ -180,3 +182,82 @@ def test_env_may_not_set_the_names_genius_sets_itself(name: str) -> None:
         SlurmJobOptions(env={name: "evil"})
     assert str(refused.value).startswith(f"env: {name!r} is reserved: genius sets it itself")
     assert "evil" not in str(refused.value)
+
+
+PYXIS_OWN = "is refused: only Pyxis' own --container-… options are allowed"
+REFUSED_CONTAINERS: list[tuple[dict[str, Any], str]] = [
+    ({"image": "x", "runtime": "docker"}, "container runtime must be one of podman, apptainer, singularity, pyxis"),
+    ({"image": "img x", "runtime": "pyxis"}, f"container image 'img x' {ONE_WORD}"),
+    ({"image": "img\ntouch_x", "runtime": "pyxis"}, f"container image 'img\\ntouch_x' {ONE_WORD}"),
+    # an image the runtime would read as one of its own options
+    ({"image": "--container-mounts=/:/host", "runtime": "pyxis"},
+     "container image '--container-mounts=/:/host' must not start with '-'"),
+    ({"image": "--privileged"}, "container image '--privileged' must not start with '-'"),
+    ({"image": "img", "options": "--pull=never"}, "container options must be a list of strings, got '--pull=never'"),
+    # Pyxis options: srun would take any srun option, so only Pyxis' own pass
+    ({"image": "img", "runtime": "pyxis", "options": ["--output=/elsewhere/x"]},
+     f"pyxis option '--output=/elsewhere/x' {PYXIS_OWN}"),
+    ({"image": "img", "runtime": "pyxis", "options": ["--export=NONE"]}, f"pyxis option '--export=NONE' {PYXIS_OWN}"),
+    ({"image": "img", "runtime": "pyxis", "options": ["-o/elsewhere/x"]}, f"pyxis option '-o/elsewhere/x' {PYXIS_OWN}"),
+    ({"image": "img", "runtime": "pyxis", "options": ["--container-mounts=/a b:/b"]},
+     f"pyxis option '--container-mounts=/a b:/b' {ONE_WORD}"),
+    ({"image": "img", "runtime": "pyxis", "options": ["--container-mounts=/a\n/b"]},
+     f"pyxis option '--container-mounts=/a\\n/b' {ONE_WORD}"),
+    ({"image": "img", "runtime": "pyxis", "options": ["--container-mounts="]},
+     f"pyxis option '--container-mounts=' {PYXIS_OWN}"),
+    ({"image": "img", "runtime": "pyxis", "options": [7]}, "pyxis option 7 must be a string like --container-…"),
+    *(
+        ({"image": "img", "runtime": "pyxis", "options": [f"--{name}=x"]},
+         f"pyxis option '--{name}=x' is refused: genius sets --{name} (environment names: use env=)")
+        for name in ("container-image", "container-workdir", "container-env")
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("container", "expected"), REFUSED_CONTAINERS, ids=repr)
+def test_refused_containers_name_the_value(container: dict[str, Any], expected: str) -> None:
+    with pytest.raises(SlurmOptionError) as raised:
+        SlurmContainer(**container)
+    assert str(raised.value) == expected
+    assert "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("runtime", "job_dir", "unsafe"),
+    [
+        ("pyxis", "/h/a,b", "','"),
+        ("pyxis", "/h/a:b,c", "':' ','"),
+        ("pyxis", "/h/a b", "' '"),
+        ("pyxis", "/h/a\tb", "'\\t'"),
+        ("podman", "/h/a:b", "':'"),
+        ("apptainer", "/h/a,b", "','"),
+        ("singularity", "/h/a:b", "':'"),
+    ],
+)
+def test_a_job_folder_the_runtime_cannot_mount_is_refused(runtime: str, job_dir: str, unsafe: str) -> None:
+    """Mount options split paths: -v and --bind on ':' (--bind also on ','), Pyxis on ':' and ',' and
+    then writes an fstab line for enroot (split on whitespace)."""
+    options = SlurmJobOptions(container=SlurmContainer(image="img", runtime=runtime))
+    with pytest.raises(SlurmOptionError) as raised:
+        genius_body(job_dir, options)
+    assert (
+        str(raised.value)
+        == f"job folder {job_dir!r} cannot be mounted by {runtime}: it must not contain {unsafe}"
+    )
+
+
+def test_a_job_folder_with_spaces_is_one_mount_word_for_podman_and_apptainer() -> None:
+    podman = genius_body("/h/a b", SlurmJobOptions(container=SlurmContainer(image="img")))[0]
+    assert " -v '/h/a b:/h/a b' " in podman
+    apptainer = genius_body(
+        "/h/a b", SlurmJobOptions(container=SlurmContainer(image="i", runtime="apptainer"))
+    )
+    assert apptainer[0].startswith("apptainer exec --bind '/h/a b' i genius run")
+
+
+def test_pyxis_options_of_its_own_render_as_written() -> None:
+    own = ["--container-mounts=/scratch:/scratch:ro+rprivate", "--no-container-mount-home",
+           "--container-remap-root", "--container-writable", "--container-name=genius:exec"]  # fmt: skip
+    options = SlurmJobOptions(container=SlurmContainer(image="img", runtime="pyxis", options=own))
+    (line,) = genius_body("/h/j", options)
+    assert " --container-env=GENIUS_ATTEMPT,GENIUS_STATE_PASSWORD " + " ".join(own) + " genius run " in line

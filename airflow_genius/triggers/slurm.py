@@ -22,22 +22,17 @@ if TYPE_CHECKING:
     from asyncssh import SSHClientConnection
 
 
-class GeniusSlurmTrigger(BaseTrigger):
-    """Wait for Slurm job ``job_id`` to end, tailing ``output_path`` from ``log_offset`` into the log;
-    with ``end_mark`` (the file a genius job's script touches on exit) each poll waits for it on the
-    login node, so the end is seen at once.
-
-    Fires one event: ``{"job_id", "state", "succeeded", "reason", "cancel", "log_offset"}`` — the
-    same dict the worker-side wait produces, so ``execute_complete`` has one code path.
-    """
+class SlurmJobTrigger(BaseTrigger):
+    """What every deferred Slurm wait shares, whatever it talks to the cluster through: the job, its
+    output file and the wait's settings (the fields of :class:`~airflow_genius.core.slurm_protocol.Watch`),
+    their serialization, and how many failed polls in a row it survives. Subclasses add their
+    connection fields (:meth:`transport_kwargs`) and ``run``."""
 
     def __init__(
         self,
         *,
-        ssh_conn_id: str,
         job_id: str,
         output_path: str | None = None,
-        end_mark: str | None = None,
         log_offset: int = 0,
         poll_interval: float = 10.0,
         lost_after: float = 120.0,
@@ -46,10 +41,8 @@ class GeniusSlurmTrigger(BaseTrigger):
         max_reconnect_attempts: int = 5,
     ) -> None:
         super().__init__()
-        self.ssh_conn_id = ssh_conn_id
         self.job_id = protocol.check_job_id(job_id)
         self.output_path = output_path
-        self.end_mark = end_mark
         self.log_offset = log_offset
         self.poll_interval = poll_interval
         self.lost_after = lost_after
@@ -57,14 +50,17 @@ class GeniusSlurmTrigger(BaseTrigger):
         self.started_at = started_at
         self.max_reconnect_attempts = max_reconnect_attempts
 
+    def transport_kwargs(self) -> dict[str, Any]:
+        """The subclass's own constructor arguments (its connections)."""
+        return {}
+
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
             f"{type(self).__module__}.{type(self).__qualname__}",
             {
-                "ssh_conn_id": self.ssh_conn_id,
+                **self.transport_kwargs(),
                 "job_id": self.job_id,
                 "output_path": self.output_path,
-                "end_mark": self.end_mark,
                 "log_offset": self.log_offset,
                 "poll_interval": self.poll_interval,
                 "lost_after": self.lost_after,
@@ -73,6 +69,38 @@ class GeniusSlurmTrigger(BaseTrigger):
                 "max_reconnect_attempts": self.max_reconnect_attempts,
             },
         )
+
+    def give_up_after(self, failures: int, exc: BaseException, what: str, offset: int) -> TriggerEvent | None:
+        """The ERROR event once ``failures`` polls in a row failed beyond ``max_reconnect_attempts``;
+        before that None, with a warning (the caller pauses :func:`retry_pause` and polls again)."""
+        if failures > self.max_reconnect_attempts:
+            reason = f"{what} failed {failures} times: {exc}"
+            return TriggerEvent(protocol.job_event(self.job_id, "ERROR", reason=reason, log_offset=offset))
+        self.log.warning("%s failed (%d/%d), retrying: %s", what, failures, self.max_reconnect_attempts, exc)
+        return None
+
+
+def retry_pause(failures: int) -> float:
+    """Seconds before the next poll after ``failures`` failed ones in a row: 2, 4, 8… up to 30."""
+    return min(2.0**failures, 30.0)
+
+
+class GeniusSlurmTrigger(SlurmJobTrigger):
+    """Wait for Slurm job ``job_id`` to end, tailing ``output_path`` from ``log_offset`` into the log;
+    with ``end_mark`` (the file a genius job's script touches on exit) each poll waits for it on the
+    login node, so the end is seen at once.
+
+    Fires one event: ``{"job_id", "state", "succeeded", "reason", "cancel", "log_offset"}`` — the
+    same dict the worker-side wait produces, so ``execute_complete`` has one code path.
+    """
+
+    def __init__(self, *, ssh_conn_id: str, end_mark: str | None = None, **wait: Any) -> None:
+        super().__init__(**wait)
+        self.ssh_conn_id = ssh_conn_id
+        self.end_mark = end_mark
+
+    def transport_kwargs(self) -> dict[str, Any]:
+        return {"ssh_conn_id": self.ssh_conn_id, "end_mark": self.end_mark}
 
     async def _connect(self) -> SSHClientConnection:
         from airflow.providers.ssh.hooks.ssh import SSHHookAsync
@@ -105,19 +133,10 @@ class GeniusSlurmTrigger(BaseTrigger):
                     if conn is not None:
                         conn.close()
                         conn = None
-                    if failures > self.max_reconnect_attempts:
-                        reason = f"lost the SSH connection: {exc}"
-                        yield TriggerEvent(
-                            protocol.job_event(self.job_id, "ERROR", reason=reason, log_offset=watch.offset)
-                        )
+                    if (event := self.give_up_after(failures, exc, "SSH poll", watch.offset)) is not None:
+                        yield event
                         return
-                    self.log.warning(
-                        "SSH poll failed (%d/%d), reconnecting: %s",
-                        failures,
-                        self.max_reconnect_attempts,
-                        exc,
-                    )
-                    await asyncio.sleep(min(2.0**failures, 30.0))
+                    await asyncio.sleep(retry_pause(failures))
                     continue
                 failures = 0
                 step = protocol.advance(watch, _stdout_bytes(answer), time.time())

@@ -26,17 +26,18 @@ import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from airflow.triggers.base import BaseTrigger, TriggerEvent
+from airflow.triggers.base import TriggerEvent
 
 from airflow_genius.core import slurm_protocol as protocol
 from airflow_genius.core import slurm_rest as rest
 from airflow_genius.hooks.slurm_rest import SlurmRestHook, read_local_chunk, rest_watch, shared_path
+from airflow_genius.triggers.slurm import SlurmJobTrigger, retry_pause
 
 if TYPE_CHECKING:
     from asyncssh import SSHClientConnection
 
 
-class GeniusSlurmRestTrigger(BaseTrigger):
+class GeniusSlurmRestTrigger(SlurmJobTrigger):
     """Wait for Slurm job ``job_id`` through slurmrestd, tailing ``output_path`` from ``log_offset``.
 
     Args:
@@ -50,50 +51,19 @@ class GeniusSlurmRestTrigger(BaseTrigger):
     """
 
     def __init__(
-        self,
-        *,
-        slurm_rest_conn_id: str,
-        job_id: str,
-        api_version: str,
-        ssh_conn_id: str | None = None,
-        output_path: str | None = None,
-        log_offset: int = 0,
-        poll_interval: float = 10.0,
-        lost_after: float = 120.0,
-        pending_timeout: float | None = None,
-        started_at: float | None = None,
-        max_reconnect_attempts: int = 5,
+        self, *, slurm_rest_conn_id: str, api_version: str, ssh_conn_id: str | None = None, **wait: Any
     ) -> None:
-        super().__init__()
+        super().__init__(**wait)
         self.slurm_rest_conn_id = slurm_rest_conn_id
-        self.job_id = protocol.check_job_id(job_id)
         self.api_version = api_version
         self.ssh_conn_id = ssh_conn_id
-        self.output_path = output_path
-        self.log_offset = log_offset
-        self.poll_interval = poll_interval
-        self.lost_after = lost_after
-        self.pending_timeout = pending_timeout
-        self.started_at = started_at
-        self.max_reconnect_attempts = max_reconnect_attempts
 
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "slurm_rest_conn_id": self.slurm_rest_conn_id,
-                "job_id": self.job_id,
-                "api_version": self.api_version,
-                "ssh_conn_id": self.ssh_conn_id,
-                "output_path": self.output_path,
-                "log_offset": self.log_offset,
-                "poll_interval": self.poll_interval,
-                "lost_after": self.lost_after,
-                "pending_timeout": self.pending_timeout,
-                "started_at": self.started_at,
-                "max_reconnect_attempts": self.max_reconnect_attempts,
-            },
-        )
+    def transport_kwargs(self) -> dict[str, Any]:
+        return {
+            "slurm_rest_conn_id": self.slurm_rest_conn_id,
+            "api_version": self.api_version,
+            "ssh_conn_id": self.ssh_conn_id,
+        }
 
     async def _hook(self) -> SlurmRestHook:
         hook = SlurmRestHook(self.slurm_rest_conn_id)
@@ -137,19 +107,12 @@ class GeniusSlurmRestTrigger(BaseTrigger):
                     if conn is not None:
                         conn.close()
                         conn = None
-                    if failures > self.max_reconnect_attempts:
-                        reason = f"slurmrestd poll failed {failures} times: {exc}"
-                        yield TriggerEvent(
-                            protocol.job_event(self.job_id, "ERROR", reason=reason, log_offset=watch.offset)
-                        )
+                    if (
+                        event := self.give_up_after(failures, exc, "slurmrestd poll", watch.offset)
+                    ) is not None:
+                        yield event
                         return
-                    self.log.warning(
-                        "slurmrestd poll failed (%d/%d), retrying: %s",
-                        failures,
-                        self.max_reconnect_attempts,
-                        exc,
-                    )
-                    await asyncio.sleep(min(2.0**failures, 30.0))
+                    await asyncio.sleep(retry_pause(failures))
                     continue
                 failures = 0
                 step = protocol.advance(watch, protocol.poll_answer(*lines, output), time.time())

@@ -616,11 +616,14 @@ def _adrift(job_verdict: JobVerdict) -> bool:
 def _progress(watch: Watch, job_verdict: JobVerdict, now: float) -> Watch:
     """The watch's clocks and what it saw of the job, after this verdict (the output is not read yet)."""
     state = job_verdict.state
-    # back in the queue: from a node, or through a state only a requeue shows (a wait that started late)
+    # back in the queue: from a node, or through a state only a requeue shows (a wait that started late).
+    # PENDING counts only from squeue: sacct shows a job that just ended as PENDING until slurmdbd has
+    # its start and end (accounting lag), which is no requeue.
     requeued = (
         state in REQUEUE_STATES
         and watch.state not in REQUEUE_STATES
         and (watch.state in RUN_STATES or state != "PENDING")
+        and (job_verdict.live or state != "PENDING")
     )
     missing_since = (
         (watch.missing_since if watch.missing_since is not None else now) if _adrift(job_verdict) else None

@@ -258,6 +258,24 @@ def test_a_requeued_job_is_waited_for_and_its_next_run_tailed() -> None:
     assert "Slurm job 9 went back to the queue (REQUEUED)" in note
 
 
+def test_sacct_lagging_behind_a_job_that_ended_is_no_requeue() -> None:
+    """The job left squeue, and slurmdbd has not recorded its start yet: sacct still shows PENDING. That
+    is accounting lag (seen on the rig under load), not Slurm sending the job back to the queue."""
+    watch = protocol.Watch("9", output_path="/o")
+    steps = run_states(
+        watch,
+        [
+            (0.0, answer("RUNNING|None|n", output=b"line 1\n")),
+            (1.0, answer(sacct=sacct("PENDING", job="9"), output=b"no newline")),
+            (2.0, answer(sacct=sacct("COMPLETED", job="9"))),
+        ],
+    )
+    assert [note for step in steps for note in step.notes] == []
+    assert steps[-1].watch.requeues == 0
+    event = steps[-1].event
+    assert event is not None and (event["state"], event["succeeded"]) == ("COMPLETED", True)
+
+
 def test_pending_timeout_bounds_only_the_wait_before_the_first_run() -> None:
     watch = protocol.Watch("9", pending_timeout=60)
     steps = run_states(

@@ -29,7 +29,9 @@ DAG_TEST = textwrap.dedent(
     tis = [{"task_id": ti.task_id, "map_index": ti.map_index, "state": str(ti.state), "try": ti.try_number,
             "xcom": ti.xcom_pull(task_ids=ti.task_id, map_indexes=ti.map_index)}
            for ti in run.get_task_instances()]
-    print("DAG_TEST_RESULT " + json.dumps({"state": str(run.state), "run_id": run.run_id, "tis": tis}, default=str))
+    # one write, so a log line from another thread (the OpenLineage adapter's) cannot land inside it
+    sys.stdout.write("DAG_TEST_RESULT " + json.dumps({"state": str(run.state), "run_id": run.run_id, "tis": tis}, default=str) + "\\n")
+    sys.stdout.flush()
     """
 )
 
@@ -64,4 +66,6 @@ def dag_test(
     assert lines, (
         f"dag.test() printed no result\nstdout:\n{done.stdout[-3000:]}\nstderr:\n{done.stderr[-3000:]}"
     )
-    return json.loads(lines[-1].removeprefix("DAG_TEST_RESULT ")), done.stdout + done.stderr
+    # raw_decode: text another thread wrote after the JSON on the same line is not part of it
+    result, _ = json.JSONDecoder().raw_decode(lines[-1].removeprefix("DAG_TEST_RESULT "))
+    return result, done.stdout + done.stderr

@@ -16,7 +16,7 @@ import itertools  # noqa: F401 - used by the doctests
 import logging
 import re
 import shlex
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -544,6 +544,19 @@ class Step:
             log.info("[slurm %s] %s", self.watch.job_id, line)
         for note in self.notes:
             log.warning("%s", note)
+
+
+def wait_for_end(
+    watch: Watch, follow: Callable[[Watch], Step], sleep: Callable[[float], Any]
+) -> dict[str, Any]:
+    """The worker-side wait, whatever the transport: ``follow`` makes one poll (one :class:`Step`),
+    ``sleep`` pauses :attr:`Watch.delay` between polls; returns the final event (:func:`job_event`)."""
+    while True:
+        step = follow(watch)
+        if step.event is not None:
+            return step.event
+        watch = step.watch
+        sleep(watch.delay)
 
 
 def advance(watch: Watch, answer: bytes, now: float) -> Step:

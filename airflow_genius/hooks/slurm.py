@@ -177,12 +177,7 @@ class SlurmHook(BaseHook):
             lost_after=lost_after,
             pending_timeout=pending_timeout,
         )
-        while True:
-            step = self.follow(watch, log=log)
-            if step.event is not None:
-                return step.event
-            watch = step.watch
-            time.sleep(watch.delay)
+        return protocol.wait_for_end(watch, lambda current: self.follow(current, log=log), time.sleep)
 
     def cancel(self, job_id: str) -> None:
         """``scancel`` the job; a job that already ended is fine."""

@@ -498,12 +498,7 @@ class SlurmRestTransport:
         ``end_mark`` is accepted for :meth:`SlurmHook.wait`'s signature and not watched (see the class)."""
         watch = rest_watch(job_id, output_path=output_path, poll_interval=poll_interval,
                            lost_after=lost_after, pending_timeout=pending_timeout)  # fmt: skip
-        while True:
-            step = self.follow(watch, log=log)
-            if step.event is not None:
-                return step.event
-            watch = step.watch
-            time.sleep(watch.delay)
+        return protocol.wait_for_end(watch, lambda current: self.follow(current, log=log), time.sleep)
 
     def cancel(self, job_id: str) -> None:
         """Cancel the job through slurmrestd; a job that already ended is fine."""
